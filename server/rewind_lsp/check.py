@@ -1,0 +1,192 @@
+"""Check transcripts and logs: the one entry point the CLI, the server and the hook share."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import locate
+from .conversation import Conversation, rebuild
+from .findings import Finding, Position, Severity, line_position
+from .logscan import LogState, scan_file, scan_text
+from .rules import RuleSet, default_rules
+from .transcript import Entry, Transcript, read_transcript, read_transcript_bytes
+from .validate import Fault, validate
+
+TRANSCRIPT_SUFFIXES = (".jsonl",)
+LOG_SUFFIXES = (".log",)
+CONCURRENCY_400 = "tool-use-concurrency-400"
+
+LineFetcher = Callable[[int, int], bytes]  # (offset, length) -> the line's bytes
+
+
+@dataclass(slots=True)
+class TranscriptCheck:
+    transcript: Transcript
+    conversations: list[Conversation]
+    findings: list[Finding]
+
+    @property
+    def main(self) -> Conversation | None:
+        return next((c for c in self.conversations if c.kind == "main"), None)
+
+
+def _file_fetcher(path: str) -> LineFetcher:
+    def fetch(offset: int, length: int) -> bytes:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
+    return fetch
+
+
+def _bytes_fetcher(data: bytes) -> LineFetcher:
+    return lambda offset, length: data[offset : offset + length]
+
+
+class _Locator:
+    """Positions of blocks inside lines; each line is fetched and decoded once."""
+
+    def __init__(self, fetch: LineFetcher) -> None:
+        self.fetch = fetch
+        self.cache: dict[int, str] = {}
+
+    def text(self, e: Entry) -> str:
+        if e.line not in self.cache:
+            self.cache[e.line] = self.fetch(e.offset, e.length).decode("utf-8", errors="replace")
+        return self.cache[e.line]
+
+    def block(self, e: Entry, block: int | None) -> tuple[Position, Position]:
+        text = self.text(e)
+        where = locate.span(text, ["message", "content", block]) if block is not None else None
+        start, end = where if where else (0, len(text))
+        return line_position(e.line, text, start), line_position(e.line, text, end)
+
+
+def _finding(fault: Fault, severity: Severity, conv: Conversation, loc: _Locator) -> Finding:
+    start, end = loc.block(fault.entry, fault.block)
+    related = tuple((loc.block(e, b)[0], note) for e, b, note in fault.related)
+    message = fault.message
+    if conv.kind == "sidechain":
+        message += f" (in {conv.label})"
+    elif conv.kind == "history":
+        message += " (in history that is no longer sent: a rewound branch or before a compaction)"
+    facts = dict(fault.facts)
+    facts["conversation"] = conv.label
+    if fault.entry.session_id:
+        facts["session_id"] = fault.entry.session_id
+    return Finding(fault.rule, severity, message, start, end, fault.tool_use_id, related, facts)
+
+
+def _api_error_findings(conv: Conversation, severity: Severity, rules: RuleSet, loc: _Locator) -> list[Finding]:
+    """Synthetic API-error entries recording the 400 itself."""
+    rule = rules.get(CONCURRENCY_400)
+    if rule is None:
+        return []
+    out: list[Finding] = []
+    for i, e in enumerate(conv.order):
+        if not e.api_error:
+            continue
+        for f in scan_text(loc.text(e), [rule]):
+            answered_after = any(x.type == "assistant" and x.is_message for x in conv.order[i + 1 :])
+            sev = severity if (conv.kind != "history" and not answered_after) else Severity.INFORMATION
+            note = "" if sev == severity else " (the session went on after it)"
+            out.append(Finding(
+                f.rule, sev, f"Claude Code recorded the tool-use 400 here{note}: {f.message}",
+                Position(e.line, f.start.column, f.start.utf16), Position(e.line, f.end.column, f.end.utf16),
+                f.tool_use_id, (), f.facts,
+            ))
+    return out
+
+
+def analyze(transcript: Transcript, fetch: LineFetcher, rules: RuleSet | None = None) -> TranscriptCheck:
+    rules = rules or default_rules()
+    loc = _Locator(fetch)
+    conversations = rebuild(transcript.entries)
+    findings: dict[tuple[int, int, str, str | None], Finding] = {}
+    active: set[int] = set()
+    for conv in conversations:
+        if conv.kind != "history":
+            active |= conv.entry_ids
+
+    def add(f: Finding) -> None:
+        findings.setdefault((f.start.line, f.start.column, f.rule, f.tool_use_id), f)
+
+    for conv in conversations:
+        for fault in validate(conv):
+            rule = rules.get(fault.rule)
+            base = rule.severity if rule else Severity.ERROR
+            if conv.kind == "history":
+                if fault.pending or id(fault.entry) in active:
+                    continue  # normal for a rewound branch, or already judged on the live chain
+                severity = Severity.INFORMATION
+            else:
+                severity = Severity.WARNING if fault.pending else base
+            add(_finding(fault, severity, conv, loc))
+        rule = rules.get(CONCURRENCY_400)
+        for f in _api_error_findings(conv, rule.severity if rule else Severity.ERROR, rules, loc):
+            add(f)
+    malformed = rules.get("malformed-line")
+    for bad in transcript.bad_lines:
+        text = fetch(bad.offset, 1 << 16).split(b"\n", 1)[0].decode("utf-8", errors="replace")
+        col = min(bad.column - 1, len(text))
+        add(Finding(
+            "malformed-line", malformed.severity if malformed else Severity.WARNING,
+            f"line {bad.line} is not a transcript entry: {bad.reason}; it is skipped",
+            line_position(bad.line, text, col), line_position(bad.line, text, len(text)),
+        ))
+    ordered = sorted(findings.values(), key=lambda f: f.sort_key)
+    return TranscriptCheck(transcript, conversations, ordered)
+
+
+def check_transcript_file(path: str, rules: RuleSet | None = None) -> TranscriptCheck:
+    return analyze(read_transcript(path), _file_fetcher(path), rules)
+
+
+def check_transcript_bytes(data: bytes, rules: RuleSet | None = None) -> TranscriptCheck:
+    return analyze(read_transcript_bytes(data), _bytes_fetcher(data), rules)
+
+
+def check_log_file(path: str, rules: RuleSet | None = None) -> list[Finding]:
+    state = LogState()
+    scan_file(path, state, rules or default_rules())
+    return state.all()
+
+
+def check_log_text(text: str, rules: RuleSet | None = None) -> list[Finding]:
+    return scan_text(text, (rules or default_rules()).for_logs())
+
+
+def is_transcript_path(path: str) -> bool:
+    return path.endswith(TRANSCRIPT_SUFFIXES)
+
+
+def check_path(path: str, rules: RuleSet | None = None) -> list[Finding]:
+    """Findings for one file: a transcript by its `.jsonl` name, anything else as a log."""
+    if is_transcript_path(path):
+        return check_transcript_file(path, rules).findings
+    return check_log_file(path, rules)
+
+
+def discover(paths: Iterable[str], suffixes: tuple[str, ...] = TRANSCRIPT_SUFFIXES + LOG_SUFFIXES) -> Iterator[str]:
+    """Files named directly, and files with a checked suffix below named folders (sorted)."""
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p, followlinks=False):
+                dirs.sort()
+                for name in sorted(files):
+                    if name.endswith(suffixes):
+                        yield os.path.join(root, name)
+        else:
+            yield p
+
+
+def claude_config_dir() -> Path:
+    env = os.environ.get("CLAUDE_CONFIG_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".claude"
+
+
+def claude_projects_dir() -> Path:
+    return claude_config_dir() / "projects"

@@ -1,0 +1,185 @@
+"""The `rewind-lsp` command: check, rewind, doctor, serve, hook, capture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .check import check_path, claude_projects_dir, discover, is_transcript_path
+from .findings import Finding, Severity
+from .report import to_json, to_sarif, to_text
+from .rewind import MODES, RewindError, rewind
+from .rules import RuleError, RuleSet, load_rules
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"rewind-lsp: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _rules(dirs: Sequence[str]) -> RuleSet:
+    try:
+        return load_rules(dirs)
+    except RuleError as exc:
+        print(f"rewind-lsp: bad rule: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _check_all(paths: Sequence[str], rules: RuleSet) -> tuple[list[tuple[str, Finding]], list[str]]:
+    results: list[tuple[str, Finding]] = []
+    problems: list[str] = []
+    for path in discover(paths):
+        try:
+            results.extend((path, f) for f in check_path(path, rules))
+        except FileNotFoundError:
+            problems.append(f"{path}: no such file or folder")
+        except PermissionError:
+            problems.append(f"{path}: permission denied")
+        except IsADirectoryError:
+            problems.append(f"{path}: is a folder")
+        except OSError as exc:
+            problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+    return results, problems
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    rules = _rules(args.rule_dir)
+    results, problems = _check_all(args.paths, rules)
+    if args.min_severity:
+        limit = Severity.parse(args.min_severity)
+        results = [(p, f) for p, f in results if f.severity <= limit]
+    if args.format == "json":
+        print(to_json(results))
+    elif args.format == "sarif":
+        print(to_sarif(results, rules))
+    elif results:
+        print(to_text(results))
+    for p in problems:
+        print(f"rewind-lsp: {p}", file=sys.stderr)
+    if problems:
+        return EXIT_USAGE
+    return EXIT_FOUND if any(f.severity == Severity.ERROR for _, f in results) else EXIT_OK
+
+
+def cmd_scan_machine(args: argparse.Namespace) -> int:
+    """No arguments: check every Claude Code session on this machine; list the broken ones."""
+    root = claude_projects_dir()
+    if not root.is_dir():
+        print(f"No Claude Code sessions found: {root} does not exist (set CLAUDE_CONFIG_DIR if yours is elsewhere).")
+        return EXIT_OK
+    rules = _rules([])
+    sessions = [p for p in discover([str(root)], (".jsonl",)) if "/subagents/" not in p.replace(os.sep, "/")]
+    broken: dict[str, list[Finding]] = {}
+    problems: list[str] = []
+    for path in sessions:
+        results, errs = _check_all([path], rules)
+        problems.extend(errs)
+        errors = [f for _, f in results if f.severity == Severity.ERROR]
+        if errors:
+            broken[path] = errors
+    print(f"Checked {len(sessions)} Claude Code session(s) under {root}.")
+    if not broken:
+        print("No broken sessions: every tool call pairs.")
+    for path, errors in broken.items():
+        first = errors[0]
+        print(f"\nBROKEN  {path}")
+        print(f"  {len(errors)} error(s); first: line {first.start.line}: {first.rule}: {first.message}")
+        print(f"  fix:    rewind-lsp rewind {path}            (cut back to the last good point)")
+        print(f"     or:  rewind-lsp rewind --mode patch {path}   (keep everything)")
+        print("  then run the `claude --resume <id>` line it prints.")
+    for p in problems:
+        print(f"rewind-lsp: {p}", file=sys.stderr)
+    return EXIT_FOUND if broken else (EXIT_USAGE if problems else EXIT_OK)
+
+
+def cmd_rewind(args: argparse.Namespace) -> int:
+    if not is_transcript_path(args.file):
+        print(f"rewind-lsp: {args.file}: not a transcript (.jsonl)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = rewind(args.file, mode=args.mode, out=args.out, in_place=args.in_place)
+    except RewindError as exc:
+        print(f"rewind-lsp: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"rewind-lsp: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        print(json.dumps({
+            "path": str(result.path), "session_id": result.session_id, "mode": result.mode,
+            "backup": str(result.backup) if result.backup else None, "fixed": result.fixed,
+            "resume_command": result.resume_command, "cwd": result.cwd,
+        }, indent=2))
+        return EXIT_OK
+    print(f"Wrote {result.path} ({result.mode}); the original is untouched" if not result.backup
+          else f"Repaired {result.path} in place; backup at {result.backup}")
+    for line in result.fixed:
+        print(f"  - {line}")
+    where = f"cd {result.cwd} && " if result.cwd else ""
+    print(f"\nResume it with:\n  {where}{result.resume_command}")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import report
+
+    print(report(args.paths or None))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rewind-lsp", description=(
+        "Find and repair the broken tool pairing behind Claude Code's "
+        "'API Error: 400 due to tool use concurrency issues'. With no command: check every session on this machine."
+    ))
+    parser.add_argument("--version", action="version", version=f"rewind-lsp {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    p = sub.add_parser("check", help="check transcripts (*.jsonl) and terminal logs (*.log)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
+    p.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    p.add_argument("--rule-dir", action="append", default=[], metavar="DIR", help="extra rule folder (repeatable)")
+    p.add_argument("--min-severity", choices=("error", "warning", "information", "hint"),
+                   help="report only findings at least this severe")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("rewind", help="write a repaired copy of a session that `claude --resume` accepts")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--mode", choices=MODES, default="truncate",
+                   help="truncate: cut back to the last point where everything pairs; patch: keep everything")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--out", metavar="PATH", help="write here instead of a new session file beside the original")
+    target.add_argument("--in-place", action="store_true", help="replace the original, keeping a timestamped backup")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_rewind)
+
+    p = sub.add_parser("doctor", help="a report for bug reports, secrets redacted")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="transcripts or folders (default: the Claude projects folder)")
+    p.set_defaults(func=cmd_doctor)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        return cmd_scan_machine(args)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

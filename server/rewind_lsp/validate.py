@@ -1,0 +1,149 @@
+"""The API's pairing rules, applied to rebuilt conversations.
+
+- each tool_use id of an assistant message has a tool_result in the immediately following
+  user message (`orphan-tool-use`);
+- each tool_result answers a tool_use of the immediately preceding assistant message, once
+  (`orphan-tool-result`);
+- tool_use ids are unique in a conversation (`duplicate-tool-use-id`, at the second one);
+- in a user message the tool_results come before any other content (`tool-result-not-first`).
+
+The result is a list of faults: which rule, which entry and block, and why. Where they are
+in the file, and how severe, is decided by the caller (`check`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .conversation import Conversation, Message
+from .transcript import SERVER_TOOL_USES, TOOL_RESULT, TOOL_USE, Block, Entry
+
+
+@dataclass(slots=True)
+class Fault:
+    rule: str
+    entry: Entry
+    block: int | None
+    message: str
+    tool_use_id: str | None = None
+    related: list[tuple[Entry, int | None, str]] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+    pending: bool = False  # a tool_use at the very end: its tool may still be running
+
+
+def _blocks(message: Message) -> list[tuple[Entry, Block]]:
+    out: list[tuple[Entry, Block]] = []
+    for e in message.entries:
+        out.extend((e, b) for b in e.blocks)
+    return out
+
+
+def _text_first(message: Message) -> list[tuple[Entry, int | None]]:
+    """Content of a user message in order; a plain-string content is one text block (None)."""
+    out: list[tuple[Entry, int | None]] = []
+    for e in message.entries:
+        if e.text_content:
+            out.append((e, None))
+        else:
+            out.extend((e, b.index) for b in e.blocks)
+    return out
+
+
+def validate(conv: Conversation) -> list[Fault]:
+    faults: list[Fault] = []
+    seen_use: dict[str, tuple[Entry, Block]] = {}
+    msgs = conv.messages
+    for i, msg in enumerate(msgs):
+        index_fact = {"messages_index": str(i)}
+        if msg.role == "assistant":
+            uses = [(e, b) for e, b in _blocks(msg) if b.kind == TOOL_USE or b.kind in SERVER_TOOL_USES]
+            server_ids: set[str] = set()
+            for e, b in _blocks(msg):
+                if b.kind in SERVER_TOOL_USES and b.tool_id:
+                    server_ids.add(b.tool_id)
+                elif b.kind.endswith("_tool_result") and b.kind != TOOL_RESULT and b.tool_id not in server_ids:
+                    faults.append(Fault(
+                        "orphan-tool-result", e, b.index,
+                        f"`{b.kind}` for {b.tool_id} has no `server_tool_use` before it in the same message",
+                        b.tool_id, facts=index_fact,
+                    ))
+            for e, b in uses:
+                if not b.tool_id:
+                    continue
+                first = seen_use.get(b.tool_id)
+                if first is not None:
+                    faults.append(Fault(
+                        "duplicate-tool-use-id", e, b.index,
+                        f"tool_use id {b.tool_id} is used a second time (first at line {first[0].line}); "
+                        "tool_use ids must be unique",
+                        b.tool_id, related=[(first[0], first[1].index, "first use of this id")], facts=index_fact,
+                    ))
+                else:
+                    seen_use[b.tool_id] = (e, b)
+            client_uses = [(e, b) for e, b in uses if b.kind == TOOL_USE and b.tool_id]
+            if not client_uses:
+                continue
+            nxt = msgs[i + 1] if i + 1 < len(msgs) else None
+            answered = (
+                {b.tool_id for _, b in _blocks(nxt) if b.kind == TOOL_RESULT} if nxt is not None and nxt.role == "user" else set()
+            )
+            for e, b in client_uses:
+                if b.tool_id in answered:
+                    continue
+                if nxt is None:
+                    faults.append(Fault(
+                        "orphan-tool-use", e, b.index,
+                        f"tool_use {b.tool_id} has no tool_result yet: the tool may still be running; "
+                        "if this session is not running, resuming it fails with the tool-use 400",
+                        b.tool_id, facts=index_fact, pending=True,
+                    ))
+                    continue
+                where = "the next message is another assistant message" if nxt.role == "assistant" else \
+                    f"the next user message (line {nxt.entries[0].line}) does not answer it"
+                faults.append(Fault(
+                    "orphan-tool-use", e, b.index,
+                    f"tool_use {b.tool_id} has no tool_result immediately after it: {where}",
+                    b.tool_id, related=[(nxt.entries[0], None, "the message that should begin with its tool_result")],
+                    facts=index_fact,
+                ))
+        else:
+            prev = msgs[i - 1] if i > 0 and msgs[i - 1].role == "assistant" else None
+            offered = {b.tool_id: (e, b) for e, b in _blocks(prev) if b.kind == TOOL_USE} if prev else {}
+            answered_here: dict[str, Entry] = {}
+            for e, b in _blocks(msg):
+                if b.kind != TOOL_RESULT:
+                    continue
+                tid = b.tool_id or ""
+                if tid in answered_here:
+                    faults.append(Fault(
+                        "orphan-tool-result", e, b.index,
+                        f"a second tool_result for {tid} (the first is at line {answered_here[tid].line}); "
+                        "each tool_use must have a single result",
+                        tid, related=[(answered_here[tid], None, "first result for this id")], facts=index_fact,
+                    ))
+                    continue
+                answered_here[tid] = e
+                if tid not in offered:
+                    why = "the previous message is not an assistant message" if prev is None else \
+                        f"the previous assistant message (line {prev.entries[0].line}) has no tool_use with this id"
+                    related = [(prev.entries[0], None, "the assistant message it should answer")] if prev else []
+                    faults.append(Fault(
+                        "orphan-tool-result", e, b.index,
+                        f"tool_result for {tid or '(no id)'} answers no tool_use: {why}",
+                        tid or None, related=related, facts=index_fact,
+                    ))
+            seen_other: tuple[Entry, int | None] | None = None
+            for e, idx in _text_first(msg):
+                is_result = idx is not None and e.blocks[idx].kind == TOOL_RESULT
+                if not is_result:
+                    seen_other = seen_other or (e, idx)
+                elif seen_other is not None:
+                    b = e.blocks[idx]  # type: ignore[index]
+                    faults.append(Fault(
+                        "tool-result-not-first", e, b.index,
+                        f"tool_result for {b.tool_id} comes after other content in its user message; "
+                        "tool_result blocks must come first",
+                        b.tool_id, related=[(seen_other[0], seen_other[1], "content placed before the tool_result")],
+                        facts=index_fact,
+                    ))
+    return faults
