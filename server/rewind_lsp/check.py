@@ -170,14 +170,14 @@ def check_path(path: str, rules: RuleSet | None = None) -> list[Finding]:
     return check_log_file(path, rules)
 
 
-def discover(paths: Iterable[str], suffixes: tuple[str, ...] = TRANSCRIPT_SUFFIXES + LOG_SUFFIXES) -> Iterator[str]:
-    """Files named directly, and files with a checked suffix below named folders (sorted)."""
+def discover(paths: Iterable[str], suffixes: tuple[str, ...] | None = TRANSCRIPT_SUFFIXES + LOG_SUFFIXES) -> Iterator[str]:
+    """Files named directly, and files with a checked suffix (any, for None) below named folders, sorted."""
     for p in paths:
         if os.path.isdir(p):
             for root, dirs, files in os.walk(p, followlinks=False):
                 dirs.sort()
                 for name in sorted(files):
-                    if name.endswith(suffixes):
+                    if suffixes is None or name.endswith(suffixes):
                         yield os.path.join(root, name)
         else:
             yield p

@@ -135,6 +135,33 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .lsp.server import server
+
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        if not host or not port.isdigit():
+            print("rewind-lsp: --tcp wants HOST:PORT, for example 127.0.0.1:2087", file=sys.stderr)
+            return EXIT_USAGE
+        server.start_tcp(host, int(port))
+    else:
+        server.start_io()
+    return EXIT_OK
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .capture import capture, default_log_path
+
+    argv = [a for a in args.argv if a != "--"] if args.argv[:1] == ["--"] else list(args.argv)
+    if not argv:
+        print("rewind-lsp: capture needs a command, for example: rewind-lsp capture -- claude", file=sys.stderr)
+        return EXIT_USAGE
+    log_path = Path(args.log) if args.log else default_log_path(argv[0])
+    return capture(argv, log_path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rewind-lsp", description=(
         "Find and repair the broken tool pairing behind Claude Code's "
@@ -164,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="a report for bug reports, secrets redacted")
     p.add_argument("paths", nargs="*", metavar="PATH", help="transcripts or folders (default: the Claude projects folder)")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("serve", help="run the language server (stdio)")
+    p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead, for debugging")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("capture", help="run a command (claude) under a pty and tee its output to a watched log")
+    p.add_argument("--log", metavar="FILE", help="log file (default: a new file in the user log folder)")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+    p.set_defaults(func=cmd_capture)
 
     return parser
 

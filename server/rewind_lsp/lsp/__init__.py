@@ -1,0 +1,1 @@
+"""The language server: a thin LSP layer (pygls) over the pure core."""

@@ -1,0 +1,77 @@
+"""Findings as LSP diagnostics and hover text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lsprotocol import types
+
+from ..findings import Finding, Position, Severity
+from ..redact import redact
+from ..rules import RuleSet
+
+_SEVERITY = {
+    Severity.ERROR: types.DiagnosticSeverity.Error,
+    Severity.WARNING: types.DiagnosticSeverity.Warning,
+    Severity.INFORMATION: types.DiagnosticSeverity.Information,
+    Severity.HINT: types.DiagnosticSeverity.Hint,
+}
+
+
+def _character(p: Position, encoding: str, line_text: Callable[[int], str]) -> int:
+    if encoding == types.PositionEncodingKind.Utf32:
+        return p.column - 1
+    if encoding == types.PositionEncodingKind.Utf8:
+        return len(line_text(p.line)[: p.column - 1].encode("utf-8"))
+    return p.utf16
+
+
+def to_position(p: Position, encoding: str, line_text: Callable[[int], str]) -> types.Position:
+    return types.Position(line=max(p.line - 1, 0), character=max(_character(p, encoding, line_text), 0))
+
+
+def to_diagnostic(uri: str, f: Finding, rules: RuleSet, encoding: str, line_text: Callable[[int], str]) -> types.Diagnostic:
+    rule = rules.get(f.rule)
+    rng = types.Range(start=to_position(f.start, encoding, line_text), end=to_position(f.end, encoding, line_text))
+    related = [
+        types.DiagnosticRelatedInformation(
+            location=types.Location(uri=uri, range=types.Range(
+                start=to_position(p, encoding, line_text), end=to_position(p, encoding, line_text))),
+            message=note,
+        )
+        for p, note in f.related
+    ]
+    return types.Diagnostic(
+        range=rng,
+        severity=_SEVERITY[f.severity],
+        code=f.rule,
+        code_description=types.CodeDescription(href=rule.fix_uri) if rule else None,
+        source="rewind-lsp",
+        message=redact(f.message),
+        related_information=related or None,
+        data={"rule": f.rule, "toolUseId": f.tool_use_id},
+    )
+
+
+def hover_markdown(findings: list[Finding], rules: RuleSet) -> str:
+    parts: list[str] = []
+    for f in findings:
+        rule = rules.get(f.rule)
+        facts = [f"**{f.rule}** ({f.severity.label}) at line {f.start.line}, column {f.start.column}"]
+        if f.tool_use_id:
+            facts.append(f"tool_use id: `{f.tool_use_id}`")
+        if f.facts.get("tool_use_ids") and f.facts["tool_use_ids"] != f.tool_use_id:
+            facts.append(f"tool_use ids: `{f.facts['tool_use_ids']}`")
+        if "messages_index" in f.facts:
+            facts.append(f"API message index: `messages.{f.facts['messages_index']}`")
+        if f.facts.get("conversation"):
+            facts.append(f"in the {f.facts['conversation']}")
+        for p, note in f.related:
+            facts.append(f"{note}: line {p.line}")
+        section = "\n\n".join([f"### {rule.title if rule else f.rule}", f.message, "- " + "\n- ".join(facts)])
+        if rule:
+            section += "\n\n" + rule.hover.strip() + f"\n\n[Fix steps]({rule.fix_uri})"
+            for link in rule.links:
+                section += f" · [{link.title}]({link.url})"
+        parts.append(section)
+    return redact("\n\n---\n\n".join(parts))

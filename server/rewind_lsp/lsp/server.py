@@ -1,0 +1,611 @@
+"""rewind-lsp's language server: LSP features mapped onto the pure core.
+
+Documents: transcripts (`*.jsonl`) and terminal logs (everything else, including terminal
+buffers). Files under the watched roots are checked when they change on disk, whether or not
+they are open, and a NEW tool-use 400 or broken pairing raises a message with actions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import os
+import re
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import from_fs_path, to_fs_path
+
+from .. import __version__
+from ..check import check_transcript_bytes, check_transcript_file, discover, is_transcript_path
+from ..findings import Finding, Severity
+from ..logscan import LogState, scan_file, scan_text
+from ..paths import user_log_dir
+from ..rewind import RewindError, RewindResult, rewind
+from ..rules import RuleError, RuleSet, load_rules
+from .config import SECTION, Settings, parse_settings
+from .diagnostics import hover_markdown, to_diagnostic
+from .watch import Watcher
+
+log = logging.getLogger(__name__)
+
+CMD_REWIND = "rewind-lsp.rewind"
+CMD_REPAIR = "rewind-lsp.repair"
+CMD_SHOW_FIX = "rewind-lsp.showFix"
+CMD_COPY_RESUME = "rewind-lsp.copyResumeCommand"
+TERMINAL_OUTPUT = "rewindLsp/terminalOutput"
+LARGE_DOCUMENT = 1 << 20  # bytes; larger documents are checked after a pause in typing
+DEBOUNCE_SECONDS = 0.3
+PAIRING_RULES = {"tool-use-concurrency-400", "orphan-tool-use", "orphan-tool-result", "duplicate-tool-use-id",
+                 "tool-result-not-first"}
+
+
+class RewindLanguageServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("rewind-lsp", __version__)
+        self.settings = Settings()
+        self.rules: RuleSet = load_rules()
+        self.disk_findings: dict[str, list[Finding]] = {}  # path -> findings of the file on disk
+        self.log_states: dict[str, LogState] = {}
+        self.known_errors: dict[str, set[tuple[str, int, str | None]]] = {}
+        self.rewound: dict[str, RewindResult] = {}  # source path -> last repaired copy
+        self.watcher: Watcher | None = None
+        self.startup_done = asyncio.Event()
+        self.pending_checks: dict[str, asyncio.Task[None]] = {}
+        # One worker: file checks never race each other, and the event loop stays free.
+        self.io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewind-lsp-check")
+
+    # --- settings ---------------------------------------------------------------------------
+
+    def apply_settings(self, raw: Any) -> None:
+        settings, problem = parse_settings(raw)
+        if problem:
+            self.window_show_message(types.ShowMessageParams(types.MessageType.Error, problem))
+        try:
+            rules = load_rules(settings.rule_dirs)
+        except RuleError as exc:
+            self.window_show_message(types.ShowMessageParams(
+                types.MessageType.Error, f"rewind-lsp: {exc}; using the shipped rules only"))
+            rules = load_rules()
+            settings = settings.model_copy(update={"rule_dirs": []})
+        self.settings, self.rules = settings, rules
+        self.log_states.clear()
+
+    def adjust(self, findings: list[Finding]) -> list[Finding]:
+        """Disabled rules removed, severity overrides applied."""
+        out = []
+        for f in findings:
+            if f.rule in self.settings.disabled_rules:
+                continue
+            level = self.settings.severity_for(f.rule)
+            out.append(f.with_severity(level) if level else f)
+        return out
+
+    # --- checking ---------------------------------------------------------------------------
+
+    def check_disk(self, path: str) -> list[Finding]:
+        """Runs on the worker thread."""
+        if is_transcript_path(path):
+            return check_transcript_file(path, self.rules).findings
+        state = self.log_states.setdefault(path, LogState())
+        scan_file(path, state, self.rules)
+        return state.all()
+
+    def check_text(self, uri: str, text: str) -> list[Finding]:
+        path = to_fs_path(uri) or uri
+        if is_transcript_path(path):
+            return check_transcript_bytes(text.encode("utf-8"), self.rules).findings
+        return scan_text(text, self.rules.for_logs())
+
+    def is_open(self, uri: str) -> bool:
+        return uri in self.workspace.text_documents
+
+    def findings_for_uri(self, uri: str) -> list[Finding]:
+        if self.is_open(uri):
+            doc = self.workspace.get_text_document(uri)
+            return self.adjust(self.check_text(uri, doc.source))
+        path = to_fs_path(uri)
+        return self.adjust(self.disk_findings.get(path or "", []))
+
+    # --- diagnostics ------------------------------------------------------------------------
+
+    @property
+    def pulls_documents(self) -> bool:
+        td = self.client_capabilities.text_document
+        return td is not None and td.diagnostic is not None
+
+    @property
+    def pulls_workspace(self) -> bool:
+        ws = self.client_capabilities.workspace
+        return self.pulls_documents and ws is not None and ws.diagnostics is not None
+
+    def line_text(self, uri: str) -> Callable[[int], str]:
+        """1-based line -> text, for clients that count UTF-8 bytes."""
+        cache: dict[int, str] = {}
+
+        def get(line: int) -> str:
+            if line not in cache:
+                if self.is_open(uri):
+                    lines = self.workspace.get_text_document(uri).lines
+                    cache[line] = lines[line - 1] if 0 < line <= len(lines) else ""
+                else:
+                    cache[line] = _read_line(to_fs_path(uri) or "", line)
+            return cache[line]
+
+        return get
+
+    def diagnostics(self, uri: str, findings: list[Finding]) -> list[types.Diagnostic]:
+        encoding = str(self.workspace.position_encoding or types.PositionEncodingKind.Utf16)
+        return [to_diagnostic(uri, f, self.rules, encoding, self.line_text(uri)) for f in findings]
+
+    def publish(self, uri: str, findings: list[Finding]) -> None:
+        """Push, unless the client pulls this document; then ask it to pull again."""
+        open_doc = self.is_open(uri)
+        if (open_doc and self.pulls_documents) or (not open_doc and self.pulls_workspace):
+            self._refresh_pull()
+            return
+        self.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=self.diagnostics(uri, findings)))
+
+    def _refresh_pull(self) -> None:
+        ws = self.client_capabilities.workspace
+        if ws is not None and ws.diagnostics is not None and ws.diagnostics.refresh_support:
+            self.workspace_diagnostic_refresh(None)
+
+    # --- files on disk ----------------------------------------------------------------------
+
+    async def refresh_path(self, path: str, deleted: bool = False, announce: bool = True) -> None:
+        uri = from_fs_path(path) or path
+        if deleted or not os.path.exists(path):
+            self.disk_findings.pop(path, None)
+            self.log_states.pop(path, None)
+            self.known_errors.pop(path, None)
+            if not self.is_open(uri):
+                self.publish(uri, [])
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            findings = await loop.run_in_executor(self.io, self.check_disk, path)
+        except OSError as exc:
+            self.window_log_message(types.LogMessageParams(
+                types.MessageType.Warning, f"rewind-lsp: cannot read {path}: {exc.strerror or exc}"))
+            return
+        self.disk_findings[path] = findings
+        adjusted = self.adjust(findings)
+        if not self.is_open(uri):
+            self.publish(uri, adjusted)
+        new_errors = self._new_errors(path, adjusted)
+        if announce and new_errors and self.settings.notifications:
+            asyncio.ensure_future(self.announce(path, new_errors[0]))
+
+    def _new_errors(self, path: str, findings: list[Finding]) -> list[Finding]:
+        errors = [f for f in findings if f.severity == Severity.ERROR and f.rule in PAIRING_RULES]
+        keys = {(f.rule, f.start.line, f.tool_use_id) for f in errors}
+        before = self.known_errors.get(path, set())
+        self.known_errors[path] = keys
+        return [f for f in errors if (f.rule, f.start.line, f.tool_use_id) not in before]
+
+    async def announce(self, path: str, finding: Finding) -> None:
+        """Tell the user the moment a session breaks, with the actions that fix it."""
+        transcript = path if is_transcript_path(path) else self.transcript_for_log(path)
+        name = Path(transcript or path).name
+        what = "hit the tool-use 400" if finding.rule == "tool-use-concurrency-400" else f"broke ({finding.rule})"
+        actions = ["Rewind", "Repair"] if transcript else []
+        actions += ["Show fix", "Ignore"]
+        params = types.ShowMessageRequestParams(
+            type=types.MessageType.Error,
+            message=f"Claude Code session {name} {what} at line {finding.start.line}: {finding.message}",
+            actions=[types.MessageActionItem(title=a) for a in actions],
+        )
+        try:
+            choice = await self.window_show_message_request_async(params)
+        except Exception as exc:  # the client may not support the request
+            log.info("showMessageRequest failed: %s", exc)
+            return
+        title = choice.title if choice else "Ignore"
+        if title in ("Rewind", "Repair") and transcript:
+            await self.do_rewind(from_fs_path(transcript) or transcript, "truncate" if title == "Rewind" else "patch")
+        elif title == "Show fix":
+            await self.do_show_fix(finding.rule)
+
+    def transcript_for_log(self, log_path: str) -> str | None:
+        """The session a terminal log is about: a session id named in it, else the newest broken one."""
+        try:
+            with open(log_path, "rb") as f:
+                f.seek(max(0, os.path.getsize(log_path) - (1 << 20)))
+                tail = f.read().decode("utf-8", errors="replace")
+        except OSError:
+            tail = ""
+        ids = set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", tail))
+        broken = [p for p, fs in self.disk_findings.items()
+                  if is_transcript_path(p) and any(f.severity == Severity.ERROR for f in fs)]
+        for p in broken:
+            if Path(p).stem in ids:
+                return p
+        for p in self.disk_findings:
+            if is_transcript_path(p) and Path(p).stem in ids:
+                return p
+        existing = [p for p in broken if os.path.exists(p)]
+        return max(existing, key=os.path.getmtime) if existing else None
+
+    async def startup_scan(self) -> None:
+        """Check every watched file once, reporting progress, without blocking requests."""
+        files = [p for p in discover(self.watcher.roots if self.watcher else [], None) if self.watcher and self.watcher.wanted(p)]
+        token: str | None = None
+        wdp = self.client_capabilities.window
+        if files and wdp is not None and wdp.work_done_progress:
+            token = str(uuid.uuid4())
+            try:
+                await self.work_done_progress.create_async(token)
+                self.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+                    title="rewind-lsp: checking Claude Code sessions", percentage=0, cancellable=False))
+            except Exception:
+                token = None
+        broken = 0
+        for i, path in enumerate(files):
+            await self.refresh_path(path, announce=False)
+            if any(f.severity == Severity.ERROR for f in self.disk_findings.get(path, [])):
+                broken += 1
+            if token and (i % 20 == 0 or i == len(files) - 1):
+                self.work_done_progress.report(token, types.WorkDoneProgressReport(
+                    message=f"{i + 1}/{len(files)} files", percentage=int(100 * (i + 1) / len(files))))
+        if token:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"{broken} broken session(s)"))
+        if broken and self.settings.notifications:
+            self.window_show_message(types.ShowMessageParams(
+                types.MessageType.Warning,
+                f"rewind-lsp: {broken} broken Claude Code session file(s); see the Problems list."))
+        self.startup_done.set()
+
+    def start_watching(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.watcher is not None:
+            self.watcher.stop()
+
+        def changed(path: str, deleted: bool) -> None:
+            if self.is_open(from_fs_path(path) or path):
+                return  # the editor's buffer is the truth for open documents
+            asyncio.ensure_future(self.refresh_path(path, deleted))
+
+        self.watcher = Watcher(loop, changed, self.settings.log_globs)
+        for problem in self.watcher.start(self.settings.watch_roots):
+            self.window_log_message(types.LogMessageParams(types.MessageType.Info, f"rewind-lsp: {problem}"))
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def allowed_path(self, uri: Any) -> str:
+        """A transcript path from a command argument, confined to the roots the server serves."""
+        if not isinstance(uri, str) or not uri:
+            raise ValueError("expected a document URI")
+        path = to_fs_path(uri) if uri.startswith("file:") else uri
+        if not path:
+            raise ValueError(f"not a file URI: {uri}")
+        real = os.path.realpath(path)
+        roots = [*self.settings.watch_roots]
+        roots += [to_fs_path(f.uri) or "" for f in (self.workspace.folders or {}).values()]
+        roots += [os.path.dirname(to_fs_path(u) or "") for u in self.workspace.text_documents]
+        for root in filter(None, roots):
+            r = os.path.realpath(root)
+            if real == r or real.startswith(r.rstrip(os.sep) + os.sep):
+                return real
+        raise ValueError(f"{path} is outside the folders rewind-lsp serves")
+
+    async def do_rewind(self, uri: Any, mode: str) -> dict[str, Any]:
+        try:
+            path = self.allowed_path(uri)
+            if not is_transcript_path(path):
+                found = self.transcript_for_log(path)
+                if not found:
+                    raise ValueError("no Claude Code transcript found for this log")
+                path = self.allowed_path(found)
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self.io, lambda: rewind(path, mode=mode))
+        except (ValueError, RewindError, OSError) as exc:
+            message = f"rewind-lsp: {exc}"
+            self.window_show_message(types.ShowMessageParams(types.MessageType.Error, message))
+            return {"error": message}
+        self.rewound[path] = result
+        where = f"cd {result.cwd} && " if result.cwd else ""
+        self.window_show_message(types.ShowMessageParams(
+            types.MessageType.Info,
+            f"rewind-lsp: wrote {result.path.name} ({mode}); the original is untouched. "
+            f"Resume it with: {where}{result.resume_command}"))
+        new_uri = from_fs_path(str(result.path)) or str(result.path)
+        try:
+            await self.window_show_document_async(types.ShowDocumentParams(uri=new_uri, take_focus=False))
+        except Exception as exc:
+            log.info("showDocument failed: %s", exc)
+        return {"path": str(result.path), "sessionId": result.session_id, "resumeCommand": result.resume_command,
+                "uri": new_uri, "fixed": result.fixed}
+
+    async def do_show_fix(self, rule_id: Any) -> dict[str, Any]:
+        rule = self.rules.get(rule_id) if isinstance(rule_id, str) else None
+        if rule is None:
+            message = f"rewind-lsp: unknown rule {rule_id!r}"
+            self.window_show_message(types.ShowMessageParams(types.MessageType.Error, message))
+            return {"error": message}
+        try:
+            await self.window_show_document_async(types.ShowDocumentParams(uri=rule.fix_uri, take_focus=True))
+        except Exception as exc:
+            log.info("showDocument failed: %s", exc)
+        return {"uri": rule.fix_uri}
+
+
+server = RewindLanguageServer()
+
+
+def _read_line(path: str, line: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                if n == line:
+                    return raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+    except OSError:
+        pass
+    return ""
+
+
+def _guard(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Every handler error is logged to the client and answered; none stops the server."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if asyncio.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def async_inner(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await fn(*args, **kwargs)
+                except Exception:
+                    server.window_log_message(types.LogMessageParams(
+                        types.MessageType.Error, f"rewind-lsp: {name} failed:\n{traceback.format_exc()}"))
+                    return None
+            return async_inner
+
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception:
+                server.window_log_message(types.LogMessageParams(
+                    types.MessageType.Error, f"rewind-lsp: {name} failed:\n{traceback.format_exc()}"))
+                return None
+        return inner
+
+    return wrap
+
+
+# --- lifecycle ------------------------------------------------------------------------------
+
+
+@server.feature(types.INITIALIZE)
+@_guard("initialize")
+def initialize(ls: RewindLanguageServer, params: types.InitializeParams) -> None:
+    ls.apply_settings(params.initialization_options)
+
+
+@server.feature(types.INITIALIZED)
+@_guard("initialized")
+async def initialized(ls: RewindLanguageServer, params: types.InitializedParams) -> None:
+    ws = ls.client_capabilities.workspace
+    if ws is not None and ws.configuration:
+        try:
+            configs = await ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)]))
+            if configs and configs[0] is not None:
+                ls.apply_settings(configs[0])
+        except Exception as exc:
+            log.info("workspace/configuration failed: %s", exc)
+    ls.start_watching()
+    asyncio.ensure_future(ls.startup_scan())
+
+
+@server.feature(types.SHUTDOWN)
+def shutdown(ls: RewindLanguageServer, params: None) -> None:
+    if ls.watcher is not None:
+        ls.watcher.stop()
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+@_guard("didChangeConfiguration")
+async def did_change_configuration(ls: RewindLanguageServer, params: types.DidChangeConfigurationParams) -> None:
+    raw = params.settings
+    if raw is None or (isinstance(raw, dict) and SECTION not in raw and not raw):
+        ws = ls.client_capabilities.workspace
+        if ws is not None and ws.configuration:
+            configs = await ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)]))
+            raw = configs[0] if configs else None
+    ls.apply_settings(raw)
+    ls.start_watching()
+    for path in list(ls.disk_findings):
+        await ls.refresh_path(path, announce=False)
+    for uri in list(ls.workspace.text_documents):
+        ls.publish(uri, ls.findings_for_uri(uri))
+
+
+# --- documents ------------------------------------------------------------------------------
+
+
+async def _check_document(ls: RewindLanguageServer, uri: str, delay: float) -> None:
+    if delay:
+        await asyncio.sleep(delay)
+    if ls.is_open(uri):
+        ls.publish(uri, ls.findings_for_uri(uri))
+
+
+def _schedule(ls: RewindLanguageServer, uri: str) -> None:
+    old = ls.pending_checks.pop(uri, None)
+    if old is not None:
+        old.cancel()
+    size = len(ls.workspace.get_text_document(uri).source)
+    task = asyncio.ensure_future(_check_document(ls, uri, DEBOUNCE_SECONDS if size > LARGE_DOCUMENT else 0))
+    ls.pending_checks[uri] = task
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+@_guard("didOpen")
+def did_open(ls: RewindLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
+    _schedule(ls, params.text_document.uri)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+@_guard("didChange")
+def did_change(ls: RewindLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+    _schedule(ls, params.text_document.uri)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+@_guard("didSave")
+def did_save(ls: RewindLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
+    _schedule(ls, params.text_document.uri)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+@_guard("didClose")
+async def did_close(ls: RewindLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    path = to_fs_path(uri)
+    watched = path and ls.watcher and any(
+        os.path.realpath(path).startswith(os.path.realpath(r) + os.sep) for r in ls.watcher.roots)
+    if path and watched and os.path.exists(path):
+        await ls.refresh_path(path, announce=False)  # back to what is on disk
+    else:
+        ls.publish(uri, [])
+
+
+@server.feature(types.TEXT_DOCUMENT_DIAGNOSTIC, types.DiagnosticOptions(
+    identifier="rewind-lsp", inter_file_dependencies=False, workspace_diagnostics=True))
+@_guard("textDocument/diagnostic")
+def document_diagnostic(ls: RewindLanguageServer, params: types.DocumentDiagnosticParams) -> types.FullDocumentDiagnosticReport:
+    uri = params.text_document.uri
+    return types.FullDocumentDiagnosticReport(items=ls.diagnostics(uri, ls.findings_for_uri(uri)))
+
+
+@server.feature(types.WORKSPACE_DIAGNOSTIC)
+@_guard("workspace/diagnostic")
+def workspace_diagnostic(ls: RewindLanguageServer, params: types.WorkspaceDiagnosticParams) -> types.WorkspaceDiagnosticReport:
+    items: list[types.WorkspaceFullDocumentDiagnosticReport | types.WorkspaceUnchangedDocumentDiagnosticReport] = []
+    for path in sorted(ls.disk_findings):
+        uri = from_fs_path(path) or path
+        if ls.is_open(uri):
+            continue  # open documents are pulled one by one
+        items.append(types.WorkspaceFullDocumentDiagnosticReport(
+            uri=uri, version=None, items=ls.diagnostics(uri, ls.findings_for_uri(uri))))
+    return types.WorkspaceDiagnosticReport(items=items)
+
+
+# --- hover and code actions -----------------------------------------------------------------
+
+
+def _at(findings: list[Finding], line0: int) -> list[Finding]:
+    return [f for f in findings if f.start.line - 1 <= line0 <= f.end.line - 1]
+
+
+@server.feature(types.TEXT_DOCUMENT_HOVER)
+@_guard("hover")
+def hover(ls: RewindLanguageServer, params: types.HoverParams) -> types.Hover | None:
+    uri = params.text_document.uri
+    here = _at(ls.findings_for_uri(uri), params.position.line)
+    if not here:
+        return None
+    diags = ls.diagnostics(uri, here)
+    return types.Hover(
+        contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=hover_markdown(here, ls.rules)),
+        range=diags[0].range,
+    )
+
+
+@server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]))
+@_guard("codeAction")
+def code_action(ls: RewindLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    uri = params.text_document.uri
+    ours = [d for d in params.context.diagnostics if d.source == "rewind-lsp"]
+    if not ours:
+        line0 = params.range.start.line
+        findings = _at(ls.findings_for_uri(uri), line0)
+        ours = ls.diagnostics(uri, findings)
+    if not ours:
+        return []
+    path = to_fs_path(uri) or ""
+    target = uri if is_transcript_path(path) else None
+    if target is None and path:
+        found = ls.transcript_for_log(path)
+        target = from_fs_path(found) if found else None
+    actions: list[types.CodeAction] = []
+    for rule in dict.fromkeys(str(d.code) for d in ours):
+        diags = [d for d in ours if str(d.code) == rule]
+        actions.append(types.CodeAction(
+            title="Show fix steps", kind=types.CodeActionKind.QuickFix, diagnostics=diags,
+            command=types.Command(title="Show fix steps", command=CMD_SHOW_FIX, arguments=[rule])))
+    if target is not None and any(d.severity == types.DiagnosticSeverity.Error for d in ours):
+        errs = [d for d in ours if d.severity == types.DiagnosticSeverity.Error]
+        actions.append(types.CodeAction(
+            title="Rewind session (truncate)", kind=types.CodeActionKind.QuickFix, diagnostics=errs, is_preferred=True,
+            command=types.Command(title="Rewind session (truncate)", command=CMD_REWIND, arguments=[target])))
+        actions.append(types.CodeAction(
+            title="Repair session (patch)", kind=types.CodeActionKind.QuickFix, diagnostics=errs,
+            command=types.Command(title="Repair session (patch)", command=CMD_REPAIR, arguments=[target])))
+        actions.append(types.CodeAction(
+            title="Copy resume command", kind=types.CodeActionKind.QuickFix, diagnostics=errs,
+            command=types.Command(title="Copy resume command", command=CMD_COPY_RESUME, arguments=[target])))
+    return actions
+
+
+@server.command(CMD_REWIND)
+@_guard(CMD_REWIND)
+async def cmd_rewind(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
+    return await ls.do_rewind(args[0] if args else None, "truncate")
+
+
+@server.command(CMD_REPAIR)
+@_guard(CMD_REPAIR)
+async def cmd_repair(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
+    return await ls.do_rewind(args[0] if args else None, "patch")
+
+
+@server.command(CMD_SHOW_FIX)
+@_guard(CMD_SHOW_FIX)
+async def cmd_show_fix(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
+    return await ls.do_show_fix(args[0] if args else None)
+
+
+@server.command(CMD_COPY_RESUME)
+@_guard(CMD_COPY_RESUME)
+def cmd_copy_resume(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
+    try:
+        path = ls.allowed_path(args[0] if args else None)
+    except ValueError as exc:
+        return {"error": f"rewind-lsp: {exc}"}
+    done = ls.rewound.get(path)
+    if done is not None:
+        return {"resumeCommand": done.resume_command, "path": str(done.path)}
+    message = f"rewind-lsp rewind '{path}'"
+    ls.window_show_message(types.ShowMessageParams(
+        types.MessageType.Info,
+        f"rewind-lsp: this session has no repaired copy yet; run Rewind or Repair first (or `{message}`)"))
+    return {"resumeCommand": None, "rewindCommand": message}
+
+
+# --- terminal output streamed by a client ---------------------------------------------------
+
+
+@server.feature(TERMINAL_OUTPUT)
+@_guard(TERMINAL_OUTPUT)
+async def terminal_output(ls: RewindLanguageServer, params: Any) -> None:
+    name = getattr(params, "terminal", None) if not isinstance(params, dict) else params.get("terminal")
+    data = getattr(params, "data", None) if not isinstance(params, dict) else params.get("data")
+    if not isinstance(data, str) or not data:
+        return
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name or "terminal"))[:64].strip("-.") or "terminal"
+    folder = user_log_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"terminal-{safe}.log"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(data)
+    await ls.refresh_path(str(path))
