@@ -1,0 +1,187 @@
+"""The Claude Code hook, run as Claude Code runs it: a process with JSON on stdin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "real"
+SESSION = "11111111-1111-4111-8111-111111111111"
+
+
+def line(kind: str, uid: str, parent: str | None, content: object, msg_id: str | None = None) -> str:
+    message: dict[str, object] = {"role": kind, "content": content}
+    if msg_id:
+        message["id"] = msg_id
+    return json.dumps({"type": kind, "uuid": uid, "parentUuid": parent, "sessionId": SESSION, "cwd": "/tmp/proj",
+                       "message": message})
+
+
+USE = {"type": "tool_use", "id": "toolu_01HOOK", "name": "Bash", "input": {}}
+RESULT = {"type": "tool_result", "tool_use_id": "toolu_01HOOK", "content": "ok"}
+BROKEN = "\n".join([line("user", "u1", None, "go"), line("assistant", "a1", "u1", [USE], "m1"),
+                    line("user", "u2", "a1", "still there?")]) + "\n"
+HEALTHY = "\n".join([line("user", "u1", None, "go"), line("assistant", "a1", "u1", [USE], "m1"),
+                     line("user", "u2", "a1", [RESULT]), line("assistant", "a2", "u2", [{"type": "text", "text": "ok"}], "m2")]) + "\n"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "CLAUDE_CONFIG_DIR": str(tmp_path / "claude"), "REWIND_LSP_CACHE_DIR": str(tmp_path / "cache"),
+            "REWIND_LSP_LOG_DIR": str(tmp_path / "logs")}
+
+
+def run_hook(payload: object, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    return subprocess.run([sys.executable, "-m", "rewind_lsp", "hook", *extra], input=text, text=True,
+                          capture_output=True, env=env, timeout=60)
+
+
+def prompt(path: Path) -> dict[str, str]:
+    return {"session_id": SESSION, "transcript_path": str(path), "cwd": "/tmp/proj",
+            "hook_event_name": "UserPromptSubmit", "prompt": "next step"}
+
+
+def test_healthy_session_passes_silently(tmp_path: Path, env: dict[str, str]) -> None:
+    path = tmp_path / f"{SESSION}.jsonl"
+    path.write_text(HEALTHY)
+    done = run_hook(prompt(path), env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_broken_session_is_blocked_with_the_exact_fix(tmp_path: Path, env: dict[str, str]) -> None:
+    path = tmp_path / f"{SESSION}.jsonl"
+    path.write_text(BROKEN)
+    done = run_hook(prompt(path), env)
+    assert done.returncode == 0
+    decision = json.loads(done.stdout)
+    assert decision["decision"] == "block"
+    reason = decision["reason"]
+    assert "orphan-tool-use at line 2" in reason and "toolu_01HOOK" in reason
+    assert f"rewind-lsp rewind --mode patch '{path}'" in reason
+    assert "claude --resume" in reason
+    assert path.read_text() == BROKEN
+
+
+def test_auto_repair_writes_a_new_session_and_names_it(tmp_path: Path, env: dict[str, str]) -> None:
+    path = tmp_path / f"{SESSION}.jsonl"
+    path.write_text(BROKEN)
+    done = run_hook(prompt(path), env, "--auto-repair")
+    reason = json.loads(done.stdout)["reason"]
+    new = [p for p in tmp_path.glob("*.jsonl") if p != path]
+    assert len(new) == 1 and f"claude --resume {new[0].stem}" in reason
+    assert path.read_text() == BROKEN
+    again = run_hook(prompt(new[0]), env)
+    assert again.stdout == ""
+
+
+def test_session_start_resume_warns_and_adds_context(tmp_path: Path, env: dict[str, str]) -> None:
+    path = tmp_path / f"{SESSION}.jsonl"
+    path.write_text(BROKEN)
+    payload = {"session_id": SESSION, "transcript_path": str(path), "hook_event_name": "SessionStart", "source": "resume"}
+    out = json.loads(run_hook(payload, env).stdout)
+    assert "toolu_01HOOK" in out["systemMessage"]
+    assert out["hookSpecificOutput"]["hookEventName"] == "SessionStart"
+    assert "rewind-lsp rewind" in out["hookSpecificOutput"]["additionalContext"]
+    startup = {**payload, "source": "startup"}
+    assert run_hook(startup, env).stdout == ""
+
+
+@pytest.mark.parametrize("payload", ["", "not json", "[1, 2]", json.dumps({"hook_event_name": "UserPromptSubmit"}),
+                                     json.dumps({"hook_event_name": "UserPromptSubmit", "transcript_path": "/nonexistent/x.jsonl"}),
+                                     json.dumps({"hook_event_name": "PostToolUse", "transcript_path": "/etc/passwd"})])
+def test_fails_open_on_anything_unexpected(payload: str, env: dict[str, str]) -> None:
+    done = run_hook(payload, env)
+    assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_unreadable_transcript_fails_open_and_is_logged(tmp_path: Path, env: dict[str, str]) -> None:
+    folder = tmp_path / f"{SESSION}.jsonl"
+    folder.mkdir()  # a folder where the file should be: reading it fails
+    done = run_hook(prompt(folder), env)
+    assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_index_reads_only_appended_bytes(tmp_path: Path) -> None:
+    from rewind_lsp.index import read_indexed
+
+    path = tmp_path / "s.jsonl"
+    path.write_text(HEALTHY)
+    cache = tmp_path / "cache"
+    first, read1 = read_indexed(str(path), cache)
+    assert read1 == len(HEALTHY.encode()) and len(first.entries) == 4
+    extra = line("user", "u3", "a2", "more") + "\n"
+    with path.open("a") as f:
+        f.write(extra)
+    second, read2 = read_indexed(str(path), cache)
+    assert read2 == len(extra.encode()) and len(second.entries) == 5
+    path.write_text(BROKEN)  # rewritten: the index notices and starts over
+    third, _ = read_indexed(str(path), cache)
+    assert len(third.entries) == 3
+
+
+def corpus_sessions() -> list[Path]:
+    return sorted(CORPUS.rglob("*.jsonl")) if CORPUS.is_dir() else []
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus/real is not present")
+def test_real_corpus_passes_through_untouched(env: dict[str, str]) -> None:
+    for path in corpus_sessions():
+        done = run_hook(prompt(path), env)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), path
+
+
+# --- install-hook / uninstall-hook on real settings files ------------------------------------
+
+OTHER_TOOLS = {
+    "model": "opus",
+    "permissions": {"allow": ["Bash(ls:*)"]},
+    "hooks": {
+        "UserPromptSubmit": [{"hooks": [{"type": "command", "command": "other-tool check"}]}],
+        "PostToolUse": [{"matcher": "Edit", "hooks": [{"type": "command", "command": "prettier --write"}]}],
+    },
+}
+
+
+def cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rewind_lsp", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=60)
+
+
+def test_install_merges_is_idempotent_and_uninstall_restores(tmp_path: Path, env: dict[str, str]) -> None:
+    settings = tmp_path / "claude" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps(OTHER_TOOLS, indent=2) + "\n")
+    assert cli(env, "install-hook", "--user").returncode == 0
+    data = json.loads(settings.read_text())
+    assert data["model"] == "opus" and data["permissions"] == OTHER_TOOLS["permissions"]
+    assert data["hooks"]["PostToolUse"] == OTHER_TOOLS["hooks"]["PostToolUse"]
+    ups = data["hooks"]["UserPromptSubmit"]
+    assert ups[0] == OTHER_TOOLS["hooks"]["UserPromptSubmit"][0]
+    assert any("hook" in h["command"] and "rewind" in h["command"] for g in ups for h in g["hooks"])
+    assert data["hooks"]["SessionStart"][0]["matcher"] == "resume"
+    assert list(tmp_path.joinpath("claude").glob("settings.json.*.bak"))
+    snapshot = settings.read_text()
+    second = cli(env, "install-hook", "--user")
+    assert "nothing to change" in second.stdout and settings.read_text() == snapshot
+    assert settings.read_text().startswith("{\n  ")  # readable, indented
+    assert cli(env, "uninstall-hook", "--user").returncode == 0
+    assert json.loads(settings.read_text()) == OTHER_TOOLS
+
+
+def test_project_scope_and_invalid_settings_refused(tmp_path: Path, env: dict[str, str]) -> None:
+    project = tmp_path / "proj"
+    (project / ".claude").mkdir(parents=True)
+    bad = project / ".claude" / "settings.json"
+    bad.write_text('{"hooks": {,}}')
+    done = cli(env, "install-hook", "--project", cwd=project)
+    assert done.returncode == 2 and "settings.json:1:" in done.stderr and "not valid JSON" in done.stderr
+    assert bad.read_text() == '{"hooks": {,}}'
+    bad.unlink()
+    assert cli(env, "install-hook", "--project", cwd=project).returncode == 0
+    assert "UserPromptSubmit" in json.loads(bad.read_text())["hooks"]
