@@ -243,3 +243,19 @@ async def test_unknown_requests_are_answered_and_the_server_lives(client: Langua
     result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
         command="rewind-lsp.showFix", arguments=["no-such-rule"]))
     assert "error" in result
+
+
+async def test_workspace_pull_is_held_until_something_changes(client: LanguageClient) -> None:
+    await wait_pushed(client, PRESCANNED.as_uri(), timeout=5)
+    first = await client.workspace_diagnostic_async(types.WorkspaceDiagnosticParams(previous_result_ids=[]))
+    known = [types.PreviousResultId(uri=i.uri, value=i.result_id) for i in first.items if i.result_id]
+    assert known, "full reports carry result ids"
+    held = asyncio.ensure_future(client.workspace_diagnostic_async(
+        types.WorkspaceDiagnosticParams(previous_result_ids=known)))
+    await asyncio.sleep(0.5)
+    assert not held.done(), "a pull with nothing new must wait"
+    path = write(session_dir(), BROKEN)
+    report = await asyncio.wait_for(held, 5)
+    full = {i.uri: i for i in report.items if isinstance(i, types.WorkspaceFullDocumentDiagnosticReport)}
+    assert [d.code for d in full[path.as_uri()].items] == ["orphan-tool-use"]
+    assert PRESCANNED.as_uri() not in full  # unchanged, reported as such

@@ -59,6 +59,8 @@ class RewindLanguageServer(LanguageServer):
         self.watcher: Watcher | None = None
         self.startup_done = asyncio.Event()
         self.pending_checks: dict[str, asyncio.Task[None]] = {}
+        # Set (and replaced) whenever findings of a file on disk change: wakes workspace pulls.
+        self.disk_changed = asyncio.Event()
         # One worker: file checks never race each other, and the event loop stays free.
         self.io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewind-lsp-check")
 
@@ -148,7 +150,9 @@ class RewindLanguageServer(LanguageServer):
     def publish(self, uri: str, findings: list[Finding]) -> None:
         """Push, unless the client pulls this document; then ask it to pull again."""
         open_doc = self.is_open(uri)
-        if (open_doc and self.pulls_documents) or (not open_doc and self.pulls_workspace):
+        if not open_doc and self.pulls_workspace:
+            return  # a workspace pull is waiting for this change (see workspace_diagnostic)
+        if open_doc and self.pulls_documents:
             self._refresh_pull()
             return
         self.text_document_publish_diagnostics(
@@ -164,7 +168,8 @@ class RewindLanguageServer(LanguageServer):
     async def refresh_path(self, path: str, deleted: bool = False, announce: bool = True) -> None:
         uri = from_fs_path(path) or path
         if deleted or not os.path.exists(path):
-            self.disk_findings.pop(path, None)
+            if self.disk_findings.pop(path, None) is not None:
+                self.disk_changed.set()
             self.log_states.pop(path, None)
             self.known_errors.pop(path, None)
             if not self.is_open(uri):
@@ -177,7 +182,9 @@ class RewindLanguageServer(LanguageServer):
             self.window_log_message(types.LogMessageParams(
                 types.MessageType.Warning, f"rewind-lsp: cannot read {path}: {exc.strerror or exc}"))
             return
-        self.disk_findings[path] = findings
+        if self.disk_findings.get(path) != findings:
+            self.disk_findings[path] = findings
+            self.disk_changed.set()
         adjusted = self.adjust(findings)
         if not self.is_open(uri):
             self.publish(uri, adjusted)
@@ -487,16 +494,43 @@ def document_diagnostic(ls: RewindLanguageServer, params: types.DocumentDiagnost
     return types.FullDocumentDiagnosticReport(items=ls.diagnostics(uri, ls.findings_for_uri(uri)))
 
 
+WORKSPACE_PULL_WAIT = 60.0  # seconds a workspace pull with nothing new is held open
+
+
+def _result_id(findings: list[Finding]) -> str:
+    return format(hash(tuple((f.rule, f.severity, f.start, f.end, f.message) for f in findings)) & (2**64 - 1), "x")
+
+
 @server.feature(types.WORKSPACE_DIAGNOSTIC)
 @_guard("workspace/diagnostic")
-def workspace_diagnostic(ls: RewindLanguageServer, params: types.WorkspaceDiagnosticParams) -> types.WorkspaceDiagnosticReport:
+async def workspace_diagnostic(ls: RewindLanguageServer, params: types.WorkspaceDiagnosticParams) -> types.WorkspaceDiagnosticReport:
+    """Reports for files on disk that are not open. When the client already has every current
+    report, the request is held until something changes (the protocol's long poll), so the
+    client does not ask again every few seconds."""
+    previous = {p.uri: p.value for p in params.previous_result_ids}
+    for _ in range(2):
+        current = {}
+        for path in sorted(ls.disk_findings):
+            uri = from_fs_path(path) or path
+            if not ls.is_open(uri):
+                findings = ls.findings_for_uri(uri)
+                current[uri] = (_result_id(findings), findings)
+        if not previous or any(previous.get(u) != rid for u, (rid, _) in current.items()) or set(previous) - set(current):
+            break
+        ls.disk_changed.clear()
+        try:
+            await asyncio.wait_for(ls.disk_changed.wait(), WORKSPACE_PULL_WAIT)
+        except asyncio.TimeoutError:
+            break
     items: list[types.WorkspaceFullDocumentDiagnosticReport | types.WorkspaceUnchangedDocumentDiagnosticReport] = []
-    for path in sorted(ls.disk_findings):
-        uri = from_fs_path(path) or path
-        if ls.is_open(uri):
-            continue  # open documents are pulled one by one
-        items.append(types.WorkspaceFullDocumentDiagnosticReport(
-            uri=uri, version=None, items=ls.diagnostics(uri, ls.findings_for_uri(uri))))
+    for uri, (rid, findings) in current.items():
+        if previous.get(uri) == rid:
+            items.append(types.WorkspaceUnchangedDocumentDiagnosticReport(uri=uri, result_id=rid, version=None))
+        else:
+            items.append(types.WorkspaceFullDocumentDiagnosticReport(
+                uri=uri, version=None, result_id=rid, items=ls.diagnostics(uri, findings)))
+    for uri in set(previous) - set(current):  # gone from disk: clear it in the client
+        items.append(types.WorkspaceFullDocumentDiagnosticReport(uri=uri, version=None, items=[]))
     return types.WorkspaceDiagnosticReport(items=items)
 
 
