@@ -201,7 +201,7 @@ class RewindLanguageServer(LanguageServer):
 
     async def announce(self, path: str, finding: Finding) -> None:
         """Tell the user the moment a session breaks, with the actions that fix it."""
-        transcript = path if is_transcript_path(path) else self.transcript_for_log(path)
+        transcript = path if is_transcript_path(path) else self.transcript_for_log(from_fs_path(path) or path)
         name = Path(transcript or path).name
         what = "hit the tool-use 400" if finding.rule == "tool-use-concurrency-400" else f"broke ({finding.rule})"
         actions = ["Rewind", "Repair"] if transcript else []
@@ -222,25 +222,51 @@ class RewindLanguageServer(LanguageServer):
         elif title == "Show fix":
             await self.do_show_fix(finding.rule)
 
-    def transcript_for_log(self, log_path: str) -> str | None:
-        """The session a terminal log is about: a session id named in it, else the newest broken one."""
+    def document_text(self, uri: str, limit: int = 1 << 20) -> str:
+        """The end of a document: the editor's buffer when open (terminals too), else the file."""
+        if self.is_open(uri):
+            return self.workspace.get_text_document(uri).source[-limit:]
+        path = to_fs_path(uri) if uri.startswith("file:") else (uri if os.path.isabs(uri) else None)
+        if not path:
+            return ""
         try:
-            with open(log_path, "rb") as f:
-                f.seek(max(0, os.path.getsize(log_path) - (1 << 20)))
-                tail = f.read().decode("utf-8", errors="replace")
+            with open(path, "rb") as f:
+                f.seek(max(0, os.path.getsize(path) - limit))
+                return f.read().decode("utf-8", errors="replace")
         except OSError:
-            tail = ""
-        ids = set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", tail))
+            return ""
+
+    def transcript_for_log(self, uri: str) -> str | None:
+        """The session a terminal log is about: the last session id named in it that has a transcript;
+        when it names none, the newest broken session."""
+        ids = re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", self.document_text(uri))
+        if ids:
+            by_stem = {Path(p).stem: p for p in self.disk_findings if is_transcript_path(p)}
+            for sid in reversed(ids):
+                if sid in by_stem:
+                    return by_stem[sid]
+                for root in self.settings.watch_roots:
+                    for candidate in Path(root).glob(f"*/{sid}.jsonl"):
+                        return str(candidate)
+            return None
         broken = [p for p, fs in self.disk_findings.items()
-                  if is_transcript_path(p) and any(f.severity == Severity.ERROR for f in fs)]
-        for p in broken:
-            if Path(p).stem in ids:
-                return p
-        for p in self.disk_findings:
-            if is_transcript_path(p) and Path(p).stem in ids:
-                return p
-        existing = [p for p in broken if os.path.exists(p)]
-        return max(existing, key=os.path.getmtime) if existing else None
+                  if is_transcript_path(p) and os.path.exists(p) and any(f.severity == Severity.ERROR for f in fs)]
+        return max(broken, key=os.path.getmtime) if broken else None
+
+    def show_document(self, uri: str, take_focus: bool) -> None:
+        """Ask the client to open a document, if it can; never wait on its answer."""
+        window = self.client_capabilities.window
+        if window is None or window.show_document is None or not window.show_document.support:
+            return
+
+        async def ask() -> None:
+            try:
+                await asyncio.wait_for(self.window_show_document_async(
+                    types.ShowDocumentParams(uri=uri, take_focus=take_focus)), 30)
+            except Exception as exc:
+                log.info("showDocument failed: %s", exc)
+
+        asyncio.ensure_future(ask())
 
     async def startup_scan(self) -> None:
         """Check every watched file once, reporting progress, without blocking requests."""
@@ -291,9 +317,9 @@ class RewindLanguageServer(LanguageServer):
         """A transcript path from a command argument, confined to the roots the server serves."""
         if not isinstance(uri, str) or not uri:
             raise ValueError("expected a document URI")
-        path = to_fs_path(uri) if uri.startswith("file:") else uri
+        path = to_fs_path(uri) if uri.startswith("file:") else (uri if os.path.isabs(uri) else None)
         if not path:
-            raise ValueError(f"not a file URI: {uri}")
+            raise ValueError(f"not a file: {uri}")
         real = os.path.realpath(path)
         roots = [*self.settings.watch_roots]
         roots += [to_fs_path(f.uri) or "" for f in (self.workspace.folders or {}).values()]
@@ -306,9 +332,12 @@ class RewindLanguageServer(LanguageServer):
 
     async def do_rewind(self, uri: Any, mode: str) -> dict[str, Any]:
         try:
-            path = self.allowed_path(uri)
-            if not is_transcript_path(path):
-                found = self.transcript_for_log(path)
+            if not isinstance(uri, str) or not uri:
+                raise ValueError("expected a document URI")
+            if is_transcript_path(uri):
+                path = self.allowed_path(uri)
+            else:  # a log or a terminal: act on the session it names
+                found = self.transcript_for_log(uri)
                 if not found:
                     raise ValueError("no Claude Code transcript found for this log")
                 path = self.allowed_path(found)
@@ -325,10 +354,7 @@ class RewindLanguageServer(LanguageServer):
             f"rewind-lsp: wrote {result.path.name} ({mode}); the original is untouched. "
             f"Resume it with: {where}{result.resume_command}"))
         new_uri = from_fs_path(str(result.path)) or str(result.path)
-        try:
-            await self.window_show_document_async(types.ShowDocumentParams(uri=new_uri, take_focus=False))
-        except Exception as exc:
-            log.info("showDocument failed: %s", exc)
+        self.show_document(new_uri, take_focus=False)
         return {"path": str(result.path), "sessionId": result.session_id, "resumeCommand": result.resume_command,
                 "uri": new_uri, "fixed": result.fixed}
 
@@ -338,10 +364,7 @@ class RewindLanguageServer(LanguageServer):
             message = f"rewind-lsp: unknown rule {rule_id!r}"
             self.window_show_message(types.ShowMessageParams(types.MessageType.Error, message))
             return {"error": message}
-        try:
-            await self.window_show_document_async(types.ShowDocumentParams(uri=rule.fix_uri, take_focus=True))
-        except Exception as exc:
-            log.info("showDocument failed: %s", exc)
+        self.show_document(rule.fix_uri, take_focus=True)
         return {"uri": rule.fix_uri}
 
 
@@ -566,10 +589,10 @@ def code_action(ls: RewindLanguageServer, params: types.CodeActionParams) -> lis
         ours = ls.diagnostics(uri, findings)
     if not ours:
         return []
-    path = to_fs_path(uri) or ""
-    target = uri if is_transcript_path(path) else None
-    if target is None and path:
-        found = ls.transcript_for_log(path)
+    if is_transcript_path(uri):
+        target: str | None = uri
+    else:
+        found = ls.transcript_for_log(uri)
         target = from_fs_path(found) if found else None
     actions: list[types.CodeAction] = []
     for rule in dict.fromkeys(str(d.code) for d in ours):
