@@ -1,0 +1,245 @@
+;;; rewind-lsp-test.el --- Eglot + rewind-lsp end to end, in emacs --batch  -*- lexical-binding: t -*-
+
+;; Run by test/run.sh:
+;;   emacs --batch -l rewind-lsp-test.el -f ert-run-tests-batch-and-exit
+;; The Eglot configuration under test is the elisp block of ../README.md.
+;; In batch mode `eglot-ensure' never starts a server (it waits for a command
+;; loop), Flymake never runs its first check and idle timers (Eglot's
+;; didChange) never fire, so the tests start Eglot directly, call
+;; `flymake-start' and send didChange themselves.
+
+(require 'package)
+(package-initialize)
+(require 'ert)
+(require 'cl-lib)
+(require 'subr-x)
+(require 'eglot)
+(require 'flymake)
+
+(defconst rewind-test-dir
+  (file-name-directory (or load-file-name buffer-file-name)))
+(defconst rewind-test-repo
+  (expand-file-name "../../.." rewind-test-dir))
+(defconst rewind-test-server
+  (or (getenv "REWIND_LSP_SERVER")
+      (expand-file-name ".venv/bin/rewind-lsp" rewind-test-repo)))
+
+;; Scratch folders: nothing touches the real home folder.
+(defconst rewind-test-tmp (make-temp-file "rewind-lsp-emacs" t))
+(defconst rewind-test-claude (expand-file-name "claude" rewind-test-tmp))
+(defconst rewind-test-work (expand-file-name "work" rewind-test-tmp))
+(setenv "CLAUDE_CONFIG_DIR" rewind-test-claude)
+(setenv "REWIND_LSP_LOG_DIR" (expand-file-name "logs" rewind-test-tmp))
+(setq user-emacs-directory (file-name-as-directory (expand-file-name "emacs.d" rewind-test-tmp)))
+(add-hook 'kill-emacs-hook (lambda () (delete-directory rewind-test-tmp t)))
+
+;; The server on PATH, as the README's configuration expects.
+(let ((bin (file-name-directory rewind-test-server)))
+  (setenv "PATH" (concat bin path-separator (getenv "PATH")))
+  (push bin exec-path))
+
+(defun rewind-test-readme-config ()
+  "The elisp block that follows the marker comment in README.md."
+  (with-temp-buffer
+    (insert-file-contents (expand-file-name "../README.md" rewind-test-dir))
+    (goto-char (point-min))
+    (search-forward "rewind-lsp-eglot-config")
+    (search-forward "```elisp\n")
+    (let ((start (point)))
+      (search-forward "\n```")
+      (buffer-substring-no-properties start (match-beginning 0)))))
+
+(with-temp-buffer
+  (insert (rewind-test-readme-config))
+  (eval-buffer))
+
+(defconst rewind-test-session "11111111-1111-4111-8111-111111111111")
+(defconst rewind-test-transcript-lines
+  '("{\"type\":\"user\",\"uuid\":\"u1\",\"parentUuid\":null,\"sessionId\":\"11111111-1111-4111-8111-111111111111\",\"message\":{\"role\":\"user\",\"content\":\"list files\"}}"
+    "{\"type\":\"assistant\",\"uuid\":\"a1\",\"parentUuid\":\"u1\",\"sessionId\":\"11111111-1111-4111-8111-111111111111\",\"message\":{\"id\":\"msg_1\",\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_01ABC\",\"name\":\"Bash\",\"input\":{\"command\":\"ls\"}}]}}"
+    "{\"type\":\"user\",\"uuid\":\"u2\",\"parentUuid\":\"a1\",\"sessionId\":\"11111111-1111-4111-8111-111111111111\",\"message\":{\"role\":\"user\",\"content\":\"hello?\"}}")
+  "The minimal broken transcript of docs/CONTRACT.md.")
+(defconst rewind-test-400
+  "API Error: 400 due to tool use concurrency issues. Run /rewind to recover the conversation.")
+
+(defun rewind-test-write (file lines)
+  (make-directory (file-name-directory file) t)
+  (with-temp-file file
+    (insert (mapconcat #'identity lines "\n") "\n"))
+  file)
+
+(defun rewind-test-bytes (file)
+  (with-temp-buffer
+    (set-buffer-multibyte nil)
+    (insert-file-contents-literally file)
+    (buffer-string)))
+
+(defun rewind-test-wait (what pred &optional seconds)
+  "Wait up to SECONDS (default 20) for PRED to return non-nil; return it."
+  (let ((deadline (+ (float-time) (or seconds 20)))
+        value)
+    (while (and (not (setq value (funcall pred)))
+                (< (float-time) deadline))
+      (accept-process-output nil 0.1))
+    (or value (ert-fail (format "timed out waiting for %s" what)))))
+
+(defun rewind-test-open (file)
+  "Visit FILE, start Eglot as `eglot-ensure' would, return the buffer."
+  (let ((buf (find-file-noselect file)))
+    (with-current-buffer buf
+      (unless (eglot-current-server)
+        (apply #'eglot (eglot--guess-contact)))
+      (rewind-test-wait "Eglot to manage the buffer"
+                        (lambda () (and eglot--managed-mode (eglot-current-server)))))
+    buf))
+
+(defun rewind-test-diagnostic (code)
+  "Wait for a Flymake diagnostic of rule CODE in the current buffer."
+  (rewind-test-wait
+   (format "a Flymake diagnostic %s" code)
+   (lambda ()
+     (flymake-start)
+     (cl-find-if (lambda (d) (string-match-p (regexp-quote (format "[%s]" code))
+                                             (flymake-diagnostic-text d)))
+                 (flymake-diagnostics)))))
+
+(defun rewind-test-lsp-diag (diag)
+  (cdr (assoc 'eglot-lsp-diag (eglot--diag-data diag))))
+
+(defun rewind-test-hover-text (pos)
+  (save-excursion
+    (goto-char pos)
+    (let* ((hover (jsonrpc-request (eglot-current-server) :textDocument/hover
+                                   (eglot--TextDocumentPositionParams)))
+           (contents (plist-get hover :contents)))
+      (cond ((stringp contents) contents)
+            ((plist-get contents :value))
+            (t (format "%S" contents))))))
+
+(defun rewind-test-titles (actions)
+  (mapcar (lambda (a) (plist-get a :title)) actions))
+
+;; Fixtures: one transcript and one log, opened once and shared by the tests.
+
+(defvar rewind-test--transcript nil "(FILE . ORIGINAL-BYTES) of the transcript.")
+
+(defun rewind-test-transcript ()
+  "Visit the contract's broken transcript, Eglot managing it; return the buffer."
+  (unless rewind-test--transcript
+    (let ((file (rewind-test-write
+                 (expand-file-name (format "projects/-tmp-demo/%s.jsonl" rewind-test-session)
+                                   rewind-test-claude)
+                 rewind-test-transcript-lines)))
+      (setq rewind-test--transcript (cons file (rewind-test-bytes file)))))
+  (rewind-test-open (car rewind-test--transcript)))
+
+(defun rewind-test-log ()
+  "Visit a terminal log with the 400 on line 3, Eglot managing it; return the buffer."
+  (let ((file (expand-file-name "session.log" rewind-test-work)))
+    (unless (file-exists-p file)
+      (rewind-test-write file (list "$ claude" "> refactor the parser" rewind-test-400 "> ")))
+    (rewind-test-open file)))
+
+(ert-deftest rewind-lsp-transcript-diagnostic ()
+  "orphan-tool-use (Error) through Flymake, at the tool_use block on line 2."
+  (with-current-buffer (rewind-test-transcript)
+    (should (eq major-mode 'claude-transcript-mode))
+    (should (eq (eieio-object-class (eglot-current-server)) 'rewind-lsp-server))
+    (let* ((diag (rewind-test-diagnostic "orphan-tool-use"))
+           (beg (flymake-diagnostic-beg diag))
+           (lsp (rewind-test-lsp-diag diag)))
+      (should (= (line-number-at-pos beg) 2))
+      (should (string-prefix-p "{\"type\":\"tool_use\""
+                               (save-excursion
+                                 (goto-char beg)
+                                 (buffer-substring-no-properties beg (line-end-position)))))
+      (should (eq (flymake-diagnostic-type diag) 'eglot-error))
+      (should (equal (plist-get lsp :code) "orphan-tool-use"))
+      (should (equal (plist-get lsp :source) "rewind-lsp")))))
+
+(ert-deftest rewind-lsp-transcript-hover ()
+  "Hover over the finding names the tool_use id."
+  (with-current-buffer (rewind-test-transcript)
+    (let ((diag (rewind-test-diagnostic "orphan-tool-use")))
+      (should (string-match-p "toolu_01ABC"
+                              (rewind-test-hover-text (1+ (flymake-diagnostic-beg diag))))))))
+
+(ert-deftest rewind-lsp-transcript-code-actions ()
+  "The contract's quickfix titles, with the Flymake diagnostic as context."
+  (with-current-buffer (rewind-test-transcript)
+    (let* ((diag (rewind-test-diagnostic "orphan-tool-use"))
+           (actions (eglot-code-actions (flymake-diagnostic-beg diag) (flymake-diagnostic-end diag)))
+           (titles (rewind-test-titles actions)))
+      (dolist (title '("Show fix steps" "Rewind session (truncate)"
+                       "Repair session (patch)" "Copy resume command"))
+        (should (member title titles)))
+      (dolist (a actions)
+        (should (equal (plist-get a :kind) "quickfix"))))))
+
+(ert-deftest rewind-lsp-transcript-rewind ()
+  "Rewind writes a valid new session beside the untouched original."
+  (with-current-buffer (rewind-test-transcript)
+    (let* ((file (car rewind-test--transcript))
+           (original (cdr rewind-test--transcript))
+           (diag (rewind-test-diagnostic "orphan-tool-use"))
+           (actions (eglot-code-actions (flymake-diagnostic-beg diag) (flymake-diagnostic-end diag)))
+           (action (cl-find "Rewind session (truncate)" actions
+                            :key (lambda (a) (plist-get a :title)) :test #'equal))
+           (command (plist-get action :command))
+           (kill-ring nil)
+           ;; As `eglot-code-actions' runs the chosen action.
+           (result (eglot-execute-command (eglot-current-server)
+                                          (intern (plist-get command :command))
+                                          (plist-get command :arguments)))
+           (new (plist-get result :path)))
+      (should (stringp new))
+      (should (file-exists-p new))
+      (should-not (equal new file))
+      (should (equal (file-name-directory new) (file-name-directory file)))
+      (should (equal (plist-get result :resumeCommand)
+                     (concat "claude --resume " (plist-get result :sessionId))))
+      (should (= 0 (call-process rewind-test-server nil nil nil "check" new)))
+      (should (equal (rewind-test-bytes file) original))
+      ;; The README's methods: resume command copied, new session shown.
+      (should (equal (car kill-ring) (plist-get result :resumeCommand)))
+      (rewind-test-wait "a window showing the new session"
+                        (lambda () (let ((buf (find-buffer-visiting new)))
+                                     (and buf (get-buffer-window buf))))))))
+
+(ert-deftest rewind-lsp-log-diagnostic ()
+  "tool-use-concurrency-400 (Error) on the log's 400 line, with hover and fix steps."
+  (with-current-buffer (rewind-test-log)
+    (should (eq major-mode 'claude-log-mode))
+    (let* ((diag (rewind-test-diagnostic "tool-use-concurrency-400"))
+           (beg (flymake-diagnostic-beg diag)))
+      (should (= (line-number-at-pos beg) 3))
+      (should (eq (flymake-diagnostic-type diag) 'eglot-error))
+      (should (string-match-p "400" (rewind-test-hover-text (1+ beg))))
+      (should (member "Show fix steps"
+                      (rewind-test-titles (eglot-code-actions beg (flymake-diagnostic-end diag))))))))
+
+(ert-deftest rewind-lsp-log-edit ()
+  "A 400 typed into the log buffer is found (didChange)."
+  (with-current-buffer (rewind-test-log)
+    (rewind-test-diagnostic "tool-use-concurrency-400")
+    (goto-char (point-max))
+    (insert rewind-test-400 "\n")
+    (let ((line (1- (line-number-at-pos (point-max)))))
+      (eglot--signal-textDocument/didChange) ; what Eglot's idle timer does
+      (rewind-test-wait
+       (format "a second 400 finding on line %d" line)
+       (lambda ()
+         (flymake-start)
+         (member line (mapcar (lambda (d) (line-number-at-pos (flymake-diagnostic-beg d)))
+                              (flymake-diagnostics))))))))
+
+(ert-deftest rewind-lsp-settings ()
+  "The README's settings answer workspace/configuration for section rewind-lsp."
+  (with-current-buffer (rewind-test-log)
+      (let ((answer (eglot-handle-request (eglot-current-server) 'workspace/configuration
+                                          :items [(:section "rewind-lsp")])))
+        (should (equal (plist-get (aref answer 0) :notifications) t))
+        (should (equal (plist-get (aref answer 0) :severity) '(:orphan-tool-result "warning"))))))
+
+(provide 'rewind-lsp-test)
+;;; rewind-lsp-test.el ends here
