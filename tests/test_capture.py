@@ -46,10 +46,13 @@ def run_in_terminal(args: list[str], rows: int, cols: int, keys: bytes = b"", ti
 
 def test_passes_through_output_keys_size_and_exit_status(tmp_path: Path) -> None:
     log = tmp_path / "claude.log"
-    script = (f"stty size; printf '\\033[31m{LINE}\\033[0m\\n'; echo ready; read answer; echo \"got $answer\"; exit 7")
+    script = f"stty size; printf '\\033[31m{LINE}\\033[0m\\n'; echo ready; read answer; echo \"got $answer\"; exit 7"
     status, screen = run_in_terminal(
         [sys.executable, "-m", "rewind_lsp", "capture", "--log", str(log), "--", "sh", "-c", script],
-        rows=33, cols=111, keys=b"yes\r")
+        rows=33,
+        cols=111,
+        keys=b"yes\r",
+    )
     assert status == 7
     assert b"33 111" in screen  # the window size reached the command's own terminal
     assert b"got yes" in screen  # keys went through
@@ -62,24 +65,42 @@ def test_the_log_is_a_log_the_checker_finds_the_400_in(tmp_path: Path) -> None:
     log = tmp_path / "claude.log"
     status, _ = run_in_terminal(
         [sys.executable, "-m", "rewind_lsp", "capture", "--log", str(log), "--", "printf", f"\\033[31m● {LINE}\\n"],
-        rows=24, cols=80)
+        rows=24,
+        cols=80,
+    )
     assert status == 0
-    done = subprocess.run([sys.executable, "-m", "rewind_lsp", "check", "--format", "json", str(log)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "rewind_lsp", "check", "--format", "json", str(log)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1 and '"tool-use-concurrency-400"' in done.stdout
 
 
 def test_missing_command_is_a_clear_error(tmp_path: Path) -> None:
     status, screen = run_in_terminal(
-        [sys.executable, "-m", "rewind_lsp", "capture", "--log", str(tmp_path / "x.log"), "--", "no-such-claude-binary"],
-        rows=24, cols=80)
+        [
+            sys.executable,
+            "-m",
+            "rewind_lsp",
+            "capture",
+            "--log",
+            str(tmp_path / "x.log"),
+            "--",
+            "no-such-claude-binary",
+        ],
+        rows=24,
+        cols=80,
+    )
     assert status == 127 and b"cannot run no-such-claude-binary" in screen
 
 
 def test_default_log_goes_to_the_watched_log_folder(tmp_path: Path) -> None:
     env = {**os.environ, "REWIND_LSP_LOG_DIR": str(tmp_path / "logs")}
-    done = subprocess.run([sys.executable, "-m", "rewind_lsp", "capture", "--", "echo", "hi"], env=env,
-                          capture_output=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "rewind_lsp", "capture", "--", "echo", "hi"], env=env, capture_output=True, timeout=60
+    )
     assert done.returncode == 0
     logs = list((tmp_path / "logs").glob("echo-*.log"))
     assert len(logs) == 1 and logs[0].read_bytes().strip() == b"hi"

@@ -78,14 +78,22 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
     errors = live_errors(path)
     if not errors:
         return 0, "", ""
-    what = ("rewind-lsp: this session's tool calls no longer pair up, so Claude Code's next request would fail with "
-            "'API Error: 400 due to tool use concurrency issues'.\n" + _describe(path, errors))
+    what = (
+        "rewind-lsp: this session's tool calls no longer pair up, so Claude Code's next request would fail with "
+        "'API Error: 400 due to tool use concurrency issues'.\n" + _describe(path, errors)
+    )
     if event == "SessionStart":
         message = what + "\n" + _fix_text(path)
-        return 0, json.dumps({
-            "systemMessage": message,
-            "hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": message},
-        }), ""
+        return (
+            0,
+            json.dumps(
+                {
+                    "systemMessage": message,
+                    "hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": message},
+                }
+            ),
+            "",
+        )
     if auto_repair:
         try:
             result = rewind(path, mode="patch")
@@ -93,8 +101,10 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
             _log(f"auto-repair of {path} failed: {exc}")
         else:
             where = f"cd {result.cwd} && " if result.cwd else ""
-            reason = (what + f"\nrewind-lsp repaired it into a new session (the original is untouched): {result.path}\n"
-                      f"Resume that one instead:\n  {where}{result.resume_command}")
+            reason = (
+                what + f"\nrewind-lsp repaired it into a new session (the original is untouched): {result.path}\n"
+                f"Resume that one instead:\n  {where}{result.resume_command}"
+            )
             return 0, json.dumps({"decision": "block", "reason": redact(reason)}), ""
     return 0, json.dumps({"decision": "block", "reason": redact(what + "\n" + _fix_text(path))}), ""
 
@@ -151,7 +161,9 @@ def _read_settings(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SettingsError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); fix it first, nothing was changed") from None
+        raise SettingsError(
+            f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); fix it first, nothing was changed"
+        ) from None
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: the settings are not a JSON object; nothing was changed")
     return data
@@ -179,13 +191,13 @@ def install(scope: str, auto_repair: bool = False) -> tuple[Path, bool, Path | N
     data = _read_settings(path)
     hooks = data.setdefault("hooks", {})
     if not isinstance(hooks, dict):
-        raise SettingsError(f"{path}: \"hooks\" is not an object; nothing was changed")
+        raise SettingsError(f'{path}: "hooks" is not an object; nothing was changed')
     command = hook_command(auto_repair)
     changed = False
     for event, matcher in (("UserPromptSubmit", None), ("SessionStart", "resume")):
         groups = hooks.setdefault(event, [])
         if not isinstance(groups, list):
-            raise SettingsError(f"{path}: \"hooks.{event}\" is not a list; nothing was changed")
+            raise SettingsError(f'{path}: "hooks.{event}" is not a list; nothing was changed')
         mine = [h for g in groups if isinstance(g, dict) for h in g.get("hooks", []) if _is_ours(h)]
         if mine and all(h.get("command") == command for h in mine):
             continue
@@ -232,18 +244,25 @@ def uninstall(scope: str) -> tuple[Path, bool, Path | None]:
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("hook", help="Claude Code hook: block a prompt when the session is broken (reads JSON on stdin)")
-    p.add_argument("--auto-repair", action="store_true",
-                   help="repair a broken session into a new one (patch mode) and say which to resume")
+    p.add_argument(
+        "--auto-repair",
+        action="store_true",
+        help="repair a broken session into a new one (patch mode) and say which to resume",
+    )
     p.set_defaults(func=lambda args: run_hook(sys.stdin.read() if not sys.stdin.isatty() else "", args.auto_repair))
 
     for name, fn in (("install-hook", install), ("uninstall-hook", uninstall)):
         p = sub.add_parser(name, help=f"{name.split('-')[0]} the hook in Claude Code's settings.json")
         scope = p.add_mutually_exclusive_group()
-        scope.add_argument("--user", dest="scope", action="store_const", const="user",
-                           help="~/.claude/settings.json (the default)")
-        scope.add_argument("--project", dest="scope", action="store_const", const="project", help=".claude/settings.json")
-        scope.add_argument("--local", dest="scope", action="store_const", const="local",
-                           help=".claude/settings.local.json")
+        scope.add_argument(
+            "--user", dest="scope", action="store_const", const="user", help="~/.claude/settings.json (the default)"
+        )
+        scope.add_argument(
+            "--project", dest="scope", action="store_const", const="project", help=".claude/settings.json"
+        )
+        scope.add_argument(
+            "--local", dest="scope", action="store_const", const="local", help=".claude/settings.local.json"
+        )
         if name == "install-hook":
             p.add_argument("--auto-repair", action="store_true", help="install the hook with --auto-repair")
         p.set_defaults(func=lambda args, fn=fn, name=name: _settings_command(args, fn, name))
@@ -262,6 +281,8 @@ def _settings_command(args: Any, fn: Any, name: str) -> int:
     if not changed:
         print(f"{path}: nothing to change" + (" (already installed)" if name == "install-hook" else " (not installed)"))
     else:
-        print(f"{path}: hook {'installed' if name == 'install-hook' else 'removed'}"
-              + (f"; backup at {backup}" if backup else ""))
+        print(
+            f"{path}: hook {'installed' if name == 'install-hook' else 'removed'}"
+            + (f"; backup at {backup}" if backup else "")
+        )
     return 0

@@ -67,8 +67,9 @@ def read_indexed(path: str, cache_dir: Path) -> tuple[Transcript, int]:
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
         cached = _load(cache_file)
-        if cached is not None and (cached.inode != st.st_ino or cached.offset > st.st_size
-                                   or _tail_hash(f, cached.offset) != cached.tail_hash):
+        if cached is not None and (
+            cached.inode != st.st_ino or cached.offset > st.st_size or _tail_hash(f, cached.offset) != cached.tail_hash
+        ):
             cached = None
         if cached is None:
             cached = _Cached(FORMAT, st.st_ino, 0, 1, _tail_hash(f, 0), [], [])

@@ -18,33 +18,66 @@ def line(kind: str, uid: str, parent: str | None, content: object, msg_id: str |
     message: dict[str, object] = {"role": kind, "content": content}
     if msg_id:
         message["id"] = msg_id
-    return json.dumps({"type": kind, "uuid": uid, "parentUuid": parent, "sessionId": SESSION, "cwd": "/tmp/proj",
-                       "message": message})
+    return json.dumps(
+        {"type": kind, "uuid": uid, "parentUuid": parent, "sessionId": SESSION, "cwd": "/tmp/proj", "message": message}
+    )
 
 
 USE = {"type": "tool_use", "id": "toolu_01HOOK", "name": "Bash", "input": {}}
 RESULT = {"type": "tool_result", "tool_use_id": "toolu_01HOOK", "content": "ok"}
-BROKEN = "\n".join([line("user", "u1", None, "go"), line("assistant", "a1", "u1", [USE], "m1"),
-                    line("user", "u2", "a1", "still there?")]) + "\n"
-HEALTHY = "\n".join([line("user", "u1", None, "go"), line("assistant", "a1", "u1", [USE], "m1"),
-                     line("user", "u2", "a1", [RESULT]), line("assistant", "a2", "u2", [{"type": "text", "text": "ok"}], "m2")]) + "\n"
+BROKEN = (
+    "\n".join(
+        [
+            line("user", "u1", None, "go"),
+            line("assistant", "a1", "u1", [USE], "m1"),
+            line("user", "u2", "a1", "still there?"),
+        ]
+    )
+    + "\n"
+)
+HEALTHY = (
+    "\n".join(
+        [
+            line("user", "u1", None, "go"),
+            line("assistant", "a1", "u1", [USE], "m1"),
+            line("user", "u2", "a1", [RESULT]),
+            line("assistant", "a2", "u2", [{"type": "text", "text": "ok"}], "m2"),
+        ]
+    )
+    + "\n"
+)
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "CLAUDE_CONFIG_DIR": str(tmp_path / "claude"), "REWIND_LSP_CACHE_DIR": str(tmp_path / "cache"),
-            "REWIND_LSP_LOG_DIR": str(tmp_path / "logs")}
+    return {
+        **os.environ,
+        "CLAUDE_CONFIG_DIR": str(tmp_path / "claude"),
+        "REWIND_LSP_CACHE_DIR": str(tmp_path / "cache"),
+        "REWIND_LSP_LOG_DIR": str(tmp_path / "logs"),
+    }
 
 
 def run_hook(payload: object, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
     text = payload if isinstance(payload, str) else json.dumps(payload)
-    return subprocess.run([sys.executable, "-m", "rewind_lsp", "hook", *extra], input=text, text=True,
-                          capture_output=True, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "rewind_lsp", "hook", *extra],
+        input=text,
+        text=True,
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def prompt(path: Path) -> dict[str, str]:
-    return {"session_id": SESSION, "transcript_path": str(path), "cwd": "/tmp/proj",
-            "hook_event_name": "UserPromptSubmit", "prompt": "next step"}
+    return {
+        "session_id": SESSION,
+        "transcript_path": str(path),
+        "cwd": "/tmp/proj",
+        "hook_event_name": "UserPromptSubmit",
+        "prompt": "next step",
+    }
 
 
 def test_healthy_session_passes_silently(tmp_path: Path, env: dict[str, str]) -> None:
@@ -83,7 +116,12 @@ def test_auto_repair_writes_a_new_session_and_names_it(tmp_path: Path, env: dict
 def test_session_start_resume_warns_and_adds_context(tmp_path: Path, env: dict[str, str]) -> None:
     path = tmp_path / f"{SESSION}.jsonl"
     path.write_text(BROKEN)
-    payload = {"session_id": SESSION, "transcript_path": str(path), "hook_event_name": "SessionStart", "source": "resume"}
+    payload = {
+        "session_id": SESSION,
+        "transcript_path": str(path),
+        "hook_event_name": "SessionStart",
+        "source": "resume",
+    }
     out = json.loads(run_hook(payload, env).stdout)
     assert "toolu_01HOOK" in out["systemMessage"]
     assert out["hookSpecificOutput"]["hookEventName"] == "SessionStart"
@@ -92,9 +130,17 @@ def test_session_start_resume_warns_and_adds_context(tmp_path: Path, env: dict[s
     assert run_hook(startup, env).stdout == ""
 
 
-@pytest.mark.parametrize("payload", ["", "not json", "[1, 2]", json.dumps({"hook_event_name": "UserPromptSubmit"}),
-                                     json.dumps({"hook_event_name": "UserPromptSubmit", "transcript_path": "/nonexistent/x.jsonl"}),
-                                     json.dumps({"hook_event_name": "PostToolUse", "transcript_path": "/etc/passwd"})])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "",
+        "not json",
+        "[1, 2]",
+        json.dumps({"hook_event_name": "UserPromptSubmit"}),
+        json.dumps({"hook_event_name": "UserPromptSubmit", "transcript_path": "/nonexistent/x.jsonl"}),
+        json.dumps({"hook_event_name": "PostToolUse", "transcript_path": "/etc/passwd"}),
+    ],
+)
 def test_fails_open_on_anything_unexpected(payload: str, env: dict[str, str]) -> None:
     done = run_hook(payload, env)
     assert (done.returncode, done.stdout) == (0, "")
@@ -149,8 +195,9 @@ OTHER_TOOLS = {
 
 
 def cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rewind_lsp", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "rewind_lsp", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
+    )
 
 
 def test_install_merges_is_idempotent_and_uninstall_restores(tmp_path: Path, env: dict[str, str]) -> None:

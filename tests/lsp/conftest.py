@@ -34,10 +34,12 @@ async def client(lsp_client: LanguageClient, request):  # type: ignore[no-untype
     conv.register_structure_hook(Union[types.Command, types.CodeAction], command_or_action)  # noqa: UP007
 
     caps = client_capabilities(request.param)
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=caps,
-        workspace_folders=[types.WorkspaceFolder(uri=ROOT.as_uri(), name="root")],
-        initialization_options={"watchRoots": [str(PROJECTS), str(LOG_DIR)]},
-    ))
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=caps,
+            workspace_folders=[types.WorkspaceFolder(uri=ROOT.as_uri(), name="root")],
+            initialization_options={"watchRoots": [str(PROJECTS), str(LOG_DIR)]},
+        )
+    )
     yield
     await lsp_client.shutdown_session()

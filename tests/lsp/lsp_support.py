@@ -27,8 +27,18 @@ def entry(kind: str, uid: str, parent: str | None, content: object, msg_id: str 
     message: dict[str, object] = {"role": kind, "content": content}
     if msg_id:
         message["id"] = msg_id
-    return json.dumps({"type": kind, "uuid": uid, "parentUuid": parent, "sessionId": SESSION, "cwd": "/tmp/proj",
-                       "message": message, **extra}, separators=(",", ":"))
+    return json.dumps(
+        {
+            "type": kind,
+            "uuid": uid,
+            "parentUuid": parent,
+            "sessionId": SESSION,
+            "cwd": "/tmp/proj",
+            "message": message,
+            **extra,
+        },
+        separators=(",", ":"),
+    )
 
 
 def tool_use(tid: str) -> dict[str, object]:
@@ -45,12 +55,17 @@ BROKEN_LINES = [
     entry("user", "u2", "a1", "hello?"),
 ]
 BROKEN = "\n".join(BROKEN_LINES) + "\n"
-HEALTHY = "\n".join([
-    entry("user", "u1", None, "list files"),
-    entry("assistant", "a1", "u1", [tool_use("toolu_01OK")], "msg_1"),
-    entry("user", "u2", "a1", [tool_result("toolu_01OK")]),
-    entry("assistant", "a2", "u2", [{"type": "text", "text": "done"}], "msg_2"),
-]) + "\n"
+HEALTHY = (
+    "\n".join(
+        [
+            entry("user", "u1", None, "list files"),
+            entry("assistant", "a1", "u1", [tool_use("toolu_01OK")], "msg_1"),
+            entry("user", "u2", "a1", [tool_result("toolu_01OK")]),
+            entry("assistant", "a2", "u2", [{"type": "text", "text": "done"}], "msg_2"),
+        ]
+    )
+    + "\n"
+)
 LOG_400 = "API Error: 400 due to tool use concurrency issues. Run /rewind to recover the conversation.\n"
 
 # Present before the servers start: the startup scan must find it.
@@ -75,7 +90,8 @@ async def diagnostics_for(client: LanguageClient, uri: str, timeout: float = 5.0
         deadline = loop.time() + timeout
         while True:
             report = await client.text_document_diagnostic_async(
-                types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+                types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(uri=uri))
+            )
             items = list(report.items)  # type: ignore[union-attr]
             if items or loop.time() > deadline:
                 return items
@@ -83,8 +99,9 @@ async def diagnostics_for(client: LanguageClient, uri: str, timeout: float = 5.0
     return await wait_pushed(client, uri, timeout)
 
 
-async def wait_pushed(client: LanguageClient, uri: str, timeout: float = 5.0,
-                      want: bool = True) -> list[types.Diagnostic]:
+async def wait_pushed(
+    client: LanguageClient, uri: str, timeout: float = 5.0, want: bool = True
+) -> list[types.Diagnostic]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
@@ -105,8 +122,9 @@ def client_open_uris(client: LanguageClient) -> set[str]:
 def open_doc(client: LanguageClient, path: Path, language: str = "jsonl") -> str:
     uri = path.as_uri()
     client_open_uris(client).add(uri)
-    client.text_document_did_open(types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=uri, language_id=language, version=1, text=path.read_text())))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id=language, version=1, text=path.read_text())
+        )
+    )
     return uri
-
-

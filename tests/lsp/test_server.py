@@ -9,11 +9,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from lsprotocol import types
-from pytest_lsp import LanguageClient
-
-from rewind_lsp.check import check_transcript_file
-
 from lsp_support import (
     BROKEN,
     BROKEN_LINES,
@@ -29,6 +24,10 @@ from lsp_support import (
     tool_use,
     wait_pushed,
 )
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from rewind_lsp.check import check_transcript_file
 
 
 def supports_show_document(client: LanguageClient) -> bool:
@@ -81,7 +80,8 @@ async def test_healthy_transcript_has_no_diagnostics(client: LanguageClient) -> 
     uri = open_doc(client, path)
     if pulls(client):
         report = await client.text_document_diagnostic_async(
-            types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+            types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
         assert list(report.items) == []  # type: ignore[union-attr]
     else:
         assert await wait_pushed(client, uri, want=False) == []
@@ -91,14 +91,20 @@ async def test_hover_names_the_tool_use_id(client: LanguageClient) -> None:
     path = write(session_dir(), BROKEN)
     uri = open_doc(client, path)
     await diagnostics_for(client, uri)
-    hover = await client.text_document_hover_async(types.HoverParams(
-        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=1, character=160)))
+    hover = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=1, character=160)
+        )
+    )
     assert hover is not None
     text = hover.contents.value  # type: ignore[union-attr]
     assert "toolu_01ABC" in text
     assert "tool_result" in text and "Rewind" in text
-    nothing = await client.text_document_hover_async(types.HoverParams(
-        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=0, character=1)))
+    nothing = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=0, character=1)
+        )
+    )
     assert nothing is None
 
 
@@ -108,16 +114,21 @@ async def test_code_actions_and_rewind_writes_a_clean_session(client: LanguageCl
     before = sha(path)
     uri = open_doc(client, path)
     diags = await diagnostics_for(client, uri)
-    actions = await client.text_document_code_action_async(types.CodeActionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri), range=diags[0].range,
-        context=types.CodeActionContext(diagnostics=diags)))
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=diags[0].range,
+            context=types.CodeActionContext(diagnostics=diags),
+        )
+    )
     titles = [a.title for a in actions]  # type: ignore[union-attr]
     assert titles == ["Show fix steps", "Rewind session (truncate)", "Repair session (patch)", "Copy resume command"]
     assert all(a.kind == types.CodeActionKind.QuickFix for a in actions)  # type: ignore[union-attr]
     rewind = next(a for a in actions if a.title.startswith("Rewind"))  # type: ignore[union-attr]
     assert rewind.command is not None
-    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command=rewind.command.command, arguments=rewind.command.arguments))
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=rewind.command.command, arguments=rewind.command.arguments)
+    )
     new = Path(result["path"])
     assert new.parent == folder and new.exists() and new != path
     assert result["resumeCommand"] == f"claude --resume {new.stem}"
@@ -128,24 +139,27 @@ async def test_code_actions_and_rewind_writes_a_clean_session(client: LanguageCl
     else:
         assert not client.shown_documents  # never sent to a client that cannot show documents
     assert any(result["resumeCommand"] in m.message for m in client.messages)
-    copied = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="rewind-lsp.copyResumeCommand", arguments=[uri]))
+    copied = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="rewind-lsp.copyResumeCommand", arguments=[uri])
+    )
     assert copied["resumeCommand"] == result["resumeCommand"]
 
 
 async def test_repair_keeps_every_prompt(client: LanguageClient) -> None:
     folder = session_dir()
     path = write(folder, BROKEN)
-    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="rewind-lsp.repair", arguments=[path.as_uri()]))
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="rewind-lsp.repair", arguments=[path.as_uri()])
+    )
     text = Path(result["path"]).read_text()
     assert "list files" in text and "hello?" in text
     assert "[Tool result missing due to internal error]" in text
 
 
 async def test_show_fix_opens_the_fix_page(client: LanguageClient) -> None:
-    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="rewind-lsp.showFix", arguments=["orphan-tool-use"]))
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="rewind-lsp.showFix", arguments=["orphan-tool-use"])
+    )
     assert result["uri"].endswith("tool-pairing.md")
     assert Path(result["uri"].removeprefix("file://")).read_text().startswith("# Fix")
     if supports_show_document(client):
@@ -159,8 +173,9 @@ async def test_commands_refuse_paths_outside_the_served_roots(client: LanguageCl
     link = session_dir() / "link.jsonl"
     link.symlink_to(outside)
     for arg in (outside.as_uri(), str(escape), str(link), 42, None):
-        result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-            command="rewind-lsp.rewind", arguments=[arg]))
+        result = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="rewind-lsp.rewind", arguments=[arg])
+        )
         assert "error" in result
     assert sorted(p.name for p in tmp_path.iterdir()) == [outside.name]
 
@@ -219,21 +234,33 @@ async def test_configuration_change_disables_a_rule(client: LanguageClient) -> N
     path = write(session_dir(), BROKEN)
     uri = open_doc(client, path)
     assert await diagnostics_for(client, uri)
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        settings={"rewind-lsp": {"disabledRules": ["orphan-tool-use"], "watchRoots": [str(PROJECTS), str(LOG_DIR)]}}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(
+            settings={"rewind-lsp": {"disabledRules": ["orphan-tool-use"], "watchRoots": [str(PROJECTS), str(LOG_DIR)]}}
+        )
+    )
     await asyncio.sleep(0.5)
     if pulls(client):
         report = await client.text_document_diagnostic_async(
-            types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+            types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
         assert list(report.items) == []  # type: ignore[union-attr]
     else:
         assert await wait_pushed(client, uri, want=False) == []
 
 
 async def test_bad_settings_give_a_message_and_the_server_keeps_serving(client: LanguageClient) -> None:
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        settings={"rewind-lsp": {"severity": {"orphan-tool-use": "catastrophic"}, "logGlobs": "not-a-list",
-                                 "watchRoots": [str(PROJECTS), str(LOG_DIR)]}}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(
+            settings={
+                "rewind-lsp": {
+                    "severity": {"orphan-tool-use": "catastrophic"},
+                    "logGlobs": "not-a-list",
+                    "watchRoots": [str(PROJECTS), str(LOG_DIR)],
+                }
+            }
+        )
+    )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 3
     while loop.time() < deadline and not any("bad settings" in m.message for m in client.messages):
@@ -257,8 +284,9 @@ async def test_terminal_output_streamed_by_a_client(client: LanguageClient) -> N
 async def test_unknown_requests_are_answered_and_the_server_lives(client: LanguageClient, method: str) -> None:
     with pytest.raises(Exception):  # noqa: B017 - any JSON-RPC error response is right
         await asyncio.wait_for(client.protocol.send_request_async(method, {}), 5)
-    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="rewind-lsp.showFix", arguments=["no-such-rule"]))
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="rewind-lsp.showFix", arguments=["no-such-rule"])
+    )
     assert "error" in result
 
 
@@ -266,8 +294,13 @@ async def test_workspace_pull_is_held_until_something_changes(client: LanguageCl
     await wait_pushed(client, PRESCANNED.as_uri(), timeout=5)
     known: dict[str, str] = {}
     for _ in range(10):  # until the startup scan has settled, a pull may see news
-        held = asyncio.ensure_future(client.workspace_diagnostic_async(types.WorkspaceDiagnosticParams(
-            previous_result_ids=[types.PreviousResultId(uri=u, value=v) for u, v in known.items()])))
+        held = asyncio.ensure_future(
+            client.workspace_diagnostic_async(
+                types.WorkspaceDiagnosticParams(
+                    previous_result_ids=[types.PreviousResultId(uri=u, value=v) for u, v in known.items()]
+                )
+            )
+        )
         await asyncio.sleep(0.5)
         if not held.done():
             break
@@ -288,21 +321,30 @@ async def test_terminal_buffer_rewinds_the_session_it_names(client: LanguageClie
     newer.touch()
     uri = "term://~/proj//4242:claude"
     text = f"$ claude --resume {named.stem}\r\n" + "  ⎿  " + LOG_400
-    client.text_document_did_open(types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=uri, language_id="", version=1, text=text)))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="", version=1, text=text)
+        )
+    )
     if pulls(client):
         await asyncio.sleep(0.2)
         report = await client.text_document_diagnostic_async(
-            types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+            types.DocumentDiagnosticParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
         diags = list(report.items)  # type: ignore[union-attr]
     else:
         diags = await wait_pushed(client, uri)
     assert [d.code for d in diags] == ["tool-use-concurrency-400"] and diags[0].range.start.line == 1
-    actions = await client.text_document_code_action_async(types.CodeActionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri), range=diags[0].range,
-        context=types.CodeActionContext(diagnostics=diags)))
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=diags[0].range,
+            context=types.CodeActionContext(diagnostics=diags),
+        )
+    )
     rewind = next(a for a in actions if a.title.startswith("Rewind"))  # type: ignore[union-attr]
     assert rewind.command is not None and list(rewind.command.arguments or []) == [named.as_uri()]
-    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(
-        command="rewind-lsp.rewind", arguments=[uri]))
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="rewind-lsp.rewind", arguments=[uri])
+    )
     assert Path(result["path"]).parent == folder

@@ -38,7 +38,9 @@ class Settings(BaseModel):
             try:
                 Severity.parse(level)
             except ValueError:
-                raise ValueError(f"severity of {rule!r}: {level!r} is not error, warning, information or hint") from None
+                raise ValueError(
+                    f"severity of {rule!r}: {level!r} is not error, warning, information or hint"
+                ) from None
         return v
 
     def severity_for(self, rule: str) -> Severity | None:

@@ -30,13 +30,17 @@ def to_position(p: Position, encoding: str, line_text: Callable[[int], str]) -> 
     return types.Position(line=max(p.line - 1, 0), character=max(_character(p, encoding, line_text), 0))
 
 
-def to_diagnostic(uri: str, f: Finding, rules: RuleSet, encoding: str, line_text: Callable[[int], str]) -> types.Diagnostic:
+def to_diagnostic(
+    uri: str, f: Finding, rules: RuleSet, encoding: str, line_text: Callable[[int], str]
+) -> types.Diagnostic:
     rule = rules.get(f.rule)
     rng = types.Range(start=to_position(f.start, encoding, line_text), end=to_position(f.end, encoding, line_text))
     related = [
         types.DiagnosticRelatedInformation(
-            location=types.Location(uri=uri, range=types.Range(
-                start=to_position(p, encoding, line_text), end=to_position(p, encoding, line_text))),
+            location=types.Location(
+                uri=uri,
+                range=types.Range(start=to_position(p, encoding, line_text), end=to_position(p, encoding, line_text)),
+            ),
             message=note,
         )
         for p, note in f.related

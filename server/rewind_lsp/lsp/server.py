@@ -15,7 +15,7 @@ import os
 import re
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,13 @@ CMD_COPY_RESUME = "rewind-lsp.copyResumeCommand"
 TERMINAL_OUTPUT = "rewindLsp/terminalOutput"
 LARGE_DOCUMENT = 1 << 20  # bytes; larger documents are checked after a pause in typing
 DEBOUNCE_SECONDS = 0.3
-PAIRING_RULES = {"tool-use-concurrency-400", "orphan-tool-use", "orphan-tool-result", "duplicate-tool-use-id",
-                 "tool-result-not-first"}
+PAIRING_RULES = {
+    "tool-use-concurrency-400",
+    "orphan-tool-use",
+    "orphan-tool-result",
+    "duplicate-tool-use-id",
+    "tool-result-not-first",
+}
 
 
 class RewindLanguageServer(LanguageServer):
@@ -58,11 +63,19 @@ class RewindLanguageServer(LanguageServer):
         self.rewound: dict[str, RewindResult] = {}  # source path -> last repaired copy
         self.watcher: Watcher | None = None
         self.startup_done = asyncio.Event()
-        self.pending_checks: dict[str, asyncio.Task[None]] = {}
+        self.pending_checks: dict[str, asyncio.Future[Any]] = {}
         # Set (and replaced) whenever findings of a file on disk change: wakes workspace pulls.
         self.disk_changed = asyncio.Event()
+        self.background: set[asyncio.Future[Any]] = set()  # strong references: a bare task may be collected
         # One worker: file checks never race each other, and the event loop stays free.
         self.io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewind-lsp-check")
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        """Run a coroutine in the background, holding a reference until it is done."""
+        task = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
 
     # --- settings ---------------------------------------------------------------------------
 
@@ -73,8 +86,9 @@ class RewindLanguageServer(LanguageServer):
         try:
             rules = load_rules(settings.rule_dirs)
         except RuleError as exc:
-            self.window_show_message(types.ShowMessageParams(
-                types.MessageType.Error, f"rewind-lsp: {exc}; using the shipped rules only"))
+            self.window_show_message(
+                types.ShowMessageParams(types.MessageType.Error, f"rewind-lsp: {exc}; using the shipped rules only")
+            )
             rules = load_rules()
             settings = settings.model_copy(update={"rule_dirs": []})
         self.settings, self.rules = settings, rules
@@ -156,7 +170,8 @@ class RewindLanguageServer(LanguageServer):
             self._refresh_pull()
             return
         self.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=uri, diagnostics=self.diagnostics(uri, findings)))
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=self.diagnostics(uri, findings))
+        )
 
     def _refresh_pull(self) -> None:
         ws = self.client_capabilities.workspace
@@ -179,8 +194,11 @@ class RewindLanguageServer(LanguageServer):
         try:
             findings = await loop.run_in_executor(self.io, self.check_disk, path)
         except OSError as exc:
-            self.window_log_message(types.LogMessageParams(
-                types.MessageType.Warning, f"rewind-lsp: cannot read {path}: {exc.strerror or exc}"))
+            self.window_log_message(
+                types.LogMessageParams(
+                    types.MessageType.Warning, f"rewind-lsp: cannot read {path}: {exc.strerror or exc}"
+                )
+            )
             return
         if self.disk_findings.get(path) != findings:
             self.disk_findings[path] = findings
@@ -190,7 +208,7 @@ class RewindLanguageServer(LanguageServer):
             self.publish(uri, adjusted)
         new_errors = self._new_errors(path, adjusted)
         if announce and new_errors and self.settings.notifications:
-            asyncio.ensure_future(self.announce(path, new_errors[0]))
+            self.spawn(self.announce(path, new_errors[0]))
 
     def _new_errors(self, path: str, findings: list[Finding]) -> list[Finding]:
         errors = [f for f in findings if f.severity == Severity.ERROR and f.rule in PAIRING_RULES]
@@ -249,8 +267,11 @@ class RewindLanguageServer(LanguageServer):
                     for candidate in Path(root).glob(f"*/{sid}.jsonl"):
                         return str(candidate)
             return None
-        broken = [p for p, fs in self.disk_findings.items()
-                  if is_transcript_path(p) and os.path.exists(p) and any(f.severity == Severity.ERROR for f in fs)]
+        broken = [
+            p
+            for p, fs in self.disk_findings.items()
+            if is_transcript_path(p) and os.path.exists(p) and any(f.severity == Severity.ERROR for f in fs)
+        ]
         return max(broken, key=os.path.getmtime) if broken else None
 
     def show_document(self, uri: str, take_focus: bool) -> None:
@@ -261,24 +282,33 @@ class RewindLanguageServer(LanguageServer):
 
         async def ask() -> None:
             try:
-                await asyncio.wait_for(self.window_show_document_async(
-                    types.ShowDocumentParams(uri=uri, take_focus=take_focus)), 30)
+                await asyncio.wait_for(
+                    self.window_show_document_async(types.ShowDocumentParams(uri=uri, take_focus=take_focus)), 30
+                )
             except Exception as exc:
                 log.info("showDocument failed: %s", exc)
 
-        asyncio.ensure_future(ask())
+        self.spawn(ask())
 
     async def startup_scan(self) -> None:
         """Check every watched file once, reporting progress, without blocking requests."""
-        files = [p for p in discover(self.watcher.roots if self.watcher else [], None) if self.watcher and self.watcher.wanted(p)]
+        files = [
+            p
+            for p in discover(self.watcher.roots if self.watcher else [], None)
+            if self.watcher and self.watcher.wanted(p)
+        ]
         token: str | None = None
         wdp = self.client_capabilities.window
         if files and wdp is not None and wdp.work_done_progress:
             token = str(uuid.uuid4())
             try:
                 await self.work_done_progress.create_async(token)
-                self.work_done_progress.begin(token, types.WorkDoneProgressBegin(
-                    title="rewind-lsp: checking Claude Code sessions", percentage=0, cancellable=False))
+                self.work_done_progress.begin(
+                    token,
+                    types.WorkDoneProgressBegin(
+                        title="rewind-lsp: checking Claude Code sessions", percentage=0, cancellable=False
+                    ),
+                )
             except Exception:
                 token = None
         broken = 0
@@ -287,14 +317,21 @@ class RewindLanguageServer(LanguageServer):
             if any(f.severity == Severity.ERROR for f in self.disk_findings.get(path, [])):
                 broken += 1
             if token and (i % 20 == 0 or i == len(files) - 1):
-                self.work_done_progress.report(token, types.WorkDoneProgressReport(
-                    message=f"{i + 1}/{len(files)} files", percentage=int(100 * (i + 1) / len(files))))
+                self.work_done_progress.report(
+                    token,
+                    types.WorkDoneProgressReport(
+                        message=f"{i + 1}/{len(files)} files", percentage=int(100 * (i + 1) / len(files))
+                    ),
+                )
         if token:
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"{broken} broken session(s)"))
         if broken and self.settings.notifications:
-            self.window_show_message(types.ShowMessageParams(
-                types.MessageType.Warning,
-                f"rewind-lsp: {broken} broken Claude Code session file(s); see the Problems list."))
+            self.window_show_message(
+                types.ShowMessageParams(
+                    types.MessageType.Warning,
+                    f"rewind-lsp: {broken} broken Claude Code session file(s); see the Problems list.",
+                )
+            )
         self.startup_done.set()
 
     def start_watching(self) -> None:
@@ -305,7 +342,7 @@ class RewindLanguageServer(LanguageServer):
         def changed(path: str, deleted: bool) -> None:
             if self.is_open(from_fs_path(path) or path):
                 return  # the editor's buffer is the truth for open documents
-            asyncio.ensure_future(self.refresh_path(path, deleted))
+            self.spawn(self.refresh_path(path, deleted))
 
         self.watcher = Watcher(loop, changed, self.settings.log_globs)
         for problem in self.watcher.start(self.settings.watch_roots):
@@ -349,14 +386,22 @@ class RewindLanguageServer(LanguageServer):
             return {"error": message}
         self.rewound[path] = result
         where = f"cd {result.cwd} && " if result.cwd else ""
-        self.window_show_message(types.ShowMessageParams(
-            types.MessageType.Info,
-            f"rewind-lsp: wrote {result.path.name} ({mode}); the original is untouched. "
-            f"Resume it with: {where}{result.resume_command}"))
+        self.window_show_message(
+            types.ShowMessageParams(
+                types.MessageType.Info,
+                f"rewind-lsp: wrote {result.path.name} ({mode}); the original is untouched. "
+                f"Resume it with: {where}{result.resume_command}",
+            )
+        )
         new_uri = from_fs_path(str(result.path)) or str(result.path)
         self.show_document(new_uri, take_focus=False)
-        return {"path": str(result.path), "sessionId": result.session_id, "resumeCommand": result.resume_command,
-                "uri": new_uri, "fixed": result.fixed}
+        return {
+            "path": str(result.path),
+            "sessionId": result.session_id,
+            "resumeCommand": result.resume_command,
+            "uri": new_uri,
+            "fixed": result.fixed,
+        }
 
     async def do_show_fix(self, rule_id: Any) -> dict[str, Any]:
         rule = self.rules.get(rule_id) if isinstance(rule_id, str) else None
@@ -387,14 +432,19 @@ def _guard(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         if asyncio.iscoroutinefunction(fn):
+
             @functools.wraps(fn)
             async def async_inner(*args: Any, **kwargs: Any) -> Any:
                 try:
                     return await fn(*args, **kwargs)
                 except Exception:
-                    server.window_log_message(types.LogMessageParams(
-                        types.MessageType.Error, f"rewind-lsp: {name} failed:\n{traceback.format_exc()}"))
+                    server.window_log_message(
+                        types.LogMessageParams(
+                            types.MessageType.Error, f"rewind-lsp: {name} failed:\n{traceback.format_exc()}"
+                        )
+                    )
                     return None
+
             return async_inner
 
         @functools.wraps(fn)
@@ -402,9 +452,13 @@ def _guard(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             try:
                 return fn(*args, **kwargs)
             except Exception:
-                server.window_log_message(types.LogMessageParams(
-                    types.MessageType.Error, f"rewind-lsp: {name} failed:\n{traceback.format_exc()}"))
+                server.window_log_message(
+                    types.LogMessageParams(
+                        types.MessageType.Error, f"rewind-lsp: {name} failed:\n{traceback.format_exc()}"
+                    )
+                )
                 return None
+
         return inner
 
     return wrap
@@ -426,13 +480,14 @@ async def initialized(ls: RewindLanguageServer, params: types.InitializedParams)
     if ws is not None and ws.configuration:
         try:
             configs = await ls.workspace_configuration_async(
-                types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)]))
+                types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])
+            )
             if configs and configs[0] is not None:
                 ls.apply_settings(configs[0])
         except Exception as exc:
             log.info("workspace/configuration failed: %s", exc)
     ls.start_watching()
-    asyncio.ensure_future(ls.startup_scan())
+    ls.spawn(ls.startup_scan())
 
 
 @server.feature(types.SHUTDOWN)
@@ -449,7 +504,8 @@ async def did_change_configuration(ls: RewindLanguageServer, params: types.DidCh
         ws = ls.client_capabilities.workspace
         if ws is not None and ws.configuration:
             configs = await ls.workspace_configuration_async(
-                types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)]))
+                types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])
+            )
             raw = configs[0] if configs else None
     ls.apply_settings(raw)
     ls.start_watching()
@@ -474,7 +530,7 @@ def _schedule(ls: RewindLanguageServer, uri: str) -> None:
     if old is not None:
         old.cancel()
     size = len(ls.workspace.get_text_document(uri).source)
-    task = asyncio.ensure_future(_check_document(ls, uri, DEBOUNCE_SECONDS if size > LARGE_DOCUMENT else 0))
+    task = ls.spawn(_check_document(ls, uri, DEBOUNCE_SECONDS if size > LARGE_DOCUMENT else 0))
     ls.pending_checks[uri] = task
 
 
@@ -501,18 +557,25 @@ def did_save(ls: RewindLanguageServer, params: types.DidSaveTextDocumentParams) 
 async def did_close(ls: RewindLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
     path = to_fs_path(uri)
-    watched = path and ls.watcher and any(
-        os.path.realpath(path).startswith(os.path.realpath(r) + os.sep) for r in ls.watcher.roots)
+    watched = (
+        path
+        and ls.watcher
+        and any(os.path.realpath(path).startswith(os.path.realpath(r) + os.sep) for r in ls.watcher.roots)
+    )
     if path and watched and os.path.exists(path):
         await ls.refresh_path(path, announce=False)  # back to what is on disk
     else:
         ls.publish(uri, [])
 
 
-@server.feature(types.TEXT_DOCUMENT_DIAGNOSTIC, types.DiagnosticOptions(
-    identifier="rewind-lsp", inter_file_dependencies=False, workspace_diagnostics=True))
+@server.feature(
+    types.TEXT_DOCUMENT_DIAGNOSTIC,
+    types.DiagnosticOptions(identifier="rewind-lsp", inter_file_dependencies=False, workspace_diagnostics=True),
+)
 @_guard("textDocument/diagnostic")
-def document_diagnostic(ls: RewindLanguageServer, params: types.DocumentDiagnosticParams) -> types.FullDocumentDiagnosticReport:
+def document_diagnostic(
+    ls: RewindLanguageServer, params: types.DocumentDiagnosticParams
+) -> types.FullDocumentDiagnosticReport:
     uri = params.text_document.uri
     return types.FullDocumentDiagnosticReport(items=ls.diagnostics(uri, ls.findings_for_uri(uri)))
 
@@ -526,7 +589,9 @@ def _result_id(findings: list[Finding]) -> str:
 
 @server.feature(types.WORKSPACE_DIAGNOSTIC)
 @_guard("workspace/diagnostic")
-async def workspace_diagnostic(ls: RewindLanguageServer, params: types.WorkspaceDiagnosticParams) -> types.WorkspaceDiagnosticReport:
+async def workspace_diagnostic(
+    ls: RewindLanguageServer, params: types.WorkspaceDiagnosticParams
+) -> types.WorkspaceDiagnosticReport:
     """Reports for files on disk that are not open. When the client already has every current
     report, the request is held until something changes (the protocol's long poll), so the
     client does not ask again every few seconds."""
@@ -538,20 +603,27 @@ async def workspace_diagnostic(ls: RewindLanguageServer, params: types.Workspace
             if not ls.is_open(uri):
                 findings = ls.findings_for_uri(uri)
                 current[uri] = (_result_id(findings), findings)
-        if not previous or any(previous.get(u) != rid for u, (rid, _) in current.items()) or set(previous) - set(current):
+        if (
+            not previous
+            or any(previous.get(u) != rid for u, (rid, _) in current.items())
+            or set(previous) - set(current)
+        ):
             break
         ls.disk_changed.clear()
         try:
             await asyncio.wait_for(ls.disk_changed.wait(), WORKSPACE_PULL_WAIT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
     items: list[types.WorkspaceFullDocumentDiagnosticReport | types.WorkspaceUnchangedDocumentDiagnosticReport] = []
     for uri, (rid, findings) in current.items():
         if previous.get(uri) == rid:
             items.append(types.WorkspaceUnchangedDocumentDiagnosticReport(uri=uri, result_id=rid, version=None))
         else:
-            items.append(types.WorkspaceFullDocumentDiagnosticReport(
-                uri=uri, version=None, result_id=rid, items=ls.diagnostics(uri, findings)))
+            items.append(
+                types.WorkspaceFullDocumentDiagnosticReport(
+                    uri=uri, version=None, result_id=rid, items=ls.diagnostics(uri, findings)
+                )
+            )
     for uri in set(previous) - set(current):  # gone from disk: clear it in the client
         items.append(types.WorkspaceFullDocumentDiagnosticReport(uri=uri, version=None, items=[]))
     return types.WorkspaceDiagnosticReport(items=items)
@@ -578,7 +650,9 @@ def hover(ls: RewindLanguageServer, params: types.HoverParams) -> types.Hover | 
     )
 
 
-@server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]))
+@server.feature(
+    types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix])
+)
 @_guard("codeAction")
 def code_action(ls: RewindLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction]:
     uri = params.text_document.uri
@@ -597,20 +671,41 @@ def code_action(ls: RewindLanguageServer, params: types.CodeActionParams) -> lis
     actions: list[types.CodeAction] = []
     for rule in dict.fromkeys(str(d.code) for d in ours):
         diags = [d for d in ours if str(d.code) == rule]
-        actions.append(types.CodeAction(
-            title="Show fix steps", kind=types.CodeActionKind.QuickFix, diagnostics=diags,
-            command=types.Command(title="Show fix steps", command=CMD_SHOW_FIX, arguments=[rule])))
+        actions.append(
+            types.CodeAction(
+                title="Show fix steps",
+                kind=types.CodeActionKind.QuickFix,
+                diagnostics=diags,
+                command=types.Command(title="Show fix steps", command=CMD_SHOW_FIX, arguments=[rule]),
+            )
+        )
     if target is not None and any(d.severity == types.DiagnosticSeverity.Error for d in ours):
         errs = [d for d in ours if d.severity == types.DiagnosticSeverity.Error]
-        actions.append(types.CodeAction(
-            title="Rewind session (truncate)", kind=types.CodeActionKind.QuickFix, diagnostics=errs, is_preferred=True,
-            command=types.Command(title="Rewind session (truncate)", command=CMD_REWIND, arguments=[target])))
-        actions.append(types.CodeAction(
-            title="Repair session (patch)", kind=types.CodeActionKind.QuickFix, diagnostics=errs,
-            command=types.Command(title="Repair session (patch)", command=CMD_REPAIR, arguments=[target])))
-        actions.append(types.CodeAction(
-            title="Copy resume command", kind=types.CodeActionKind.QuickFix, diagnostics=errs,
-            command=types.Command(title="Copy resume command", command=CMD_COPY_RESUME, arguments=[target])))
+        actions.append(
+            types.CodeAction(
+                title="Rewind session (truncate)",
+                kind=types.CodeActionKind.QuickFix,
+                diagnostics=errs,
+                is_preferred=True,
+                command=types.Command(title="Rewind session (truncate)", command=CMD_REWIND, arguments=[target]),
+            )
+        )
+        actions.append(
+            types.CodeAction(
+                title="Repair session (patch)",
+                kind=types.CodeActionKind.QuickFix,
+                diagnostics=errs,
+                command=types.Command(title="Repair session (patch)", command=CMD_REPAIR, arguments=[target]),
+            )
+        )
+        actions.append(
+            types.CodeAction(
+                title="Copy resume command",
+                kind=types.CodeActionKind.QuickFix,
+                diagnostics=errs,
+                command=types.Command(title="Copy resume command", command=CMD_COPY_RESUME, arguments=[target]),
+            )
+        )
     return actions
 
 
@@ -643,9 +738,12 @@ def cmd_copy_resume(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
     if done is not None:
         return {"resumeCommand": done.resume_command, "path": str(done.path)}
     message = f"rewind-lsp rewind '{path}'"
-    ls.window_show_message(types.ShowMessageParams(
-        types.MessageType.Info,
-        f"rewind-lsp: this session has no repaired copy yet; run Rewind or Repair first (or `{message}`)"))
+    ls.window_show_message(
+        types.ShowMessageParams(
+            types.MessageType.Info,
+            f"rewind-lsp: this session has no repaired copy yet; run Rewind or Repair first (or `{message}`)",
+        )
+    )
     return {"resumeCommand": None, "rewindCommand": message}
 
 
