@@ -170,7 +170,9 @@ def check_path(path: str, rules: RuleSet | None = None) -> list[Finding]:
     return check_log_file(path, rules)
 
 
-def discover(paths: Iterable[str], suffixes: tuple[str, ...] | None = TRANSCRIPT_SUFFIXES + LOG_SUFFIXES) -> Iterator[str]:
+def discover(
+    paths: Iterable[str], suffixes: tuple[str, ...] | None = TRANSCRIPT_SUFFIXES + LOG_SUFFIXES
+) -> Iterator[str]:
     """Files named directly, and files with a checked suffix (any, for None) below named folders, sorted."""
     for p in paths:
         if os.path.isdir(p):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
 from . import __version__
 from .check import check_path, claude_projects_dir, discover, is_transcript_path
 from .findings import Finding, Severity
+from .redact import redact
 from .report import to_json, to_sarif, to_text
 from .rewind import MODES, RewindError, rewind
 from .rules import RuleError, RuleSet, load_rules
@@ -76,7 +78,10 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
         print(f"No Claude Code sessions found: {root} does not exist (set CLAUDE_CONFIG_DIR if yours is elsewhere).")
         return EXIT_OK
     rules = _rules([])
-    sessions = [p for p in discover([str(root)], (".jsonl",)) if "/subagents/" not in p.replace(os.sep, "/")]
+    # Subagent transcripts (`<session>/subagents/agent-<id>.jsonl`, or `agent-<id>.jsonl` beside the
+    # sessions in older versions) are not sessions one can resume.
+    sessions = [p for p in discover([str(root)], (".jsonl",))
+                if "/subagents/" not in p.replace(os.sep, "/") and not os.path.basename(p).startswith("agent-")]
     broken: dict[str, list[Finding]] = {}
     problems: list[str] = []
     for path in sessions:
@@ -91,7 +96,7 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
     for path, errors in broken.items():
         first = errors[0]
         print(f"\nBROKEN  {path}")
-        print(f"  {len(errors)} error(s); first: line {first.start.line}: {first.rule}: {first.message}")
+        print(f"  {len(errors)} error(s); first: line {first.start.line}: {first.rule}: {redact(first.message)}")
         print(f"  fix:    rewind-lsp rewind {path}            (cut back to the last good point)")
         print(f"     or:  rewind-lsp rewind --mode patch {path}   (keep everything)")
         print("  then run the `claude --resume <id>` line it prints.")
@@ -122,8 +127,9 @@ def cmd_rewind(args: argparse.Namespace) -> int:
     print(f"Wrote {result.path} ({result.mode}); the original is untouched" if not result.backup
           else f"Repaired {result.path} in place; backup at {result.backup}")
     for line in result.fixed:
-        print(f"  - {line}")
-    where = f"cd {result.cwd} && " if result.cwd else ""
+        print(f"  - {redact(line)}")
+    # Quoted: a folder with spaces must work, and a cwd from a shared transcript must not run code.
+    where = f"cd {shlex.quote(result.cwd)} && " if result.cwd else ""
     print(f"\nResume it with:\n  {where}{result.resume_command}")
     return EXIT_OK
 
@@ -189,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rewind)
 
     p = sub.add_parser("doctor", help="a report for bug reports, secrets redacted")
-    p.add_argument("paths", nargs="*", metavar="PATH", help="transcripts or folders (default: the Claude projects folder)")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="transcripts or folders (default: the Claude projects folder)")
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("serve", help="run the language server (stdio)")

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 
 from .transcript import TOOL_RESULT, Entry
 
+# Entry types a conversation is made of (as opposed to bookkeeping lines such as progress).
+_CHAIN_TYPES = frozenset({"user", "assistant"})
+
 # How many off-chain branches to rebuild at most; beyond this, history is not examined.
 MAX_HISTORY_BRANCHES = 256
 
@@ -52,6 +55,7 @@ class _Index:
     siblings: dict[tuple[bool, str | None, str], list[Entry]] = field(default_factory=lambda: defaultdict(list))
     attached_results: dict[str, list[Entry]] = field(default_factory=lambda: defaultdict(list))
     has_children: set[str] = field(default_factory=set)
+    has_message_children: set[str] = field(default_factory=set)  # a user/assistant line continues from it
     # Entries of each scope (main, or one agent's sidechain) in file order, for bridging.
     scopes: dict[tuple[bool, str | None], list[Entry]] = field(default_factory=lambda: defaultdict(list))
     position: dict[int, int] = field(default_factory=dict)
@@ -63,14 +67,22 @@ class _Index:
         if found is not None:
             return found
         # The parent is not in the file (a line lost or cut out). Stopping here would hide the
-        # rest of the conversation, so bridge to the nearest earlier line of the same scope that
-        # nothing else continues from: the end of the chain as it stood when this line was written.
+        # rest of the conversation, so bridge to the nearest earlier message line of the same scope
+        # that no other message continues from: the end of the chain as it stood when this line
+        # was written. Bookkeeping lines (progress, system) are neither targets nor continuations:
+        # real files hold hundreds of dead-end hook progress lines hanging off tool_use lines.
+        if e.type == "assistant" and e.message_id and not e.api_error:
+            # A later block of a reply whose parent line is lost (2.1.39 streaming hangs it off a
+            # tool_result line): its earlier blocks are the same message, so continue from them.
+            earlier = [s for s in self.siblings.get((e.sidechain, e.agent_id, e.message_id), ()) if s.line < e.line]
+            if earlier:
+                return earlier[-1]
         scope = self.scopes[(e.sidechain, e.agent_id)]
         i = self.position[id(e)] - 1
         stop = max(i - 10_000, -1)
         while i > stop:
             cand = scope[i]
-            if cand.uuid is not None and cand.uuid not in self.has_children:
+            if cand.uuid is not None and cand.type in _CHAIN_TYPES and cand.uuid not in self.has_message_children:
                 return cand
             i -= 1
         return None
@@ -86,6 +98,8 @@ def _index(entries: Sequence[Entry]) -> _Index:
             ix.by_uuid.setdefault(e.uuid, e)
         if e.parent is not None:
             ix.has_children.add(e.parent)
+            if e.type in _CHAIN_TYPES:
+                ix.has_message_children.add(e.parent)
         if e.type == "assistant" and e.message_id and not e.api_error:
             ix.siblings[(e.sidechain, e.agent_id, e.message_id)].append(e)
         if e.type == "user" and e.has_tool_result:

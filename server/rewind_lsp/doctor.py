@@ -58,7 +58,8 @@ def report(paths: list[str] | None = None) -> str:
             last_errors.append(f"{_home_relative(path)}:{f.start.line}: {f.rule}: {f.message}")
     lines.append(f"sessions: {len(files)} found, {min(len(files), RECENT_SESSIONS)} most recent examined"
                  + (f", {unreadable} unreadable" if unreadable else ""))
-    lines.append("Claude Code versions seen: " + (", ".join(f"{v} ({n} entries)" for v, n in versions.most_common(8)) or "none"))
+    seen = ", ".join(f"{v} ({n} entries)" for v, n in versions.most_common(8))
+    lines.append("Claude Code versions seen: " + (seen or "none"))
     lines.append("models seen: " + (", ".join(f"{m} ({n})" for m, n in models.most_common(8)) or "none"))
     lines.append("last errors:" + ("" if last_errors else " none"))
     lines.extend(f"  {e}" for e in last_errors[:20])

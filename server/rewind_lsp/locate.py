@@ -7,8 +7,12 @@ lines. It is called only for lines that have a finding.
 
 from __future__ import annotations
 
+import json.decoder
 import re
-from json.decoder import scanstring
+from collections.abc import Callable
+
+# The standard library's string scanner (C speed); typeshed does not declare it.
+scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 _WS = re.compile(r"[ \t\n\r]*")
 _SCALAR = re.compile(r"[^,\]}\s]*")
@@ -64,7 +68,11 @@ def _find(text: str, i: int, path: list[PathItem]) -> tuple[int, int]:
             i = _ws(text, i)
             i = _ws(text, i + 1)  # past ':'
             if key == head:
-                found = _find(text, i, rest)  # later duplicates win, as in JSON.parse
+                # Later duplicates win, as in JSON.parse: a first one without the path is no error.
+                try:
+                    found = _find(text, i, rest)
+                except (ValueError, KeyError, IndexError):
+                    found = None
             i = _ws(text, _skip(text, i))
             if i < len(text) and text[i] == ",":
                 i = _ws(text, i + 1)

@@ -37,11 +37,13 @@ def to_text(results: Sequence[tuple[str, Finding]]) -> str:
     lines = []
     for path, f in results:
         tid = f" [{f.tool_use_id}]" if f.tool_use_id else ""
-        lines.append(f"{path}:{f.start.line}:{f.start.column}: {f.severity.label} {f.rule}: {redact(f.message)}{tid}")
+        lines.append(f"{path}:{f.start.line}:{f.start.column}: {f.severity.label} {f.rule}: {redact(f.message + tid)}")
     return "\n".join(lines)
 
 
-_SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFORMATION: "note", Severity.HINT: "note"}
+_SARIF_LEVEL = {
+    Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFORMATION: "note", Severity.HINT: "note",
+}
 
 
 def to_sarif(results: Sequence[tuple[str, Finding]], rules: RuleSet) -> str:

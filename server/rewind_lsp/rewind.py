@@ -31,10 +31,11 @@ from .check import TranscriptCheck, check_transcript_file
 from .conversation import Conversation, Message
 from .findings import Severity
 from .transcript import TOOL_RESULT, TOOL_USE, Entry, iter_lines
-from .validate import Fault, validate
+from .validate import validate
 
 MISSING_RESULT_TEXT = "[Tool result missing due to internal error]"
-_SESSION_ID = re.compile(rb'(?<!\\)"sessionId":"[^"\\]*"')
+# Also with spaces around the colon: transcripts re-serialized by other tools are still sessions.
+_SESSION_ID = re.compile(rb'(?<!\\)"sessionId"\s*:\s*"[^"\\]*"')
 MODES = ("truncate", "patch")
 
 
@@ -91,7 +92,8 @@ class _Lines:
         if e.line not in self.cache:
             with open(self.path, "rb") as f:
                 f.seek(e.offset)
-                self.cache[e.line] = json.loads(f.read(e.length))
+                # As the reader does (and Claude Code): invalid UTF-8 is read with replacement.
+                self.cache[e.line] = json.loads(f.read(e.length).decode("utf-8", errors="replace"))
         return self.cache[e.line]
 
 
@@ -99,7 +101,9 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
 
-def _synthetic_user(template: dict[str, Any], content: list[dict[str, Any]], source_assistant: str | None) -> dict[str, Any]:
+def _synthetic_user(
+    template: dict[str, Any], content: list[dict[str, Any]], source_assistant: str | None
+) -> dict[str, Any]:
     """A user entry shaped like Claude Code's own, copying context fields from a neighbour."""
     entry: dict[str, Any] = {
         "parentUuid": None,
@@ -128,7 +132,8 @@ def _orphan_text(block: dict[str, Any]) -> dict[str, Any]:
     else:
         body = "" if content is None else str(content)
     tid = block.get("tool_use_id")
-    return {"type": "text", "text": f"[Result of tool call {tid}, whose request was lost, kept as text by rewind-lsp]\n{body}"}
+    note = f"[Result of tool call {tid}, whose request was lost, kept as text by rewind-lsp]"
+    return {"type": "text", "text": f"{note}\n{body}"}
 
 
 def _message_index(conv: Conversation) -> dict[int, int]:
@@ -155,7 +160,8 @@ def _plan_patch(conv: Conversation, lines: _Lines, plan: _Plan) -> None:
     for fault in faults:
         e, mi = fault.entry, msg_of.get(id(fault.entry), -1)
         if fault.rule == "orphan-tool-use" and fault.tool_use_id:
-            result = {"type": "tool_result", "tool_use_id": fault.tool_use_id, "content": MISSING_RESULT_TEXT, "is_error": True}
+            result = {"type": "tool_result", "tool_use_id": fault.tool_use_id, "content": MISSING_RESULT_TEXT,
+                      "is_error": True}
             new_results[mi].append(result)
             plan.fixed.append(f"line {e.line}: added the missing tool_result for {fault.tool_use_id}")
         elif fault.rule == "orphan-tool-result" and fault.block is not None:
@@ -226,10 +232,12 @@ def _plan_patch(conv: Conversation, lines: _Lines, plan: _Plan) -> None:
             results.append(ent)
         prev_assistant = msgs[i - 1].entries[-1].uuid if i > 0 else None
         synth: list[Entry | dict[str, Any]] = (
-            [_synthetic_user(lines.get(msg.entries[-1]), new_results[i - 1], prev_assistant)] if (i - 1) in new_results else []
+            [_synthetic_user(lines.get(msg.entries[-1]), new_results[i - 1], prev_assistant)]
+            if (i - 1) in new_results else []
         )
         texts: list[Entry | dict[str, Any]] = [
-            _synthetic_user(lines.get(t["__template__"]), [t["__text__"]], None) for t in tail[i] if not t.get("__done__")
+            _synthetic_user(lines.get(t["__template__"]), [t["__text__"]], None)
+            for t in tail[i] if not t.get("__done__")
         ]
         layout[i] = (results, synth + others + texts)
 
@@ -288,6 +296,9 @@ def _relink(
 def _plan_truncate(check: TranscriptCheck, plan: _Plan) -> None:
     main = check.main
     if main is None:
+        if any(c.kind == "sidechain" for c in check.conversations):
+            raise RewindError("this is a subagent transcript (only sidechain entries): nothing to cut back; "
+                              "use --mode patch")
         raise RewindError("no conversation to rewind: the file has no user or assistant entries")
     faults = [f for f in validate(main)]
     if not faults:
@@ -312,9 +323,13 @@ def _plan_truncate(check: TranscriptCheck, plan: _Plan) -> None:
     plan.dropped_messages = len(msgs) - keep
     in_main_order = {id(e) for e in main.order}
     for e in check.transcript.entries:
-        late_message = not e.sidechain and e.type in ("user", "assistant") and e.line > last_kept_line and id(e) not in kept
-        late_chain = id(e) in in_main_order and e.line > last_kept_line and id(e) not in kept
-        if id(e) in dropped or late_message or late_chain:
+        late = e.line > last_kept_line and id(e) not in kept
+        late_message = late and not e.sidechain and e.type in ("user", "assistant")
+        late_chain = late and id(e) in in_main_order
+        # Progress and system lines after the cut hang off dropped lines: kept, they would point at
+        # nothing, and one of them could become the leaf Claude Code resumes from.
+        late_linked = late and not e.sidechain and e.uuid is not None
+        if id(e) in dropped or late_message or late_chain or late_linked:
             plan.drop.add(e.line)
     plan.fixed.append(
         f"kept {keep} of {len(msgs)} messages; cut before line {min(e.line for m in msgs[keep:] for e in m.entries)}"
@@ -352,6 +367,15 @@ def _write(source: Path, tmp_fd: int, plan: _Plan, session_id: str | None) -> No
         os.fsync(out.fileno())
 
 
+def _ensure_unchanged(source: Path, before: tuple[int, int, int, str]) -> None:
+    """Refuse when the source is not what was analysed (a session still running appends to it)."""
+    if _fingerprint(source) != before:
+        raise RewindError(
+            f"{source} changed while it was being repaired (is the session still running?); nothing was written. "
+            "Close the session and try again."
+        )
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -363,7 +387,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def rewind(path: str | Path, mode: str = "truncate", out: str | Path | None = None, in_place: bool = False) -> RewindResult:
+def rewind(
+    path: str | Path, mode: str = "truncate", out: str | Path | None = None, in_place: bool = False
+) -> RewindResult:
     source = Path(path)
     if mode not in MODES:
         raise RewindError(f"unknown mode {mode!r}: use truncate or patch")
@@ -376,6 +402,9 @@ def rewind(path: str | Path, mode: str = "truncate", out: str | Path | None = No
     if not any(f.severity <= Severity.WARNING and f.rule != "malformed-line" for f in check.findings):
         raise RewindError(f"{source}: the session already pairs; nothing to repair")
     lines = _Lines(source)
+    # Read now: once `--in-place` has replaced the source, its old offsets point at other bytes.
+    cwd = next((lines.get(e).get("cwd") for e in reversed(check.transcript.entries) if e.type in ("user", "assistant")),
+               None)
     plan = _Plan()
     if mode == "truncate":
         _plan_truncate(check, plan)
@@ -407,11 +436,7 @@ def rewind(path: str | Path, mode: str = "truncate", out: str | Path | None = No
                 f"the repaired copy still has {len(remaining)} error(s) (first: {f.rule} at line {f.start.line}: "
                 f"{f.message}); nothing was written. Please report this with `rewind-lsp doctor`."
             )
-        if _fingerprint(source) != before:
-            raise RewindError(
-                f"{source} changed while it was being repaired (is the session still running?); nothing was written. "
-                "Close the session and try again."
-            )
+        _ensure_unchanged(source, before)
         if in_place:
             backup = source.with_name(f"{source.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
             n = 1
@@ -421,9 +446,11 @@ def rewind(path: str | Path, mode: str = "truncate", out: str | Path | None = No
             shutil.copy2(source, backup)
             with open(backup, "rb") as b:
                 os.fsync(b.fileno())
-            if _fingerprint(source) != before:
+            try:
+                _ensure_unchanged(source, before)
+            except RewindError:
                 backup.unlink()
-                raise RewindError(f"{source} changed while it was being repaired; nothing was written.")
+                raise
             os.replace(tmp, target)
         else:
             os.link(tmp, target)  # fails if the target appeared meanwhile: never overwrite
@@ -434,7 +461,6 @@ def rewind(path: str | Path, mode: str = "truncate", out: str | Path | None = No
             tmp.unlink()
     if not in_place:
         _copy_subagents(source, target, session_id)
-    cwd = next((lines.get(e).get("cwd") for e in reversed(check.transcript.entries) if e.type in ("user", "assistant")), None)
     kept = len(check.main.messages) - plan.dropped_messages if check.main else 0
     return RewindResult(target, session_id or source.stem, mode, backup, plan.fixed, kept, plan.dropped_messages,
                         cwd if isinstance(cwd, str) else None)

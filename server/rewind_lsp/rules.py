@@ -97,6 +97,8 @@ def load_rule(path: Path) -> Rule:
         raise RuleError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise RuleError(f"{path}: not valid TOML: nested too deeply") from None
     try:
         spec = RuleSpec.model_validate(raw)
     except ValidationError as exc:
@@ -107,8 +109,8 @@ def load_rule(path: Path) -> Rule:
     fix_path = path.parent / (spec.fix_page or f"{spec.id}.md")
     try:
         fix_markdown = fix_path.read_text(encoding="utf-8")
-    except OSError:
-        raise RuleError(f"{path}: field 'fix_page': no fix page at {fix_path}") from None
+    except (OSError, ValueError):  # ValueError: a NUL in the name; UnicodeDecodeError: not UTF-8
+        raise RuleError(f"{path}: field 'fix_page': no readable UTF-8 fix page at {fix_path!s}") from None
     return Rule(
         id=spec.id,
         title=spec.title,

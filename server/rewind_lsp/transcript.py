@@ -135,7 +135,7 @@ _decode_fast = msgspec.json.Decoder(_Line).decode
 
 def _block_kind(block_type: str | None) -> str:
     if block_type in (TOOL_USE, TOOL_RESULT) or block_type in SERVER_TOOL_USES:
-        return block_type  # type: ignore[return-value]
+        return block_type
     if block_type and block_type.endswith("_tool_result"):
         return block_type
     return OTHER
@@ -227,20 +227,17 @@ def _from_any(line: int, offset: int, length: int, d: dict[str, Any]) -> Entry:
     )
 
 
-def _char_column(raw: bytes, byte_pos: int) -> int:
-    return len(raw[:byte_pos].decode("utf-8", errors="replace")) + 1
-
-
 def parse_line(line: int, offset: int, raw: bytes) -> Entry | BadLine:
     """Decode one line (without its newline)."""
     try:
         return _from_fast(line, offset, len(raw), _decode_fast(raw))
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        # msgspec raises UnicodeDecodeError on invalid UTF-8 inside a decoded string and
+        # RecursionError on deep nesting: neither may stop the check.
         pass
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return BadLine(line, offset, _char_column(raw, exc.start), "the line is not valid UTF-8")
+    # Claude Code reads its transcripts as UTF-8 with replacement characters: a stray invalid
+    # byte (in a tool's output, say) does not drop the line, so it must not drop it here either.
+    text = raw.decode("utf-8", errors="replace")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -85,12 +85,17 @@ def validate(conv: Conversation) -> list[Fault]:
                 continue
             nxt = msgs[i + 1] if i + 1 < len(msgs) else None
             answered = (
-                {b.tool_id for _, b in _blocks(nxt) if b.kind == TOOL_RESULT} if nxt is not None and nxt.role == "user" else set()
+                {b.tool_id for _, b in _blocks(nxt) if b.kind == TOOL_RESULT}
+                if nxt is not None and nxt.role == "user" else set()
             )
             for e, b in client_uses:
                 if b.tool_id in answered:
                     continue
-                if nxt is None:
+                # Another reply (another message.id) after the tool_use, merged into this message:
+                # the turn ended without its result, so the tool is not still running.
+                later = msg.entries[next(k for k, x in enumerate(msg.entries) if x is e) + 1 :]
+                replied = any(x.message_id is None or x.message_id != e.message_id for x in later)
+                if nxt is None and not replied:
                     faults.append(Fault(
                         "orphan-tool-use", e, b.index,
                         f"tool_use {b.tool_id} has no tool_result yet: the tool may still be running; "
@@ -98,22 +103,32 @@ def validate(conv: Conversation) -> list[Fault]:
                         b.tool_id, facts=index_fact, pending=True,
                     ))
                     continue
-                where = "the next message is another assistant message" if nxt.role == "assistant" else \
-                    f"the next user message (line {nxt.entries[0].line}) does not answer it"
+                related: list[tuple[Entry, int | None, str]]
+                if nxt is None:
+                    where = "a later assistant reply follows it with no tool_result in between"
+                    related = [(x, None, "the reply that followed without its tool_result")
+                               for x in later if x.message_id is None or x.message_id != e.message_id]
+                    related = related[:1]
+                else:
+                    where = "the next message is another assistant message" if nxt.role == "assistant" else \
+                        f"the next user message (line {nxt.entries[0].line}) does not answer it"
+                    related = [(nxt.entries[0], None, "the message that should begin with its tool_result")]
                 faults.append(Fault(
                     "orphan-tool-use", e, b.index,
                     f"tool_use {b.tool_id} has no tool_result immediately after it: {where}",
-                    b.tool_id, related=[(nxt.entries[0], None, "the message that should begin with its tool_result")],
-                    facts=index_fact,
+                    b.tool_id, related=related, facts=index_fact,
                 ))
         else:
             prev = msgs[i - 1] if i > 0 and msgs[i - 1].role == "assistant" else None
             offered = {b.tool_id: (e, b) for e, b in _blocks(prev) if b.kind == TOOL_USE} if prev else {}
             answered_here: dict[str, Entry] = {}
+            orphaned: set[tuple[int, int]] = set()  # (entry, block) already reported as orphans
             for e, b in _blocks(msg):
                 if b.kind != TOOL_RESULT:
                     continue
                 tid = b.tool_id or ""
+                if tid in answered_here or tid not in offered:
+                    orphaned.add((id(e), b.index))
                 if tid in answered_here:
                     faults.append(Fault(
                         "orphan-tool-result", e, b.index,
@@ -137,7 +152,8 @@ def validate(conv: Conversation) -> list[Fault]:
                 is_result = idx is not None and e.blocks[idx].kind == TOOL_RESULT
                 if not is_result:
                     seen_other = seen_other or (e, idx)
-                elif seen_other is not None:
+                elif seen_other is not None and (id(e), idx) not in orphaned:
+                    # An orphan answers nothing, so where it stands does not matter: one finding each.
                     b = e.blocks[idx]  # type: ignore[index]
                     faults.append(Fault(
                         "tool-result-not-first", e, b.index,

@@ -1,0 +1,298 @@
+"""The public CLI contract, through the installed entry point in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from core_support import DATA, SID, Builder, broken, dumps, run_cli, text
+
+JSON_KEYS = ["path", "line", "column", "end_line", "end_column", "rule", "severity", "message", "tool_use_id"]
+LOG_400 = "API Error: 400 due to tool use concurrency issues. Run /rewind to recover the conversation.\n"
+
+
+def healthy(path: Path, session_id: str = SID) -> Path:
+    b = Builder(session_id=session_id)
+    b.user("hello")
+    b.tool_turn(["toolu_01H1", "toolu_01H2"])
+    b.assistant(text("all fine"))
+    return b.write(path)
+
+
+def test_contract_example_json(tmp_path: Path) -> None:
+    p = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    proc = run_cli("check", "--format", "json", str(p))
+    assert proc.returncode == 1, proc.stderr
+    out = json.loads(proc.stdout)
+    assert isinstance(out, list) and out
+    for obj in out:
+        assert list(obj) == JSON_KEYS
+        assert isinstance(obj["line"], int) and obj["line"] >= 1 and obj["column"] >= 1
+        assert obj["end_line"] >= obj["line"]
+        assert obj["severity"] in ("error", "warning", "information", "hint")
+        assert obj["tool_use_id"] is None or obj["tool_use_id"].startswith("toolu_")
+        assert obj["path"] == str(p)
+    err = [o for o in out if o["severity"] == "error"]
+    assert [(o["rule"], o["tool_use_id"]) for o in err] == [("orphan-tool-use", "toolu_01TST")]
+    line = p.read_text().splitlines()[err[0]["line"] - 1]
+    assert line[err[0]["column"] - 1 :].startswith('{"type":"tool_use","id":"toolu_01TST"')
+
+
+def test_exit_0_on_healthy_and_empty_json_list(tmp_path: Path) -> None:
+    p = healthy(tmp_path / "ok.jsonl")
+    proc = run_cli("check", "--format", "json", str(p))
+    assert (proc.returncode, json.loads(proc.stdout)) == (0, [])
+    proc = run_cli("check", str(p))
+    assert (proc.returncode, proc.stdout.strip()) == (0, "")
+
+
+def test_exit_0_when_only_warnings(tmp_path: Path) -> None:
+    p = broken("pending").write(tmp_path / "pending.jsonl")
+    proc = run_cli("check", "--format", "json", str(p))
+    assert proc.returncode == 0
+    assert [o["severity"] for o in json.loads(proc.stdout)] == ["warning"]
+
+
+def test_text_format(tmp_path: Path) -> None:
+    p = broken("duplicate-tool-use-id").write(tmp_path / "d.jsonl")
+    proc = run_cli("check", str(p))
+    assert proc.returncode == 1
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith(f"{p}:") and "error duplicate-tool-use-id" in first and "[toolu_01PRE1]" in first
+
+
+@pytest.mark.parametrize("args", [
+    ["check", "does-not-exist.jsonl"],
+    ["check"],
+    ["check", "--format", "xml", "x.jsonl"],
+    ["frobnicate"],
+    ["check", "--min-severity", "loud", "x.jsonl"],
+])
+def test_exit_2_on_missing_files_and_bad_usage(tmp_path: Path, args: list[str]) -> None:
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip()
+
+
+def test_missing_file_wins_over_findings(tmp_path: Path) -> None:
+    p = broken("orphan-tool-use").write(tmp_path / "b.jsonl")
+    proc = run_cli("check", "--format", "json", str(p), str(tmp_path / "nope.log"))
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)  # the findings of the readable file are still printed
+    assert "nope.log" in proc.stderr
+
+
+def test_folders_are_searched_recursively_for_jsonl_and_log(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    deep = broken("orphan-tool-result").write(root / "a" / "b" / "deep.jsonl")
+    lost = next(i for i, line in enumerate(deep.read_text().splitlines(), 1) if '"tool_use_id":"toolu_01LOST"' in line)
+    healthy(root / "ok.jsonl")
+    (root / "c").mkdir()
+    (root / "c" / "term.log").write_text("x\n" + LOG_400)
+    (root / "c" / "notes.txt").write_text(LOG_400)  # neither .jsonl nor .log: not searched
+    (root / "c" / "data.json").write_text("{not json")
+    proc = run_cli("check", "--format", "json", str(root))
+    assert proc.returncode == 1, proc.stderr
+    got = sorted({(Path(o["path"]).name, o["rule"], o["line"]) for o in json.loads(proc.stdout)})
+    assert got == [("deep.jsonl", "orphan-tool-result", lost), ("term.log", "tool-use-concurrency-400", 2)]
+
+
+def test_named_files_of_any_suffix_are_checked_as_logs(tmp_path: Path) -> None:
+    p = tmp_path / "capture.txt"
+    p.write_text("hello\n  ⎿  " + LOG_400)
+    proc = run_cli("check", "--format", "json", str(p))
+    assert proc.returncode == 1
+    assert [(o["rule"], o["line"], o["column"]) for o in json.loads(proc.stdout)] == [
+        ("tool-use-concurrency-400", 2, 6)]
+
+
+def test_min_severity_filters(tmp_path: Path) -> None:
+    b = broken("orphan-tool-use")
+    b.raw("{oops")
+    b.user("after the bad line")
+    b.assistant(text("ok"))
+    p = b.write(tmp_path / "m.jsonl")
+    all_ = json.loads(run_cli("check", "--format", "json", str(p)).stdout)
+    only = json.loads(run_cli("check", "--format", "json", "--min-severity", "error", str(p)).stdout)
+    assert {o["severity"] for o in all_} == {"error", "warning"}
+    assert {o["severity"] for o in only} == {"error"}
+
+
+def test_sarif(tmp_path: Path) -> None:
+    p = broken("tool-result-not-first").write(tmp_path / "s.jsonl")
+    log = tmp_path / "t.log"
+    log.write_text(LOG_400)
+    proc = run_cli("check", "--format", "sarif", str(p), str(log))
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["version"] == "2.1.0" and "sarif" in doc["$schema"]
+    run = doc["runs"][0]
+    assert run["tool"]["driver"]["name"] == "rewind-lsp"
+    rule_ids = {r["id"] for r in run["tool"]["driver"]["rules"]}
+    results = run["results"]
+    assert {r["ruleId"] for r in results} == rule_ids == {"tool-result-not-first", "tool-use-concurrency-400"}
+    for r in results:
+        assert r["level"] in ("error", "warning", "note")
+        region = r["locations"][0]["physicalLocation"]["region"]
+        assert region["startLine"] >= 1 and region["startColumn"] >= 1
+    healthy_doc = json.loads(run_cli("check", "--format", "sarif", str(healthy(tmp_path / "h.jsonl"))).stdout)
+    assert healthy_doc["runs"][0]["results"] == []
+
+
+def test_no_argument_mode_lists_only_the_broken_session(tmp_path: Path) -> None:
+    config = tmp_path / "claude"
+    project = config / "projects" / "-home-me-proj"
+    bad_sid = "33333333-3333-4333-8333-333333333333"
+    good_sid = "44444444-4444-4444-8444-444444444444"
+    bad = broken("orphan-tool-use")
+    bad.session_id = bad_sid
+    for line in bad.lines:
+        if isinstance(line, dict) and "sessionId" in line:
+            line["sessionId"] = bad_sid
+    bad_path = bad.write(project / f"{bad_sid}.jsonl")
+    good_path = healthy(project / f"{good_sid}.jsonl", good_sid)
+    # A broken subagent transcript is not a session of its own.
+    sub = broken("orphan-tool-use").write(project / good_sid / "subagents" / "agent-a1.jsonl")
+    old_style = broken("orphan-tool-use").write(project / "agent-b2c3d4e5.jsonl")  # 1.0.x layout
+    assert sub.is_file() and old_style.is_file()
+    proc = run_cli(env={"CLAUDE_CONFIG_DIR": str(config)})
+    assert proc.returncode == 1, proc.stderr
+    assert "Checked 2 Claude Code session(s)" in proc.stdout
+    assert str(bad_path) in proc.stdout and str(good_path) not in proc.stdout
+    assert "agent-" not in proc.stdout
+    assert f"rewind-lsp rewind {bad_path}" in proc.stdout
+    assert "claude --resume" in proc.stdout
+
+
+def test_no_argument_mode_with_no_sessions(tmp_path: Path) -> None:
+    proc = run_cli(env={"CLAUDE_CONFIG_DIR": str(tmp_path / "none")})
+    assert proc.returncode == 0
+    assert "No Claude Code sessions found" in proc.stdout
+    (tmp_path / "cfg" / "projects" / "p").mkdir(parents=True)
+    healthy(tmp_path / "cfg" / "projects" / "p" / f"{SID}.jsonl")
+    proc = run_cli(env={"CLAUDE_CONFIG_DIR": str(tmp_path / "cfg")})
+    assert proc.returncode == 0 and "No broken sessions" in proc.stdout
+
+
+def test_doctor_redacts_secrets(tmp_path: Path) -> None:
+    config = tmp_path / "claude"
+    key = "sk-ant-api03-" + "Zx9" * 30 + "-AbCdEf"
+    b = broken("orphan-tool-use")
+    b.user(f"my key is {key} and mail me at someone@example.org")
+    b.assistant(text(f"Do not share {key}."))
+    for line in b.lines:
+        if isinstance(line, dict) and line.get("type") == "assistant":
+            line["message"]["model"] = "claude-opus-4-6"
+            line["version"] = "2.1.39"
+    path = b.write(config / "projects" / "p" / f"{SID}.jsonl")
+    # Put the key where doctor quotes text: a finding message (a tool_use id that is the key).
+    extra = Builder()
+    extra.user("x")
+    extra.assistant(text("y"), {"type": "tool_use", "id": f"toolu_{key}", "name": "Bash", "input": {}})
+    extra.user("z")
+    extra.assistant(text("w"))
+    extra.write(config / "projects" / "p" / "55555555-5555-4555-8555-555555555555.jsonl")
+    proc = run_cli("doctor", env={"CLAUDE_CONFIG_DIR": str(config)})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "sk-ant-api03" not in out and key not in out
+    assert "[redacted]" in out
+    assert "2.1.39" in out and "claude-opus-4-6" in out
+    assert "orphan-tool-use" in out
+    # With explicit paths too.
+    proc = run_cli("doctor", str(path), env={"CLAUDE_CONFIG_DIR": str(config)})
+    assert proc.returncode == 0 and key not in proc.stdout
+
+
+def test_json_messages_are_redacted(tmp_path: Path) -> None:
+    key = "sk-ant-api03-" + "Q" * 40
+    b = Builder()
+    b.user("go")
+    b.assistant({"type": "tool_use", "id": f"toolu_{key}", "name": "Bash", "input": {}})
+    b.user("next")
+    b.assistant(text("ok"))
+    p = b.write(tmp_path / "k.jsonl")
+    proc = run_cli("check", "--format", "json", str(p))
+    assert proc.returncode == 1
+    assert all(key not in o["message"] for o in json.loads(proc.stdout))
+
+
+def test_version_flag() -> None:
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("rewind-lsp ")
+
+
+def test_bookkeeping_only_transcript_and_empty_log(tmp_path: Path) -> None:
+    p = tmp_path / "book.jsonl"
+    p.write_text(dumps({"type": "summary", "summary": "x", "leafUuid": "y"}) + "\n")
+    log = tmp_path / "empty.log"
+    log.write_text("")
+    proc = run_cli("check", "--format", "json", str(p), str(log))
+    assert (proc.returncode, json.loads(proc.stdout)) == (0, [])
+
+
+def test_data_fixtures_give_exactly_the_expected_findings() -> None:
+    """tests/core/data: the CONTRACT.md example, and a raw terminal capture with every trap at once
+    (OSC title, CR spinner redraw, colour codes splitting words, a prompt quoting the error, a 429,
+    a SyntaxError, a 400 JSON wrapped mid-word, the CLI message wrapped mid-word)."""
+    proc = run_cli("check", "--format", "json", str(DATA))
+    assert proc.returncode == 1, proc.stderr
+    got = [(Path(o["path"]).name, o["line"], o["column"], o["rule"], o["severity"], o["tool_use_id"])
+           for o in json.loads(proc.stdout)]
+    contract_line = (DATA / "contract-broken.jsonl").read_text().splitlines()[1]
+    assert got == [
+        ("contract-broken.jsonl", 2, contract_line.index('{"type":"tool_use"') + 1, "orphan-tool-use", "error",
+         "toolu_01ABC"),
+        ("terminal-400.log", 6, 11, "rate-limit-429", "warning", None),
+        ("terminal-400.log", 8, 11, "tool-use-concurrency-400", "error", "toolu_01AbCdEfGhIjKl"),
+        ("terminal-400.log", 12, 6, "syntax-error-unexpected-token", "information", None),
+        ("terminal-400.log", 13, 8, "tool-use-concurrency-400", "error", None),
+    ]
+    messages = {o["line"]: o["message"] for o in json.loads(proc.stdout) if o["path"].endswith(".log")}
+    assert "messages.14" in messages[8]
+
+
+def _secret_session(path: Path, key: str) -> Path:
+    b = Builder()
+    b.user("go")
+    b.assistant({"type": "tool_use", "id": f"toolu_{key}", "name": "Bash", "input": {}})
+    b.user("next")
+    b.assistant(text("ok"))
+    return b.write(path)
+
+
+def test_text_outputs_are_redacted_too(tmp_path: Path) -> None:
+    """A secret-shaped tool_use id is printed by `check` (text), `rewind` and the main job: redacted."""
+    key = "sk-ant-api03-" + "W" * 40
+    config = tmp_path / "claude"
+    path = _secret_session(config / "projects" / "p" / f"{SID}.jsonl", key)
+    env = {"CLAUDE_CONFIG_DIR": str(config)}
+    outputs = {
+        "check": run_cli("check", str(path), env=env),
+        "main job": run_cli(env=env),
+        "rewind": run_cli("rewind", "--mode", "patch", str(path), env=env),
+    }
+    for name, proc in outputs.items():
+        assert proc.returncode in (0, 1), (name, proc.stderr)
+        assert key not in proc.stdout + proc.stderr, name
+        assert "[redacted]" in proc.stdout, name
+
+
+def test_resume_line_quotes_the_cwd(tmp_path: Path) -> None:
+    """Pasting the printed line into a shell: `cd` gets the cwd as one word and nothing in it runs."""
+    evil = str(tmp_path / "My Projects" / "$(touch pwned)")
+    b = broken("orphan-tool-use")
+    for line in b.lines:
+        if isinstance(line, dict) and "cwd" in line:
+            line["cwd"] = evil
+    src = b.write(tmp_path / "s" / f"{SID}.jsonl")
+    proc = run_cli("rewind", str(src))
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if "claude --resume" in x).strip()
+    got = tmp_path / "cd-argument"
+    stubs = f'cd() {{ printf "%s" "$1" > "{got}"; }}; claude() {{ :; }}; '
+    subprocess.run(["bash", "-c", stubs + line], cwd=tmp_path, check=False, timeout=10)
+    assert not (tmp_path / "pwned").exists()
+    assert got.read_text() == evil

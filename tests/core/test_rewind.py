@@ -1,0 +1,363 @@
+"""Rewind (truncate) and repair (patch): the copy checks clean, the original is untouched, patch
+loses nothing, the copy is a new session with a printed resume command, writes are atomic, and
+a source that changes meanwhile is refused."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from core_support import (
+    BROKEN,
+    CORPUS,
+    SID,
+    Builder,
+    active_texts,
+    all_texts,
+    assert_new_session,
+    assert_well_formed,
+    broken,
+    corpus_files,
+    dumps,
+    entries,
+    errors,
+    findings,
+    run_cli,
+    serious,
+    sha,
+    tu,
+)
+from core_support import summary as fsummary
+from core_support import text as text_block
+
+from rewind_lsp.check import check_transcript_file
+from rewind_lsp.conversation import rebuild
+from rewind_lsp.rewind import MISSING_RESULT_TEXT, RewindError, _ensure_unchanged, _fingerprint, rewind
+from rewind_lsp.transcript import read_transcript
+
+# --- every broken fixture, both modes -------------------------------------------------------
+
+TRUNCATE_REFUSES = {"sidechain": "patch"}  # the main conversation pairs: nothing to cut back
+
+
+@pytest.mark.parametrize("name", BROKEN)
+@pytest.mark.parametrize("mode", ["truncate", "patch"])
+def test_rewind_broken_fixture(tmp_path: Path, name: str, mode: str) -> None:
+    src = broken(name).write(tmp_path / f"{SID}.jsonl")
+    before = sha(src)
+    assert serious(findings(src)), "the fixture must be broken"
+    if mode == "truncate" and name in TRUNCATE_REFUSES:
+        with pytest.raises(RewindError, match=TRUNCATE_REFUSES[name]):
+            rewind(src, mode)
+        assert sorted(x.name for x in tmp_path.iterdir()) == [src.name]
+        return
+    result = rewind(src, mode)
+    assert sha(src) == before, "the original must stay byte-identical"
+    assert result.path.parent == src.parent and result.path != src
+    assert result.backup is None and result.fixed
+    out_findings = findings(result.path)
+    assert serious(out_findings) == [], fsummary(out_findings)
+    new_sid = assert_new_session(result.path, SID)
+    assert result.session_id == new_sid and result.resume_command == f"claude --resume {new_sid}"
+    assert result.cwd == "/tmp/project"
+    assert_well_formed(result.path)
+    # No temporary file left behind.
+    assert sorted(x.name for x in tmp_path.iterdir()) == sorted([src.name, result.path.name])
+    if mode == "patch":
+        assert active_texts(src) <= all_texts(result.path), "patch must keep every prompt and reply"
+        assert active_texts(src) <= active_texts(result.path), "and keep them on the live conversation"
+    else:
+        kept = active_texts(result.path)
+        assert ("user", "first prompt: look at the repo") in kept
+        assert ("user", "final prompt: summarize") not in kept
+
+
+def test_rewind_of_a_tool_use_answered_only_by_a_later_reply(tmp_path: Path) -> None:
+    """The last turn: tool_use, then a reply of another message.id, no result (an error, not pending)."""
+    b = Builder()
+    b.user("go")
+    b.tool_turn(["toolu_01OK"])
+    b.assistant(text_block("fine"))
+    b.user("and now the other thing")
+    b.assistant(tu("toolu_01Z"))
+    b.assistant(text_block("done without waiting for the result"))
+    src = b.write(tmp_path / f"{SID}.jsonl")
+    assert [f.rule for f in errors(findings(src))] == ["orphan-tool-use"]
+    for mode in ("truncate", "patch"):
+        result = rewind(src, mode)
+        assert serious(findings(result.path)) == []
+        assert_well_formed(result.path, src)
+        if mode == "patch":
+            assert active_texts(src) <= active_texts(result.path)
+
+
+def test_session_ids_with_spaces_are_replaced_too(tmp_path: Path) -> None:
+    """A transcript re-serialized with `json.dumps` defaults (spaces after `:` and `,`)."""
+    b = broken("orphan-tool-use")
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_text("".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in b.lines))
+    for mode in ("truncate", "patch"):
+        result = rewind(src, mode)
+        assert_new_session(result.path, SID)
+        assert serious(findings(result.path)) == []
+
+
+@pytest.mark.parametrize("mode", ["truncate", "patch"])
+def test_invalid_utf8_in_the_source_does_not_stop_a_rewind(tmp_path: Path, mode: str) -> None:
+    """The reader takes a stray invalid byte with replacement (as Claude Code does); so must rewind,
+    on every line it reads: the broken ones it rewrites, and the last message it takes the cwd from."""
+    src = broken("orphan-tool-result").write(tmp_path / f"{SID}.jsonl")
+    data = src.read_bytes().replace(b"edited 3 lines", b"edited \xff lines")
+    data = data.replace(b"Summary: all good.", b"Summary: \xc3 good.")
+    src.write_bytes(data)
+    assert [f.rule for f in errors(findings(src))] == ["orphan-tool-result"]
+    result = rewind(src, mode)
+    assert serious(findings(result.path)) == []
+    assert src.read_bytes() == data
+    assert result.cwd == "/tmp/project"
+
+
+def test_patch_adds_a_result_worded_like_claude_code(tmp_path: Path) -> None:
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    result = rewind(src, "patch")
+    added = [b for d in entries(result.path) if d.get("type") == "user" and isinstance(d["message"]["content"], list)
+             for b in d["message"]["content"] if b.get("tool_use_id") == "toolu_01TST"]
+    assert added == [{"type": "tool_result", "tool_use_id": "toolu_01TST", "content": MISSING_RESULT_TEXT,
+                      "is_error": True}]
+
+
+def test_patch_keeps_an_orphaned_result_as_text(tmp_path: Path) -> None:
+    src = broken("orphan-tool-result").write(tmp_path / f"{SID}.jsonl")
+    result = rewind(src, "patch")
+    body = result.path.read_text()
+    assert "edited 3 lines" in body
+    assert '"tool_use_id":"toolu_01LOST"' not in body
+
+
+def test_patch_renames_a_duplicate_id_with_its_result(tmp_path: Path) -> None:
+    src = broken("duplicate-tool-use-id").write(tmp_path / f"{SID}.jsonl")
+    result = rewind(src, "patch")
+    ds = entries(result.path)
+    uses = [b["id"] for d in ds if d.get("type") == "assistant" for b in d["message"]["content"]
+            if b.get("type") == "tool_use"]
+    assert len(uses) == len(set(uses)) == 3
+    new_id = next(i for i in uses if i.startswith("toolu_rw"))
+    assert any(b.get("tool_use_id") == new_id for d in ds if d.get("type") == "user"
+               and isinstance(d["message"]["content"], list) for b in d["message"]["content"])
+
+
+def test_patch_moves_the_result_first(tmp_path: Path) -> None:
+    src = broken("tool-result-not-first").write(tmp_path / f"{SID}.jsonl")
+    result = rewind(src, "patch")
+    users = [d for d in entries(result.path) if d.get("type") == "user" and isinstance(d["message"]["content"], list)]
+    line = next(d for d in users if any(b.get("tool_use_id") == "toolu_01NF" for b in d["message"]["content"]))
+    assert [b["type"] for b in line["message"]["content"]] == ["tool_result", "text"]
+
+
+# --- real sessions broken by removing one result ----------------------------------------------
+
+REAL = [p for p in corpus_files("*.jsonl") if "/subagents/" not in str(p) and b'"tool_result"' in p.read_bytes()]
+
+
+def _break_real(path: Path, dest: Path) -> tuple[Path, str]:
+    """Copy `path` without the first tool_result line of its live main conversation that is not pending."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    main = next(c for c in rebuild(read_transcript(str(path)).entries) if c.kind == "main")
+    last = main.messages[-1]
+    candidates = [e for m in main.messages for e in m.entries
+                  if e.has_tool_result and not (m is last and len(m.entries) == 1)]
+    victim = candidates[len(candidates) // 2]
+    tid = next(b.tool_id for b in victim.blocks if b.kind == "tool_result")
+    dest.write_bytes(b"\n".join(lines[: victim.line - 1] + lines[victim.line :]))
+    assert tid is not None
+    return dest, tid
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"the shared real corpus is absent ({CORPUS})")
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+@pytest.mark.parametrize("mode", ["truncate", "patch"])
+def test_rewind_real_session_broken_by_removing_a_result(tmp_path: Path, path: Path, mode: str) -> None:
+    sid = str(uuid.uuid4())
+    src, tid = _break_real(path, tmp_path / f"{sid}.jsonl")
+    before = sha(src)
+    fs = errors(findings(src))
+    assert [(f.rule, f.tool_use_id) for f in fs] == [("orphan-tool-use", tid)]
+    result = rewind(src, mode)
+    assert sha(src) == before
+    assert errors(findings(result.path)) == []
+    assert serious(findings(result.path)) == []
+    assert_new_session(result.path, read_transcript(str(src)).entries[-1].session_id or sid)
+    if mode == "patch":
+        assert active_texts(src) <= active_texts(result.path)
+    assert len(entries(result.path)) <= len(entries(src)) + 2
+    assert_well_formed(result.path, src)
+
+
+# --- CLI: output places, resume command, refusals ----------------------------------------------
+
+
+def test_cli_prints_the_resume_command_for_the_new_file(tmp_path: Path) -> None:
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    before = sha(src)
+    proc = run_cli("rewind", str(src))
+    assert proc.returncode == 0, proc.stderr
+    new = [p for p in tmp_path.iterdir() if p != src]
+    assert len(new) == 1
+    assert f"claude --resume {new[0].stem}" in proc.stdout
+    assert "cd /tmp/project && claude --resume" in proc.stdout
+    assert sha(src) == before
+    assert errors(findings(new[0])) == []
+
+
+def test_cli_json_output(tmp_path: Path) -> None:
+    src = broken("orphan-tool-result").write(tmp_path / f"{SID}.jsonl")
+    proc = run_cli("rewind", "--mode", "patch", "--format", "json", str(src))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert Path(out["path"]).is_file() and out["mode"] == "patch"
+    assert out["session_id"] == Path(out["path"]).stem
+    assert out["resume_command"] == f"claude --resume {out['session_id']}"
+
+
+def test_cli_out_writes_there(tmp_path: Path) -> None:
+    src = broken("duplicate-tool-use-id").write(tmp_path / "a" / f"{SID}.jsonl")
+    target_sid = "22222222-2222-4222-8222-222222222222"
+    out = tmp_path / "b" / f"{target_sid}.jsonl"
+    out.parent.mkdir()
+    proc = run_cli("rewind", "--mode", "patch", "--out", str(out), str(src))
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and errors(findings(out)) == []
+    assert assert_new_session(out, SID) == target_sid
+    assert f"claude --resume {target_sid}" in proc.stdout
+    assert sorted(x.name for x in src.parent.iterdir()) == [src.name]
+    # An existing target is never overwritten.
+    before = sha(out)
+    proc = run_cli("rewind", "--mode", "patch", "--out", str(out), str(src))
+    assert proc.returncode == 2 and "exists" in proc.stderr
+    assert sha(out) == before
+
+
+def test_cli_in_place_keeps_a_backup(tmp_path: Path) -> None:
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    original = src.read_bytes()
+    proc = run_cli("rewind", "--in-place", str(src))
+    assert proc.returncode == 0, proc.stderr
+    backups = list(tmp_path.glob(f"{SID}.jsonl.*.bak"))
+    assert len(backups) == 1
+    assert backups[0].read_bytes() == original
+    assert src.read_bytes() != original
+    assert errors(findings(src)) == []
+    assert all(d.get("sessionId", SID) == SID for d in entries(src))  # same session, resumable as before
+    assert f"claude --resume {SID}" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, backups[0].name])
+
+
+def test_cli_out_and_in_place_together_is_a_usage_error(tmp_path: Path) -> None:
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    proc = run_cli("rewind", "--in-place", "--out", str(tmp_path / "x.jsonl"), str(src))
+    assert proc.returncode == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+
+
+def test_cli_refuses_a_healthy_session(tmp_path: Path) -> None:
+    b = Builder()
+    b.user("hi")
+    b.tool_turn(["toolu_01OK"])
+    b.assistant(text_block("fine"))
+    src = b.write(tmp_path / f"{SID}.jsonl")
+    before = sha(src)
+    for mode in ("truncate", "patch"):
+        proc = run_cli("rewind", "--mode", mode, str(src))
+        assert proc.returncode == 2
+        assert "nothing to repair" in proc.stderr
+    assert sha(src) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+
+
+@pytest.mark.parametrize("args", [["rewind", "missing.jsonl"], ["rewind", "notes.txt"], ["rewind"],
+                                  ["rewind", "--mode", "bogus", "x.jsonl"]])
+def test_cli_rewind_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "notes.txt").write_text("hello\n")
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip()
+
+
+def test_subagents_are_copied_with_the_new_session(tmp_path: Path) -> None:
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    agent = Builder()
+    agent.user("p", parent=None, sidechain=True, agent_id="abc1234")
+    agent.assistant({"type": "text", "text": "done"}, sidechain=True, agent_id="abc1234")
+    sub = agent.write(tmp_path / SID / "subagents" / "agent-abc1234.jsonl")
+    sub_before = sha(sub)
+    result = rewind(src, "patch")
+    copied = result.path.with_suffix("") / "subagents" / "agent-abc1234.jsonl"
+    assert copied.is_file()
+    assert all(d["sessionId"] == result.session_id for d in entries(copied))
+    assert sha(sub) == sub_before
+
+
+# --- a source that changes meanwhile ----------------------------------------------------------
+
+
+def test_ensure_unchanged_refuses_a_changed_source(tmp_path: Path) -> None:
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    before = _fingerprint(src)
+    _ensure_unchanged(src, before)  # unchanged: fine
+    with open(src, "a", encoding="utf-8") as f:
+        f.write(dumps({"type": "progress", "uuid": "late", "parentUuid": None}) + "\n")
+    with pytest.raises(RewindError, match="changed while it was being repaired"):
+        _ensure_unchanged(src, before)
+    # Same size and mtime but other bytes are caught too (the content hash is part of it).
+    data = bytearray(src.read_bytes())
+    st = src.stat()
+    now = _fingerprint(src)
+    data[-3:-1] = b"XX"
+    src.write_bytes(bytes(data))
+    import os
+
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(RewindError):
+        _ensure_unchanged(src, now)
+
+
+def test_rewind_of_a_session_still_being_written_is_refused(tmp_path: Path) -> None:
+    """A writer appends to the session during the whole rewind: nothing may be written."""
+    b = broken("orphan-tool-use")
+    for k in range(3000):  # big enough that the rewind takes a while
+        b.user(f"filler prompt {k}")
+        b.assistant({"type": "text", "text": f"filler answer {k}" * 5})
+    src = b.write(tmp_path / f"{SID}.jsonl")
+    stop = threading.Event()
+    started = threading.Event()
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            with open(src, "a", encoding="utf-8") as f:
+                f.write(dumps({"type": "progress", "uuid": f"w{n}", "parentUuid": None, "sessionId": SID}) + "\n")
+            n += 1
+            started.set()
+            stop.wait(0.001)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        started.wait(5)
+        with pytest.raises(RewindError, match="changed while it was being repaired"):
+            rewind(src, "patch")
+    finally:
+        stop.set()
+        t.join()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name], "nothing written, no temp file left"
+
+
+def test_result_is_validated_before_it_goes_into_place(tmp_path: Path) -> None:
+    """The repaired copy is checked from the temporary file; only a clean one is linked in place."""
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    result = rewind(src, "truncate")
+    assert check_transcript_file(str(result.path)).findings == []
