@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,10 +180,18 @@ def discover(
             for root, dirs, files in os.walk(p, followlinks=False):
                 dirs.sort()
                 for name in sorted(files):
-                    if suffixes is None or name.endswith(suffixes):
+                    if (suffixes is None or name.endswith(suffixes)) and is_regular_file(os.path.join(root, name)):
                         yield os.path.join(root, name)
         else:
             yield p
+
+
+def is_regular_file(path: str) -> bool:
+    """True for a regular file (or a symlink to one). A FIFO or device would block or never end a read."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def claude_config_dir() -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shlex
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .check import check_path, claude_projects_dir, discover, is_transcript_path
+from .check import check_path, claude_projects_dir, discover, is_regular_file, is_transcript_path
 from .findings import Finding, Severity
 from .redact import redact
 from .report import to_json, to_sarif, to_text
@@ -39,6 +40,9 @@ def _check_all(paths: Sequence[str], rules: RuleSet) -> tuple[list[tuple[str, Fi
     results: list[tuple[str, Finding]] = []
     problems: list[str] = []
     for path in discover(paths):
+        if os.path.exists(path) and not os.path.isdir(path) and not is_regular_file(path):
+            problems.append(f"{path}: not a regular file (a pipe or device is never read)")
+            continue
         try:
             results.extend((path, f) for f in check_path(path, rules))
         except FileNotFoundError:
@@ -215,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ids and text come from files anyone may have written: a lone surrogate or a character the
+    # terminal's encoding lacks is printed escaped, never a UnicodeEncodeError traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

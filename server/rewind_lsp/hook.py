@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -100,7 +101,7 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
         except RewindError as exc:
             _log(f"auto-repair of {path} failed: {exc}")
         else:
-            where = f"cd {result.cwd} && " if result.cwd else ""
+            where = f"cd {shlex.quote(result.cwd)} && " if result.cwd else ""
             reason = (
                 what + f"\nrewind-lsp repaired it into a new session (the original is untouched): {result.path}\n"
                 f"Resume that one instead:\n  {where}{result.resume_command}"

@@ -107,6 +107,14 @@ def load_rule(path: Path) -> Rule:
         )
         raise RuleError(f"{path}: {problems}") from None
     fix_path = path.parent / (spec.fix_page or f"{spec.id}.md")
+    # The fix page is opened in the user's editor: a rule (from a cloned project's ruleDirs, say)
+    # must not point it at a file outside its own folder.
+    try:
+        inside = fix_path.resolve().is_relative_to(path.parent.resolve())
+    except (OSError, ValueError, RuntimeError):
+        inside = False
+    if not inside:
+        raise RuleError(f"{path}: field 'fix_page': {spec.fix_page!r} is outside the rule's folder")
     try:
         fix_markdown = fix_path.read_text(encoding="utf-8")
     except (OSError, ValueError):  # ValueError: a NUL in the name; UnicodeDecodeError: not UTF-8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -296,3 +297,11 @@ def test_resume_line_quotes_the_cwd(tmp_path: Path) -> None:
     subprocess.run(["bash", "-c", stubs + line], cwd=tmp_path, check=False, timeout=10)
     assert not (tmp_path / "pwned").exists()
     assert got.read_text() == evil
+
+
+def test_a_pipe_named_directly_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    proc = run_cli("check", str(fifo))
+    assert proc.returncode == 2
+    assert f"{fifo}: not a regular file" in proc.stderr and "Traceback" not in proc.stderr

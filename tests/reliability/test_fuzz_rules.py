@@ -180,11 +180,6 @@ def test_deeply_nested_rule_file_is_a_rule_error(tmp_path: Path) -> None:
     assert isinstance(load(tmp_path, _base().replace('["abc"]', "[" * 100_000 + "]" * 100_000).encode()), RuleError)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (hardening): rules.load_rule joins fix_page to the rule's folder without confinement; an absolute "
-    "or ../ fix_page reads any file as the fix page and hands its file:// URI to the client's showDocument "
-    "(`Show fix steps` on a rule from a cloned project's ruleDirs opens ~/.ssh/id_rsa). Fix: require "
-    "fix_path.resolve() to be inside path.parent.resolve()"))
 @pytest.mark.parametrize("page", ["/etc/hostname", "../outside.md"])
 def test_fix_page_stays_in_the_rule_folder(tmp_path: Path, page: str) -> None:
     rules = tmp_path / "rules"

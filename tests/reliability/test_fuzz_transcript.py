@@ -270,11 +270,6 @@ def test_cr_only_file_gets_a_finding() -> None:
     assert findings, "a file the reader cannot split into lines must not check clean"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a tool_use id holding a lone surrogate escape (valid JSON: \"toolu_\\ud800x\"; JSON.stringify writes "
-    "lone surrogates that way) makes `rewind-lsp check` die with UnicodeEncodeError in print() (cli.cmd_check: "
-    "to_text, and to_json with ensure_ascii=False): a traceback and no report. Fix: "
-    "sys.stdout.reconfigure(errors='backslashreplace') in cli.main, or ensure_ascii=True for JSON/SARIF"))
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_cli_reports_ids_with_lone_surrogates(tmp_path: Path, fmt: str) -> None:
     path = tmp_path / f"{SID}.jsonl"

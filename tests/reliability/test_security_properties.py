@@ -338,10 +338,6 @@ def test_resume_command_quotes_the_cwd(tmp_path: Path) -> None:
     assert got.exists() and got.read_text() == evil, line
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the server's resume line is still built unquoted (lsp/server.py do_rewind: f'cd {result.cwd} && ', "
-    "sent with window/showMessage; hook.py builds the same line for --auto-repair): a cwd from a shared "
-    "transcript runs code when the user pastes it. Fix: shlex.quote(result.cwd), as cli.cmd_rewind does now"))
 def test_server_resume_message_quotes_the_cwd(tmp_path: Path) -> None:
     projects = tmp_path / "claude" / "projects"
     src = projects / "p" / f"{SID}.jsonl"

@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 import re
+import shlex
 import traceback
 import uuid
 from collections.abc import Callable, Coroutine
@@ -385,7 +386,7 @@ class RewindLanguageServer(LanguageServer):
             self.window_show_message(types.ShowMessageParams(types.MessageType.Error, message))
             return {"error": message}
         self.rewound[path] = result
-        where = f"cd {result.cwd} && " if result.cwd else ""
+        where = f"cd {shlex.quote(result.cwd)} && " if result.cwd else ""
         self.window_show_message(
             types.ShowMessageParams(
                 types.MessageType.Info,
