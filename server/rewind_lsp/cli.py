@@ -9,6 +9,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .check import check_path, claude_projects_dir, discover, is_regular_file, is_transcript_path
@@ -119,19 +120,35 @@ def cmd_rewind(args: argparse.Namespace) -> int:
         print(f"rewind-lsp: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"rewind-lsp: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        # The file the call failed on (a link's or a rename's destination first), not always FILE.
+        print(f"rewind-lsp: {exc.filename2 or exc.filename or args.file}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
+    # Claude Code looks a session up by id in the project folder of its working directory: a copy
+    # written elsewhere (--out) must be moved beside the original first.
+    elsewhere = result.path.resolve().parent != Path(args.file).resolve().parent
+    for w in result.warnings:
+        print(f"rewind-lsp: warning: {redact(w)}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps({
             "path": str(result.path), "session_id": result.session_id, "mode": result.mode,
             "backup": str(result.backup) if result.backup else None, "fixed": result.fixed,
-            "resume_command": result.resume_command, "cwd": result.cwd,
+            # null when the file's name is no session id: no command would find it.
+            "resume_command": result.resume_command if result.resumable else None, "cwd": result.cwd,
+            "beside_original": not elsewhere, "warnings": result.warnings,
         }, indent=2))
         return EXIT_OK
     print(f"Wrote {result.path} ({result.mode}); the original is untouched" if not result.backup
           else f"Repaired {result.path} in place; backup at {result.backup}")
     for line in result.fixed:
         print(f"  - {redact(line)}")
+    if not result.resumable:
+        print(f"\n{result.path.name} is not named <session id>.jsonl (a UUID), so `claude --resume` cannot find it.")
+        return EXIT_OK
+    if elsewhere:
+        sub = result.path.with_suffix("")
+        what = f"{result.path} (and its folder {sub})" if sub.is_dir() else str(result.path)
+        print(f"\nClaude Code finds a session only in its project folder: move {what} "
+              f"into {Path(args.file).resolve().parent} (where the original is) before resuming.")
     # Quoted: a folder with spaces must work, and a cwd from a shared transcript must not run code.
     where = f"cd {shlex.quote(result.cwd)} && " if result.cwd else ""
     print(f"\nResume it with:\n  {where}{result.resume_command}")
@@ -188,13 +205,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report only findings at least this severe")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("rewind", help="write a repaired copy of a session that `claude --resume` accepts")
+    p = sub.add_parser("rewind", help="write a repaired copy of a session that `claude --resume` accepts",
+                       description=(
+                           "Write a repaired copy of a session that `claude --resume` accepts. By default it is a "
+                           "new session beside the original (a new <uuid>.jsonl, its subagent transcripts copied "
+                           "along); the original is never written. The copy is written atomically with the "
+                           "original's permissions, and a session that changes meanwhile is refused."))
     p.add_argument("file", metavar="FILE")
     p.add_argument("--mode", choices=MODES, default="truncate",
                    help="truncate: cut back to the last point where everything pairs; patch: keep everything")
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--out", metavar="PATH", help="write here instead of a new session file beside the original")
-    target.add_argument("--in-place", action="store_true", help="replace the original, keeping a timestamped backup")
+    target.add_argument("--out", metavar="PATH", help=(
+        "write the new session here instead of beside the original: either a file named <session id>.jsonl "
+        "(a lowercase UUID, which becomes the new session id: Claude Code resumes a session by the id in its "
+        "file name) or an existing folder to put a new <uuid>.jsonl in; any other name is refused. An "
+        "existing file is never overwritten. Claude Code finds a session only in its project folder "
+        "(where the original is), so a copy written elsewhere must be moved there to be resumed"))
+    target.add_argument("--in-place", action="store_true", help=(
+        "replace the original (same session id), keeping a timestamped backup beside it; a line the "
+        "still-running session appends during the swap is kept at the end of the backup, with a warning"))
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_rewind)
 

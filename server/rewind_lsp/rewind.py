@@ -10,15 +10,22 @@ A plan (lines to drop, lines to replace, lines to insert after a line) is comput
 analysis, then the source is streamed through it into a temporary file in the same folder,
 which is fsynced, checked, and only then renamed into place. The source is never written
 (except by `--in-place`, after a backup), and a source that changes meanwhile is refused.
+
+Crash safety: every file goes in under a hidden `.*.rewind-tmp` name and is fsynced before it
+is renamed or linked to its real name; the new session's subagent folder is renamed into place
+before the session file itself, so a crash at any point leaves either no new session or a
+complete one. The copy gets the original's permission bits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -37,6 +44,9 @@ MISSING_RESULT_TEXT = "[Tool result missing due to internal error]"
 # Also with spaces around the colon: transcripts re-serialized by other tools are still sessions.
 _SESSION_ID = re.compile(rb'(?<!\\)"sessionId"\s*:\s*"[^"\\]*"')
 MODES = ("truncate", "patch")
+TEMP_SUFFIX = ".rewind-tmp"
+# A leftover of a killed rewind older than this cannot belong to a rewind still running.
+STALE_TEMP_SECONDS = 3600
 
 
 class RewindError(Exception):
@@ -53,10 +63,16 @@ class RewindResult:
     kept_messages: int
     dropped_messages: int
     cwd: str | None
+    warnings: list[str] = field(default_factory=list)  # done, but the user must know (data kept elsewhere)
 
     @property
     def resume_command(self) -> str:
         return f"claude --resume {self.session_id}"
+
+    @property
+    def resumable(self) -> bool:
+        """Claude Code finds a session by its file name, which must be `<sessionId>.jsonl`."""
+        return session_id_of(self.path) == self.session_id
 
 
 @dataclass(slots=True)
@@ -336,16 +352,45 @@ def _plan_truncate(check: TranscriptCheck, plan: _Plan) -> None:
     )
 
 
-def _new_session_id(out: Path | None) -> str:
-    if out is not None:
-        try:
-            return str(uuid.UUID(out.stem))
-        except ValueError:
-            pass
-    return str(uuid.uuid4())
+def session_id_of(path: Path) -> str | None:
+    """The session id a file name stands for: `<id>.jsonl` with id a UUID in Claude Code's own
+    spelling (lowercase, hyphens). `uuid.UUID` also takes other spellings, which would name a
+    file Claude Code cannot find by the id written inside it."""
+    if path.suffix != ".jsonl":
+        return None
+    try:
+        canonical = str(uuid.UUID(path.stem))
+    except ValueError:
+        return None
+    return canonical if canonical == path.stem else None
 
 
-def _write(source: Path, tmp_fd: int, plan: _Plan, session_id: str | None) -> None:
+def _target(source: Path, out: str | Path | None, in_place: bool) -> tuple[Path, str | None]:
+    """Where the copy goes and the session id written into it (None: keep the ids, in place)."""
+    if in_place:
+        return source, None
+    if out is None:
+        sid = str(uuid.uuid4())
+        return source.with_name(f"{sid}.jsonl"), sid
+    dest = Path(out)
+    if dest.is_dir():  # a folder (the one named, even through a symlink): a new session file in it
+        sid = str(uuid.uuid4())
+        return dest / f"{sid}.jsonl", sid
+    if dest.exists() or dest.is_symlink():
+        raise RewindError(f"{dest}: already exists; refusing to overwrite it")
+    named = session_id_of(dest)
+    if named is None:
+        raise RewindError(
+            f"--out {dest}: Claude Code resumes a session by the id in its file name, so the name must be "
+            f"<session id>.jsonl with a lowercase UUID (for example {uuid.uuid4()}.jsonl), or give a folder "
+            "to write a new session file in; nothing was written"
+        )
+    if not dest.parent.is_dir():
+        raise RewindError(f"--out {dest}: no such folder {dest.parent}; nothing was written")
+    return dest, named
+
+
+def _write(source: Path, tmp_fd: int, plan: _Plan, session_id: str | None, like: os.stat_result) -> None:
     new_sid = f'"sessionId":"{session_id}"'.encode() if session_id else None
 
     def encode(d: dict[str, Any]) -> bytes:
@@ -354,6 +399,7 @@ def _write(source: Path, tmp_fd: int, plan: _Plan, session_id: str | None) -> No
         return json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     with os.fdopen(tmp_fd, "wb") as out, open(source, "rb") as src:
+        _same_owner_and_mode(out.fileno(), like)
         for line, _offset, body, ended in iter_lines(src):
             if line not in plan.drop:
                 if line in plan.replace:
@@ -367,13 +413,28 @@ def _write(source: Path, tmp_fd: int, plan: _Plan, session_id: str | None) -> No
         os.fsync(out.fileno())
 
 
+def _same_owner_and_mode(fd: int, like: os.stat_result) -> None:
+    """mkstemp makes a 0600 file owned by whoever runs rewind: the copy gets the original's
+    permission bits, and its owner when allowed (run as root, a root-owned session file would
+    be one Claude Code can no longer append to)."""
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) != (like.st_uid, like.st_gid):
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, like.st_uid, like.st_gid)
+    os.fchmod(fd, stat.S_IMODE(like.st_mode))
+
+
+def _changed(source: Path) -> RewindError:
+    return RewindError(
+        f"{source} changed while it was being repaired (is the session still running?); nothing was written. "
+        "Close the session and try again."
+    )
+
+
 def _ensure_unchanged(source: Path, before: tuple[int, int, int, str]) -> None:
     """Refuse when the source is not what was analysed (a session still running appends to it)."""
     if _fingerprint(source) != before:
-        raise RewindError(
-            f"{source} changed while it was being repaired (is the session still running?); nothing was written. "
-            "Close the session and try again."
-        )
+        raise _changed(source)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -387,6 +448,101 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _remove(path: Path) -> None:
+    """Best effort, for our own temporary files and folders (never a symlink's target)."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except OSError:
+        pass
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _sweep_stale_temps(folder: Path) -> None:
+    """Remove what a killed rewind left (kill -9, power cut): hidden `.*.rewind-tmp` copies, never
+    the only copy of anything. Recent ones are left alone: they may be a rewind running now."""
+    now = time.time()
+    try:
+        found = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return
+    for e in found:
+        try:
+            if now - e.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS:
+                _remove(Path(e.path))
+        except OSError:
+            continue
+
+
+def _copy_tree(src_dir: Path, dest_dir: Path, session_id: str) -> None:
+    """Copy the subagent transcripts in `src_dir` into the empty `dest_dir`, their sessionId replaced,
+    every file and folder fsynced and with its source's permission bits."""
+    new_sid = f'"sessionId":"{session_id}"'.encode()
+    folders: list[tuple[Path, int]] = [(dest_dir, stat.S_IMODE(src_dir.stat().st_mode))]
+    for root, dirs, files in os.walk(src_dir):  # symlinked folders are not followed
+        here = Path(root)
+        to_dir = dest_dir / here.relative_to(src_dir)
+        for name in sorted(dirs):
+            s = here / name
+            # A symlinked folder is not followed out of the session folder: it becomes an empty one.
+            mode = 0o700 if s.is_symlink() else stat.S_IMODE(s.stat().st_mode)
+            os.mkdir(to_dir / name, 0o700)  # opened up once filled (below)
+            folders.append((to_dir / name, mode))
+        for name in sorted(files):
+            s = here / name
+            st0 = os.lstat(s)
+            if not stat.S_ISREG(st0.st_mode):
+                continue
+            with open(s, "rb") as f:
+                data = f.read()
+            st1 = os.lstat(s)
+            if (st1.st_ino, st1.st_size, st1.st_mtime_ns) != (st0.st_ino, st0.st_size, st0.st_mtime_ns) or (
+                len(data) != st0.st_size
+            ):
+                raise RewindError(f"{s} changed while it was being copied (is a subagent still running?); "
+                                  "nothing was written. Close the session and try again.")
+            if s.suffix == ".jsonl":
+                data = _SESSION_ID.sub(new_sid, data)
+            with open(to_dir / name, "xb") as out:
+                _same_owner_and_mode(out.fileno(), st0)
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+    # Deepest first: each folder's entries are durable before the folder that names it.
+    for d, mode in reversed(folders):
+        _fsync_dir(d)
+        os.chmod(d, mode)
+
+
+def _rescue_late_bytes(src_fd: int, size: int, backup: Path) -> int:
+    """`--in-place`: a line appended after the last check went to the old file, which os.replace
+    just unlinked; `src_fd` still holds it. Append whatever lies past the checked size to the
+    backup, so it is kept. Returns how many bytes were rescued."""
+    done = size
+    for _ in range(100):  # a writer that keeps the old file open may keep going: bounded
+        end = os.fstat(src_fd).st_size
+        if end <= done:
+            break
+        with open(backup, "ab") as b:
+            while done < end:
+                chunk = os.pread(src_fd, min(1 << 20, end - done), done)
+                if not chunk:
+                    break
+                b.write(chunk)
+                done += len(chunk)
+            b.flush()
+            os.fsync(b.fileno())
+    return done - size
+
+
 def rewind(
     path: str | Path, mode: str = "truncate", out: str | Path | None = None, in_place: bool = False
 ) -> RewindResult:
@@ -397,7 +553,21 @@ def rewind(
         raise RewindError("--out and --in-place cannot be used together")
     if not source.is_file():
         raise RewindError(f"{source}: no such transcript file")
+    target, session_id = _target(source, out, in_place)
+    # Held open to the end: with `--in-place`, the old file can still be read once replaced.
+    src_fd = os.open(source, os.O_RDONLY)
+    try:
+        return _rewind(source, src_fd, mode, target, session_id, in_place)
+    finally:
+        os.close(src_fd)
+
+
+def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str | None,
+            in_place: bool) -> RewindResult:
     before = _fingerprint(source)
+    src_stat = os.fstat(src_fd)
+    if src_stat.st_ino != before[0]:  # replaced between the open and the fingerprint
+        raise _changed(source)
     check = check_transcript_file(str(source))
     if not any(f.severity <= Severity.WARNING and f.rule != "malformed-line" for f in check.findings):
         raise RewindError(f"{source}: the session already pairs; nothing to repair")
@@ -412,22 +582,26 @@ def rewind(
         for conv in check.conversations:
             if conv.kind != "history":
                 _plan_patch(conv, lines, plan)
-        main = check.main
         plan.dropped_messages = 0
-        del main
 
-    target = Path(out) if out is not None else (source if in_place else None)
-    session_id = None if in_place else _new_session_id(target)
-    if target is None:
-        target = source.with_name(f"{session_id}.jsonl")
-    if not in_place and target.exists():
+    if not in_place and (target.exists() or target.is_symlink()):
         raise RewindError(f"{target}: already exists; refusing to overwrite it")
+    # Subagent transcripts live in `<session id>/` beside the session: they go along with a new session.
+    sub_src = source.with_suffix("")
+    sub_dest = target.with_suffix("")
+    with_subagents = session_id is not None and sub_src.is_dir()
+    if with_subagents and (sub_dest.exists() or sub_dest.is_symlink()):
+        raise RewindError(f"{sub_dest}: already exists (left by an interrupted rewind?); refusing to overwrite it")
     folder = target.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".rewind-tmp", dir=folder)
+    _sweep_stale_temps(folder)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=folder)
     tmp = Path(tmp_name)
+    tmp_dir: Path | None = None
+    placed_dir = False  # sub_dest is ours until the session file is linked
     backup: Path | None = None
+    warnings: list[str] = []
     try:
-        _write(source, fd, plan, session_id)
+        _write(source, fd, plan, session_id, src_stat)
         result = check_transcript_file(str(tmp))
         remaining = [f for f in result.findings if f.severity == Severity.ERROR]
         if remaining:
@@ -436,6 +610,9 @@ def rewind(
                 f"the repaired copy still has {len(remaining)} error(s) (first: {f.rule} at line {f.start.line}: "
                 f"{f.message}); nothing was written. Please report this with `rewind-lsp doctor`."
             )
+        if with_subagents and session_id is not None:
+            tmp_dir = Path(tempfile.mkdtemp(prefix=f".{sub_dest.name}.", suffix=TEMP_SUFFIX, dir=folder))
+            _copy_tree(sub_src, tmp_dir, session_id)
         _ensure_unchanged(source, before)
         if in_place:
             backup = source.with_name(f"{source.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
@@ -448,41 +625,40 @@ def rewind(
                 os.fsync(b.fileno())
             try:
                 _ensure_unchanged(source, before)
+                if _sha256(backup) != before[3]:
+                    raise RewindError(f"{backup}: the backup does not match {source}; nothing was replaced")
             except RewindError:
                 backup.unlink()
                 raise
             os.replace(tmp, target)
+            late = _rescue_late_bytes(src_fd, before[1], backup)
+            if late:
+                warnings.append(
+                    f"{late} byte(s) were appended to {source} while it was being replaced (is the session still "
+                    f"running?): they are not in the repaired file; they are kept at the end of the backup {backup}"
+                )
         else:
+            if tmp_dir is not None:
+                # Before the session file: a crash from here on leaves a complete subagent folder
+                # with no session (nothing to resume), never a session with missing subagents.
+                os.rename(tmp_dir, sub_dest)
+                tmp_dir, placed_dir = None, True
+                _fsync_dir(folder)
             os.link(tmp, target)  # fails if the target appeared meanwhile: never overwrite
+            placed_dir = False
             tmp.unlink()
         _fsync_dir(folder)
+    except BaseException:
+        # The session file never arrived: take its subagent folder back out (but never from
+        # under a session that did get linked, should an interrupt land just after the link).
+        if placed_dir and not _same_file(target, tmp):
+            _remove(sub_dest)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
-    if not in_place:
-        _copy_subagents(source, target, session_id)
+        if tmp_dir is not None:
+            _remove(tmp_dir)
     kept = len(check.main.messages) - plan.dropped_messages if check.main else 0
     return RewindResult(target, session_id or source.stem, mode, backup, plan.fixed, kept, plan.dropped_messages,
-                        cwd if isinstance(cwd, str) else None)
-
-
-def _copy_subagents(source: Path, target: Path, session_id: str | None) -> None:
-    """Subagent transcripts live in `<session id>/` beside the session: copy them along."""
-    folder = source.with_suffix("")
-    if not folder.is_dir() or session_id is None:
-        return
-    dest = target.with_suffix("")
-    if dest.exists():
-        return
-    new_sid = f'"sessionId":"{session_id}"'.encode()
-    for src in folder.rglob("*"):
-        rel = src.relative_to(folder)
-        to = dest / rel
-        if src.is_dir():
-            to.mkdir(parents=True, exist_ok=True)
-        elif src.is_file() and not src.is_symlink():
-            to.parent.mkdir(parents=True, exist_ok=True)
-            data = src.read_bytes()
-            if src.suffix == ".jsonl":
-                data = _SESSION_ID.sub(new_sid, data)
-            to.write_bytes(data)
+                        cwd if isinstance(cwd, str) else None, warnings)

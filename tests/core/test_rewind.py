@@ -5,7 +5,10 @@ a source that changes meanwhile is refused."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -35,7 +38,15 @@ from core_support import text as text_block
 
 from rewind_lsp.check import check_transcript_file
 from rewind_lsp.conversation import rebuild
-from rewind_lsp.rewind import MISSING_RESULT_TEXT, RewindError, _ensure_unchanged, _fingerprint, rewind
+from rewind_lsp.rewind import (
+    MISSING_RESULT_TEXT,
+    STALE_TEMP_SECONDS,
+    RewindError,
+    _ensure_unchanged,
+    _fingerprint,
+    rewind,
+    session_id_of,
+)
 from rewind_lsp.transcript import read_transcript
 
 # --- every broken fixture, both modes -------------------------------------------------------
@@ -299,6 +310,156 @@ def test_subagents_are_copied_with_the_new_session(tmp_path: Path) -> None:
     assert copied.is_file()
     assert all(d["sessionId"] == result.session_id for d in entries(copied))
     assert sha(sub) == sub_before
+
+
+# --- --out names: the printed resume command must work ------------------------------------------
+
+OTHER_SID = "2222abcd-2222-4222-8222-22222222cdef"
+
+
+@pytest.mark.parametrize("name", [
+    "repaired.jsonl",  # not a UUID: `claude --resume repaired` finds nothing
+    OTHER_SID.upper() + ".jsonl",  # uuid.UUID takes these spellings; Claude Code's id would differ
+    OTHER_SID.replace("-", "") + ".jsonl",
+    "{" + OTHER_SID + "}.jsonl",
+    "urn:uuid:" + OTHER_SID + ".jsonl",
+    OTHER_SID + ".json",  # not a transcript name
+    OTHER_SID,
+])
+def test_cli_out_refuses_a_name_that_is_no_session_id(tmp_path: Path, name: str) -> None:
+    src = broken("orphan-tool-use").write(tmp_path / "a" / f"{SID}.jsonl")
+    (tmp_path / "b").mkdir()
+    proc = run_cli("rewind", "--mode", "patch", "--out", str(tmp_path / "b" / name), str(src))
+    assert proc.returncode == 2
+    assert "<session id>.jsonl" in proc.stderr and "nothing was written" in proc.stderr
+    assert "claude --resume" not in proc.stdout
+    assert sorted(x.name for x in src.parent.iterdir()) == [src.name]
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+def test_cli_help_documents_the_out_names() -> None:
+    proc = run_cli("rewind", "--help")
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "<session id>.jsonl" in text and "any other name is refused" in text and "folder" in text
+
+
+def test_session_id_of_takes_only_claude_codes_spelling() -> None:
+    assert session_id_of(Path(f"/x/{OTHER_SID}.jsonl")) == OTHER_SID
+    assert session_id_of(Path(f"/x/{OTHER_SID.upper()}.jsonl")) is None
+    assert session_id_of(Path("/x/notes.jsonl")) is None
+
+
+def test_cli_out_folder_gets_a_new_session_file(tmp_path: Path) -> None:
+    """--out FOLDER: a new `<uuid>.jsonl` in it, whose name is the sessionId inside. Outside the
+    original's folder the CLI says to move it there first (Claude Code looks only there)."""
+    src = broken("orphan-tool-use").write(tmp_path / "a" / f"{SID}.jsonl")
+    dest = tmp_path / "b"
+    dest.mkdir()
+    proc = run_cli("rewind", "--out", str(dest), str(src))
+    assert proc.returncode == 0, proc.stderr
+    [new] = list(dest.iterdir())
+    sid = assert_new_session(new, SID)
+    assert f"claude --resume {sid}" in proc.stdout
+    assert "move" in proc.stdout and str(src.parent) in proc.stdout
+    # The original's own folder: beside it, no move needed.
+    proc = run_cli("rewind", "--format", "json", "--out", str(src.parent), str(src))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert Path(out["path"]).parent == src.parent and out["beside_original"] is True
+    assert out["resume_command"] == f"claude --resume {Path(out['path']).stem}"
+    assert assert_new_session(Path(out["path"]), SID) == out["session_id"]
+
+
+def test_cli_out_into_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    proc = run_cli("rewind", "--out", str(tmp_path / "nope" / f"{OTHER_SID}.jsonl"), str(src))
+    assert proc.returncode == 2 and "no such folder" in proc.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == [src.name]
+
+
+def test_in_place_on_a_file_not_named_by_its_session_prints_no_resume_command(tmp_path: Path) -> None:
+    """In place keeps the ids; a file named `broken.jsonl` is no session Claude Code can find by
+    name, so no `claude --resume broken` is printed (text) and the JSON command is null."""
+    for fmt in ("text", "json"):
+        src = broken("orphan-tool-use").write(tmp_path / fmt / "broken.jsonl")
+        result_proc = run_cli("rewind", "--in-place", "--format", fmt, str(src))
+        assert result_proc.returncode == 0, result_proc.stderr
+        assert errors(findings(src)) == []
+        if fmt == "json":
+            assert json.loads(result_proc.stdout)["resume_command"] is None
+        else:
+            assert "claude --resume broken" not in result_proc.stdout and "Resume it" not in result_proc.stdout
+            assert "cannot find it" in result_proc.stdout
+
+
+def test_out_onto_an_existing_subagent_folder_is_refused(tmp_path: Path) -> None:
+    """The new session's `<id>/` folder exists already (an interrupted run's, say): never merged
+    into or overwritten, and no session file without its subagents is written."""
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    Builder().write(tmp_path / SID / "subagents" / "agent-abc.jsonl")
+    (tmp_path / OTHER_SID).mkdir()
+    (tmp_path / OTHER_SID / "mine.txt").write_text("keep")
+    with pytest.raises(RewindError, match="already exists"):
+        rewind(src, "patch", out=tmp_path / f"{OTHER_SID}.jsonl")
+    assert sorted(x.name for x in tmp_path.iterdir()) == sorted([src.name, SID, OTHER_SID])
+    assert (tmp_path / OTHER_SID / "mine.txt").read_text() == "keep"
+
+
+# --- permissions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o600, 0o444])
+def test_the_copy_gets_the_originals_permission_bits(tmp_path: Path, mode: int) -> None:
+    """mkstemp makes 0600 files; the copy (beside, --out, in place) and the subagent copies must have
+    the original's bits instead, whatever the umask."""
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    agent = Builder()
+    agent.user("p", parent=None, sidechain=True, agent_id="abc1234")
+    agent.assistant({"type": "text", "text": "done"}, sidechain=True, agent_id="abc1234")
+    sub = agent.write(tmp_path / SID / "subagents" / "agent-abc1234.jsonl")
+    os.chmod(sub, 0o640)
+    os.chmod(sub.parent, 0o750)
+    os.chmod(src, mode)
+    old_umask = os.umask(0o077)  # a strict umask must not leak into the copy either
+    try:
+        beside = rewind(src, "patch")
+        out = rewind(src, "patch", out=tmp_path / f"{OTHER_SID}.jsonl")
+        in_place = rewind(src, "patch", in_place=True)
+    finally:
+        os.umask(old_umask)
+    for result in (beside, out, in_place):
+        assert stat.S_IMODE(result.path.stat().st_mode) == mode, result.path
+    for result in (beside, out):
+        copy = result.path.with_suffix("") / "subagents" / "agent-abc1234.jsonl"
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o640
+        assert stat.S_IMODE(copy.parent.stat().st_mode) == 0o750
+        assert stat.S_IMODE(copy.parent.parent.stat().st_mode) == stat.S_IMODE((tmp_path / SID).stat().st_mode)
+    assert in_place.backup is not None and stat.S_IMODE(in_place.backup.stat().st_mode) == mode
+
+
+# --- leftovers of a killed rewind -------------------------------------------------------------
+
+
+def test_stale_temporaries_are_swept_recent_ones_kept(tmp_path: Path) -> None:
+    """A rewind killed with -9 leaves hidden `.*.rewind-tmp` copies; the next rewind in the folder
+    removes those old enough to be dead, and leaves recent ones (a rewind running now)."""
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    old_file = tmp_path / f".{OTHER_SID}.jsonl.abcd.rewind-tmp"
+    old_file.write_text("partial")
+    old_dir = tmp_path / f".{OTHER_SID}.efgh.rewind-tmp"
+    (old_dir / "subagents").mkdir(parents=True)
+    (old_dir / "subagents" / "agent-x.jsonl").write_text("partial")
+    fresh = tmp_path / f".{OTHER_SID}.jsonl.ijkl.rewind-tmp"
+    fresh.write_text("in progress")
+    not_ours = tmp_path / "notes.rewind-tmp"  # not hidden: not a name rewind makes
+    not_ours.write_text("mine")
+    past = time.time() - STALE_TEMP_SECONDS - 60
+    for p in (old_file, old_dir, not_ours):
+        os.utime(p, (past, past))
+    result = rewind(src, "patch")
+    assert sorted(x.name for x in tmp_path.iterdir()) == sorted([src.name, result.path.name, fresh.name,
+                                                                 not_ours.name])
 
 
 # --- a source that changes meanwhile ----------------------------------------------------------

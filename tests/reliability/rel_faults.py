@@ -2,7 +2,8 @@
 
 Every call rewind makes that changes the disk (file writes through `open`/`os.fdopen`,
 `os.write`, `os.sendfile`, `os.fsync`, `os.link`, `os.replace`, `os.rename`, `os.unlink`,
-`os.mkdir`, `shutil.copy2`, `tempfile.mkstemp`) and its source fingerprinting are wrapped; each
+`os.mkdir`, `os.rmdir`, `os.chmod`/`os.fchmod`/`os.fchown`, `shutil.copy2`, `tempfile.mkstemp`)
+and its source fingerprinting are wrapped; each
 one is a numbered *fault point* before the call, and one after it; a write also has a point in
 the middle, where half of the data is on disk. At the chosen point the process dies with
 `os._exit(137)`: no `finally`, no `atexit`, no flush, as with `kill -9`. It is fault injection,
@@ -156,7 +157,8 @@ def install(points: Points) -> None:
 
     os.sendfile = os_sendfile
 
-    for attr in ("fsync", "link", "replace", "rename", "unlink", "mkdir", "rmdir", "truncate", "ftruncate"):
+    for attr in ("fsync", "link", "replace", "rename", "unlink", "mkdir", "rmdir", "truncate", "ftruncate",
+                 "chmod", "fchmod", "fchown"):
         wrap(os, attr, f"os.{attr}")
     wrap(shutil, "copy2", "shutil.copy2")
     wrap(shutil, "copystat", "shutil.copystat")
@@ -190,7 +192,8 @@ def run(source: str, mode: str, in_place: bool, out: str | None, target: int,
                 code = DONE
                 if result_path:
                     with io.FileIO(result_path, "w") as f:
-                        f.write(json.dumps({"path": str(result.path), "backup": str(result.backup or "")}).encode())
+                        f.write(json.dumps({"path": str(result.path), "backup": str(result.backup or ""),
+                                            "warnings": result.warnings}).encode())
             except RewindError as exc:
                 code = REFUSED
                 if result_path:
