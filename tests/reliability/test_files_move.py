@@ -29,6 +29,7 @@ from rel_support import (
     raw_server,
     run_cli,
     tool_use,
+    wait_until,
 )
 
 PROFILE = "visual-studio-code"
@@ -144,11 +145,6 @@ async def test_symlink_loops_inside_a_watched_root(tmp_path: Path) -> None:
     FAULTS["files moved: symlink loops (folder and file)"] += 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a file symlink loop (a.jsonl -> b.jsonl -> a.jsonl) in a watched root is silently treated as "
-    "deleted: server.refresh_path tests os.path.exists(), which is False for a loop, so it publishes no "
-    "diagnostics and logs nothing, instead of 'cannot read …: Too many levels of symbolic links'. Fix: "
-    "test os.path.lexists() for deletion and let open() report ELOOP"))
 async def test_symlink_loop_file_is_reported(tmp_path: Path) -> None:
     projects, logs = roots(tmp_path)
     os.symlink("b.jsonl", projects / "p" / "a.jsonl")
@@ -157,6 +153,11 @@ async def test_symlink_loop_file_is_reported(tmp_path: Path) -> None:
         await until(lambda: any(isinstance(v, types.WorkDoneProgressEnd)
                                 for r in client.progress_reports.values() for v in r), timeout=15)
         assert await until(lambda: logged(client, "a.jsonl"), timeout=1.5)
+        assert "Too many levels of symbolic links" in logged(client, "a.jsonl")[0]
+        os.symlink("d.log", logs / "c.log")  # a loop made while running: reported too, not taken for a deletion
+        os.symlink("c.log", logs / "d.log")
+        assert await until(lambda: logged(client, "c.log"))
+        assert await answered(client) < 2
 
 
 async def test_unreadable_files_are_reported_and_serving_goes_on(tmp_path: Path) -> None:
@@ -203,34 +204,38 @@ async def test_permission_denied_is_reported(tmp_path: Path) -> None:
     FAULTS["files moved: permission denied"] += 2
 
 
-@pytest.mark.xfail(strict=True, raises=TimeoutError, reason=(
-    "BUG: a FIFO named *.jsonl/*.log in a watched root blocks the server's only worker thread in open() "
-    "(server.check_disk -> read_transcript/scan_file) until some writer opens it: the startup scan never "
-    "ends, every later disk check and every Rewind/Repair command hangs, and `exit` hangs (the worker is "
-    "not a daemon thread). Fix: skip what is not a regular file (os.stat + stat.S_ISREG, or open with "
-    "O_NONBLOCK and fstat) in discover() and refresh_path(), logging 'not a regular file'"))
 def test_fifo_named_like_a_transcript_does_not_hang_the_server(tmp_path: Path) -> None:
+    """A FIFO is never opened (that would block the worker thread until a writer came): the startup scan
+    and the watcher skip it and say so, Rewind works, `exit` ends the process."""
     projects, _ = roots(tmp_path)
     fifo = projects / "p" / "pipe.jsonl"
     os.mkfifo(fifo)
     target = projects / "p" / f"{SID}.jsonl"  # sorted before the FIFO: checked first
     target.write_text(broken())
+    later = projects / "p" / "later.log"
     with raw_server(tmp_path, {"watchRoots": [str(projects)]},
                     capabilities={"window": {"workDoneProgress": True}}) as srv:
         try:
-            # "1/2 files" is reported right after the first file; the FIFO's check is already submitted.
+            # "1/2 files" is reported right after the first file; the FIFO's check comes next.
             assert srv.wait_notification(lambda n: n["method"] == "$/progress"
                                          and n["params"]["value"].get("message") == "1/2 files", timeout=10)
-            assert srv.alive()  # the event loop itself is free...
+            assert srv.alive()  # the event loop is free...
             reply = srv.request("workspace/executeCommand", {"command": "rewind-lsp.rewind",
                                                              "arguments": [target.as_uri()]}, timeout=2)
-            assert "path" in reply["result"], reply  # ...but the worker thread is not
+            assert "path" in reply["result"], reply  # ...and so is the worker thread
             assert srv.wait_notification(lambda n: n["method"] == "$/progress"
                                          and n["params"]["value"]["kind"] == "end", timeout=5)
+            assert [m for m in srv.log_messages() if "pipe.jsonl" in m and "not a regular file" in m]
+            os.mkfifo(later)  # one made while running: the watcher's check skips it too
+            assert wait_until(lambda: [m for m in srv.log_messages() if "later.log" in m], 5)
+            assert [m for m in srv.log_messages() if "later.log" in m and "not a regular file" in m]
+            assert srv.alive()
         finally:
-            # Unblock the server's open() so that it can shut down: a writer comes and goes.
-            with contextlib.suppress(OSError):
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            # Should the server have opened a FIFO after all, unblock it so that the test ends.
+            for f in (fifo, later):
+                with contextlib.suppress(OSError):
+                    os.close(os.open(f, os.O_WRONLY | os.O_NONBLOCK))
+    assert srv.proc.returncode == 0  # shutdown + exit ended the process
 
 
 def test_cli_check_of_a_folder_with_a_fifo(tmp_path: Path) -> None:

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import fnmatch
 import functools
 import logging
 import os
 import re
 import shlex
+import stat
+import sys
 import traceback
 import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from .. import __version__
-from ..check import check_transcript_bytes, check_transcript_file, discover, is_transcript_path
+from ..check import check_transcript_bytes, check_transcript_file, is_regular_file, is_transcript_path
 from ..findings import Finding, Severity
 from ..logscan import LogState, scan_file, scan_text
 from ..paths import user_log_dir
@@ -33,6 +37,7 @@ from ..rewind import RewindError, RewindResult, rewind
 from ..rules import RuleError, RuleSet, load_rules
 from .config import SECTION, Settings, parse_settings
 from .diagnostics import hover_markdown, to_diagnostic
+from .protocol import RewindProtocol
 from .watch import Watcher
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,11 @@ CMD_SHOW_FIX = "rewind-lsp.showFix"
 CMD_COPY_RESUME = "rewind-lsp.copyResumeCommand"
 TERMINAL_OUTPUT = "rewindLsp/terminalOutput"
 LARGE_DOCUMENT = 1 << 20  # bytes; larger documents are checked after a pause in typing
+LOG_TAIL = 1 << 20  # bytes of a log read to find the session it names
+# Once the client is gone, how long the process waits for the worker thread before exiting without it.
+# A rewind is waited for longer: it is crash-safe either way, but a finished one is what the user asked for.
+EXIT_WAIT_CHECK = 10.0
+EXIT_WAIT_REWIND = 120.0
 DEBOUNCE_SECONDS = 0.3
 PAIRING_RULES = {
     "tool-use-concurrency-400",
@@ -51,11 +61,20 @@ PAIRING_RULES = {
     "duplicate-tool-use-id",
     "tool-result-not-first",
 }
+T = TypeVar("T")
+
+
+class NotRegularFileError(OSError):
+    """A FIFO, a device or a socket where a file was expected: opening a FIFO blocks until a writer comes,
+    reading a device may never end, so neither is ever opened."""
+
+    def __init__(self) -> None:
+        super().__init__(0, "not a regular file")
 
 
 class RewindLanguageServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("rewind-lsp", __version__)
+        super().__init__("rewind-lsp", __version__, protocol_cls=RewindProtocol)
         self.settings = Settings()
         self.rules: RuleSet = load_rules()
         self.disk_findings: dict[str, list[Finding]] = {}  # path -> findings of the file on disk
@@ -70,6 +89,8 @@ class RewindLanguageServer(LanguageServer):
         self.background: set[asyncio.Future[Any]] = set()  # strong references: a bare task may be collected
         # One worker: file checks never race each other, and the event loop stays free.
         self.io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewind-lsp-check")
+        # Jobs submitted to the worker and not done yet -> whether the job writes (a rewind).
+        self.worker_jobs: dict[concurrent.futures.Future[Any], bool] = {}
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
         """Run a coroutine in the background, holding a reference until it is done."""
@@ -77,6 +98,34 @@ class RewindLanguageServer(LanguageServer):
         self.background.add(task)
         task.add_done_callback(self.background.discard)
         return task
+
+    async def on_worker(self, fn: Callable[..., T], *args: Any, writes: bool = False) -> T:
+        """Run `fn(*args)` on the worker thread, remembered until done so that exit knows what it waits for."""
+        job = self.io.submit(fn, *args)
+        self.worker_jobs[job] = writes
+        job.add_done_callback(lambda j: self.worker_jobs.pop(j, None))
+        return await asyncio.wrap_future(job)
+
+    def shutdown(self) -> None:
+        """The connection is over (`exit`, end of input, broken pipe); pygls calls this after the event
+        loop has closed."""
+        if self.watcher is not None:
+            self.watcher.stop()  # watchdog's thread must not call into the closed loop
+        self.io.shutdown(wait=False, cancel_futures=True)
+        super().shutdown()  # type: ignore[no-untyped-call]
+        running = [(job, writes) for job, writes in list(self.worker_jobs.items()) if not job.done()]
+        if not running:
+            return
+        limit = EXIT_WAIT_REWIND if any(writes for _, writes in running) else EXIT_WAIT_CHECK
+        _, not_done = concurrent.futures.wait([job for job, _ in running], timeout=limit)
+        if not_done:
+            # The interpreter would join the worker forever (it is not a daemon thread). What it is stuck
+            # in reads only, or is a rewind, whose writes are crash-safe: exit without it.
+            log.warning("rewind-lsp: the worker thread did not finish in %.0f s; exiting without it", limit)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to save
+                    stream.flush()
+            os._exit(0)
 
     # --- settings ---------------------------------------------------------------------------
 
@@ -108,7 +157,10 @@ class RewindLanguageServer(LanguageServer):
     # --- checking ---------------------------------------------------------------------------
 
     def check_disk(self, path: str) -> list[Finding]:
-        """Runs on the worker thread."""
+        """Runs on the worker thread. Opens regular files only: a FIFO would block the worker in open(),
+        a device would never end. A link loop or a dangling link raises its OSError here."""
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise NotRegularFileError()
         if is_transcript_path(path):
             return check_transcript_file(path, self.rules).findings
         state = self.log_states.setdefault(path, LogState())
@@ -181,20 +233,28 @@ class RewindLanguageServer(LanguageServer):
 
     # --- files on disk ----------------------------------------------------------------------
 
+    def forget_path(self, path: str) -> None:
+        """A file gone from disk: its findings go, and the client's diagnostics for it."""
+        uri = from_fs_path(path) or path
+        if self.disk_findings.pop(path, None) is not None:
+            self.disk_changed.set()
+        self.log_states.pop(path, None)
+        self.known_errors.pop(path, None)
+        if not self.is_open(uri):
+            self.publish(uri, [])
+
     async def refresh_path(self, path: str, deleted: bool = False, announce: bool = True) -> None:
         uri = from_fs_path(path) or path
-        if deleted or not os.path.exists(path):
-            if self.disk_findings.pop(path, None) is not None:
-                self.disk_changed.set()
-            self.log_states.pop(path, None)
-            self.known_errors.pop(path, None)
-            if not self.is_open(uri):
-                self.publish(uri, [])
+        # lexists, not exists: a symlink loop or a dangling link is there, and unreadable, not deleted.
+        if deleted or not os.path.lexists(path):
+            self.forget_path(path)
             return
-        loop = asyncio.get_running_loop()
         try:
-            findings = await loop.run_in_executor(self.io, self.check_disk, path)
+            findings = await self.on_worker(self.check_disk, path)
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and not os.path.lexists(path):
+                self.forget_path(path)  # deleted while it was being checked
+                return
             self.window_log_message(
                 types.LogMessageParams(
                     types.MessageType.Warning, f"rewind-lsp: cannot read {path}: {exc.strerror or exc}"
@@ -220,7 +280,13 @@ class RewindLanguageServer(LanguageServer):
 
     async def announce(self, path: str, finding: Finding) -> None:
         """Tell the user the moment a session breaks, with the actions that fix it."""
-        transcript = path if is_transcript_path(path) else self.transcript_for_log(from_fs_path(path) or path)
+        if is_transcript_path(path):
+            transcript: str | None = path
+        else:
+            try:
+                transcript = await self.transcript_for_log(from_fs_path(path) or path)
+            except (ValueError, OSError):  # the log went away or changed kind meanwhile
+                transcript = None
         name = Path(transcript or path).name
         what = "hit the tool-use 400" if finding.rule == "tool-use-concurrency-400" else f"broke ({finding.rule})"
         actions = ["Rewind", "Repair"] if transcript else []
@@ -241,24 +307,32 @@ class RewindLanguageServer(LanguageServer):
         elif title == "Show fix":
             await self.do_show_fix(finding.rule)
 
-    def document_text(self, uri: str, limit: int = 1 << 20) -> str:
-        """The end of a document: the editor's buffer when open (terminals too), else the file."""
+    def is_log_path(self, path: str) -> bool:
+        """A file the server checks as a log: one it has checked, or one named like a log."""
+        name = os.path.basename(path)
+        return path in self.disk_findings or (
+            not is_transcript_path(path) and any(fnmatch.fnmatch(name, g) for g in self.settings.log_globs)
+        )
+
+    async def log_text(self, uri: str, limit: int = LOG_TAIL) -> str:
+        """The end of a log or terminal document the server serves: the editor's buffer when open (terminal
+        buffers too), else the file, confined to the served folders BEFORE anything is opened, regular files
+        only, a bounded tail read off the event loop. ValueError for anything else."""
         if self.is_open(uri):
             return self.workspace.get_text_document(uri).source[-limit:]
-        path = to_fs_path(uri) if uri.startswith("file:") else (uri if os.path.isabs(uri) else None)
-        if not path:
-            return ""
-        try:
-            with open(path, "rb") as f:
-                f.seek(max(0, os.path.getsize(path) - limit))
-                return f.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
+        path = self.allowed_path(uri)
+        if not self.is_log_path(path):
+            raise ValueError(f"{_shown(path)} is not a log rewind-lsp serves")
+        if not is_regular_file(path):
+            raise ValueError(f"{_shown(path)} is not a regular file")
+        return await asyncio.get_running_loop().run_in_executor(None, _read_tail, path, limit)
 
-    def transcript_for_log(self, uri: str) -> str | None:
-        """The session a terminal log is about: the last session id named in it that has a transcript;
-        when it names none, the newest broken session."""
-        ids = re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", self.document_text(uri))
+    async def transcript_for_log(self, uri: str) -> str | None:
+        """The session a log or terminal document is about: the last session id named in it that has a
+        transcript; when it names none, the newest broken session. ValueError when `uri` is no log or terminal
+        the server serves (never a guess for an argument that names nothing)."""
+        text = await self.log_text(uri)
+        ids = re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", text)
         if ids:
             by_stem = {Path(p).stem: p for p in self.disk_findings if is_transcript_path(p)}
             for sid in reversed(ids):
@@ -269,11 +343,13 @@ class RewindLanguageServer(LanguageServer):
                         return str(candidate)
             return None
         broken = [
-            p
+            (mtime, p)
             for p, fs in self.disk_findings.items()
-            if is_transcript_path(p) and os.path.exists(p) and any(f.severity == Severity.ERROR for f in fs)
+            if is_transcript_path(p)
+            and any(f.severity == Severity.ERROR for f in fs)
+            and (mtime := _mtime(p)) is not None
         ]
-        return max(broken, key=os.path.getmtime) if broken else None
+        return max(broken)[1] if broken else None
 
     def show_document(self, uri: str, take_focus: bool) -> None:
         """Ask the client to open a document, if it can; never wait on its answer."""
@@ -293,11 +369,12 @@ class RewindLanguageServer(LanguageServer):
 
     async def startup_scan(self) -> None:
         """Check every watched file once, reporting progress, without blocking requests."""
-        files = [
-            p
-            for p in discover(self.watcher.roots if self.watcher else [], None)
-            if self.watcher and self.watcher.wanted(p)
-        ]
+        watcher = self.watcher
+        files = (
+            await asyncio.get_running_loop().run_in_executor(None, _watched_files, watcher.roots, watcher.wanted)
+            if watcher
+            else []
+        )
         token: str | None = None
         wdp = self.client_capabilities.window
         if files and wdp is not None and wdp.work_done_progress:
@@ -357,7 +434,7 @@ class RewindLanguageServer(LanguageServer):
             raise ValueError("expected a document URI")
         path = to_fs_path(uri) if uri.startswith("file:") else (uri if os.path.isabs(uri) else None)
         if not path:
-            raise ValueError(f"not a file: {uri}")
+            raise ValueError(f"not a file: {_shown(uri)}")
         real = os.path.realpath(path)
         roots = [*self.settings.watch_roots]
         roots += [to_fs_path(f.uri) or "" for f in (self.workspace.folders or {}).values()]
@@ -366,21 +443,29 @@ class RewindLanguageServer(LanguageServer):
             r = os.path.realpath(root)
             if real == r or real.startswith(r.rstrip(os.sep) + os.sep):
                 return real
-        raise ValueError(f"{path} is outside the folders rewind-lsp serves")
+        raise ValueError(f"{_shown(path)} is outside the folders rewind-lsp serves")
+
+    async def rewind_target(self, uri: Any) -> str:
+        """The transcript a Rewind/Repair argument means, confined to the served folders: a transcript's
+        URI, or a log or terminal document the server serves (then the session it names). Anything else
+        is refused, never read."""
+        if not isinstance(uri, str) or not uri:
+            raise ValueError("expected a document URI")
+        if is_transcript_path(uri):
+            path = self.allowed_path(uri)
+        else:  # a log or a terminal: act on the session it names
+            found = await self.transcript_for_log(uri)
+            if not found:
+                raise ValueError("no Claude Code transcript found for this log")
+            path = self.allowed_path(found)
+        if not is_regular_file(path):  # a FIFO would block the worker, a device never end
+            raise ValueError(f"{_shown(path)} is not a regular file")
+        return path
 
     async def do_rewind(self, uri: Any, mode: str) -> dict[str, Any]:
         try:
-            if not isinstance(uri, str) or not uri:
-                raise ValueError("expected a document URI")
-            if is_transcript_path(uri):
-                path = self.allowed_path(uri)
-            else:  # a log or a terminal: act on the session it names
-                found = self.transcript_for_log(uri)
-                if not found:
-                    raise ValueError("no Claude Code transcript found for this log")
-                path = self.allowed_path(found)
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self.io, lambda: rewind(path, mode=mode))
+            path = await self.rewind_target(uri)
+            result = await self.on_worker(functools.partial(rewind, path, mode=mode), writes=True)
         except (ValueError, RewindError, OSError) as exc:
             message = f"rewind-lsp: {exc}"
             self.window_show_message(types.ShowMessageParams(types.MessageType.Error, message))
@@ -417,9 +502,65 @@ class RewindLanguageServer(LanguageServer):
 server = RewindLanguageServer()
 
 
+def _shown(text: str, limit: int = 200) -> str:
+    """A client-supplied string fit for a message: printable and short."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    return repr(text[:limit]) + ("…" if len(text) > limit else "")
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return None
+
+
+def _open_regular(path: str) -> BinaryIO:
+    """Open a regular file for reading; anything else raises. Opened non-blocking and checked with fstat,
+    so a FIFO or device put there after any earlier check is refused, never read (nor waited on)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFileError()
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_tail(path: str, limit: int) -> str:
+    """The last `limit` bytes of a regular file, decoded; never more, even if the file grows meanwhile."""
+    with _open_regular(path) as f:
+        f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
+        return f.read(limit).decode("utf-8", errors="replace")
+
+
+def _append_regular(path: str, data: str) -> None:
+    """Append to a regular file, creating it. Opened non-blocking: a FIFO in its place fails at once (ENXIO,
+    no reader) or is refused by fstat, instead of blocking the event loop in open()."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+    with os.fdopen(os.open(path, flags, 0o666), "a", encoding="utf-8") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise NotRegularFileError()
+        f.write(data)
+
+
+def _watched_files(roots: list[str], wanted: Callable[[str], bool]) -> list[str]:
+    """Every file below the roots with a watched name, sorted; folder symlinks are not followed. Unlike
+    check.discover it keeps what is not a regular file (FIFOs, link loops, dangling links), so that the
+    scan reports each one instead of skipping it silently."""
+    found = []
+    for root in roots:
+        for folder, dirs, files in os.walk(root, followlinks=False):
+            dirs.sort()
+            found += [p for p in (os.path.join(folder, name) for name in sorted(files)) if wanted(p)]
+    return found
+
+
 def _read_line(path: str, line: int) -> str:
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path) as f:
             for n, raw in enumerate(f, 1):
                 if n == line:
                     return raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
@@ -655,7 +796,7 @@ def hover(ls: RewindLanguageServer, params: types.HoverParams) -> types.Hover | 
     types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix])
 )
 @_guard("codeAction")
-def code_action(ls: RewindLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+async def code_action(ls: RewindLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction]:
     uri = params.text_document.uri
     ours = [d for d in params.context.diagnostics if d.source == "rewind-lsp"]
     if not ours:
@@ -667,7 +808,10 @@ def code_action(ls: RewindLanguageServer, params: types.CodeActionParams) -> lis
     if is_transcript_path(uri):
         target: str | None = uri
     else:
-        found = ls.transcript_for_log(uri)
+        try:
+            found = await ls.transcript_for_log(uri)
+        except (ValueError, OSError):  # a document the server does not serve: no session to act on
+            found = None
         target = from_fs_path(found) if found else None
     actions: list[types.CodeAction] = []
     for rule in dict.fromkeys(str(d.code) for d in ours):
@@ -762,6 +906,5 @@ async def terminal_output(ls: RewindLanguageServer, params: Any) -> None:
     folder = user_log_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"terminal-{safe}.log"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(data)
+    _append_regular(str(path), data)
     await ls.refresh_path(str(path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import logging
 import os
@@ -52,7 +53,12 @@ class Watcher:
         return name.endswith(".jsonl") or any(fnmatch.fnmatch(name, g) for g in self.log_globs)
 
     def _from_thread(self, path: str, deleted: bool) -> None:
-        self.loop.call_soon_threadsafe(self._schedule, path, deleted)
+        """Called on watchdog's thread. Once the server is exiting its loop may be closed before the
+        observer stops: such an event is dropped, there is no one left to tell."""
+        if self.loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # closed between the test and the call
+            self.loop.call_soon_threadsafe(self._schedule, path, deleted)
 
     def _schedule(self, path: str, deleted: bool) -> None:
         old = self._pending.pop(path, None)

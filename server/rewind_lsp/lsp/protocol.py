@@ -1,0 +1,97 @@
+"""pygls' LSP protocol, made to answer every request, even one whose params do not fit its method.
+
+pygls 2.x turns each incoming message into lsprotocol types inside `json.loads(object_hook=...)`; a
+message that does not fit (a number for a uri, no params, `range: 3`) raises out of the parse, before
+pygls knows the request's id, so the request is never answered and the client waits forever. Here
+the failure becomes a placeholder message, and the placeholder is answered (or dropped) by id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cattrs.errors import ClassValidationError
+from cattrs.v import transform_error
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
+from pygls.protocol import LanguageServerProtocol
+
+log = logging.getLogger(__name__)
+
+
+class Unstructured:
+    """A message whose params did not fit its method's types (see `RewindProtocol.structure_message`).
+    A plain class, not a dataclass: this module is on the server's start path."""
+
+    __slots__ = ("data", "reason")
+
+    def __init__(self, data: dict[str, Any], reason: str) -> None:
+        self.data = data
+        self.reason = reason
+
+    @property
+    def method(self) -> Any:
+        return self.data.get("method")
+
+
+def _valid_id(msg_id: Any) -> bool:
+    # JSON-RPC ids are strings or integers (a bool is an int to Python, not to JSON).
+    return isinstance(msg_id, str) or (isinstance(msg_id, int) and not isinstance(msg_id, bool))
+
+
+def _reason(exc: BaseException) -> str:
+    """Where the params went wrong ("required field missing @ $.params"): enough for the client's log,
+    never a whole traceback."""
+    cause = exc.__cause__ or exc
+    if isinstance(cause, ClassValidationError):
+        problems = transform_error(cause)
+        return "; ".join(problems[:3])[:300] + ("; …" if len(problems) > 3 else "")
+    text = str(cause).strip().splitlines()
+    return text[0][:300] if text else type(cause).__name__
+
+
+class RewindProtocol(LanguageServerProtocol):
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            # object_hook runs on nested objects too, but super() hands those back (no "jsonrpc" key):
+            # what fails here is a message.
+            try:
+                reason = _reason(exc)
+            except Exception:  # describing the failure must never fail the answer
+                reason = "the params do not fit the method"
+            return Unstructured(data, reason)
+
+    def handle_message(self, message: Any) -> None:
+        if isinstance(message, Unstructured):
+            self.handle_unstructured(message)
+        else:
+            super().handle_message(message)
+
+    def handle_unstructured(self, message: Unstructured) -> None:
+        data = message.data
+        name = str(message.method)[:100]  # a hostile method name may be megabytes long
+        if "method" in data and "id" in data:  # a request: it gets an answer
+            msg_id = data["id"]
+            if _valid_id(msg_id):
+                error = JsonRpcInvalidParams(f"Invalid params for {name}: {message.reason}")
+                self._send_response(msg_id, error=error.to_response_error())
+            else:
+                # An id that is no id cannot be echoed: JSON-RPC answers with id null. Written raw,
+                # because lsprotocol's ResponseErrorMessage leaves a None id out.
+                invalid = JsonRpcInvalidRequest(f"Invalid request id for {name}")
+                self._send_data(
+                    {"jsonrpc": "2.0", "id": None, "error": {"code": invalid.code, "message": invalid.message}}
+                )
+            log.warning("answered %s with an error: %s", name, message.reason)
+        elif "id" in data:  # the client's answer to one of our requests: fail that request, never hang on it
+            future = self._request_futures.pop(data["id"], None) if _valid_id(data["id"]) else None
+            if future is not None and not future.done():
+                future.set_exception(JsonRpcInvalidParams(f"unreadable response: {message.reason}"))
+            log.warning("dropped an unreadable response to %r: %s", data["id"], message.reason)
+        else:  # a notification: nobody waits for an answer; say so in the client's log, drop it
+            text = f"rewind-lsp: ignored a {name} notification with invalid params: {message.reason}"
+            log.warning("%s", text)
+            self.notify(types.WINDOW_LOG_MESSAGE, types.LogMessageParams(types.MessageType.Warning, text))
