@@ -43,6 +43,9 @@ class RuleSpec(BaseModel):
     patterns: list[str] = Field(default_factory=list)
     # A line matching any of these is not a finding of this rule (near misses).
     not_patterns: list[str] = Field(default_factory=list)
+    # Also match a message the terminal soft-wrapped onto indented continuation lines, even
+    # mid-word (what every rule did before the field existed); false: only what one line shows.
+    wrap: bool = True
     hover: str = Field(min_length=1)
     fix_page: str | None = None  # markdown file beside the rule; default "<id>.md"
     links: list[Link] = Field(default_factory=list)
@@ -75,6 +78,7 @@ class Rule:
     fix_path: Path
     links: tuple[Link, ...]
     source: Path
+    wrap: bool = True  # see RuleSpec.wrap
 
     @property
     def fix_uri(self) -> str:
@@ -131,6 +135,7 @@ def load_rule(path: Path) -> Rule:
         fix_path=fix_path,
         links=tuple(spec.links),
         source=path,
+        wrap=spec.wrap,
     )
 
 

@@ -384,3 +384,84 @@ def test_prompt_continuation_quoting_the_error_is_not_the_error_but_a_response_l
     assert [f for f in check_log_text(quoted) if f.rule == R400] == []
     answered = "❯ do it\n  ⎿  " + CLI_MESSAGES[0] + "\n"
     assert [(f.start.line, f.start.column) for f in check_log_text(answered) if f.rule == R400] == [(2, 6)]
+
+
+# --- wrap can be turned off per rule; the scan reads only what it must ------------------------------
+
+
+def _user_rule(tmp_path: Path, wrap: bool):
+    folder = tmp_path / ("wrap" if wrap else "nowrap")
+    folder.mkdir()
+    (folder / "frob.toml").write_text(
+        'id = "frob"\ntitle = "frob"\nhover = "h"\npatterns = [\'frobnicator\\s*exploded\']\n'
+        + ("" if wrap else "wrap = false\n"), encoding="utf-8")
+    (folder / "frob.md").write_text("fix", encoding="utf-8")
+    from rewind_lsp.rules import load_rules
+
+    return load_rules([folder]).get("frob")
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_wrap_can_be_turned_off_per_rule(tmp_path: Path, wrap: bool) -> None:
+    from rewind_lsp.logscan import scan_text
+
+    rule = _user_rule(tmp_path, wrap)
+    assert rule is not None and rule.wrap is wrap
+    one_line = "x\n  ⎿  the frobni\x1b[1mcator exploded\n"
+    assert [(f.start.line, f.start.column) for f in scan_text(one_line, [rule])] == [(2, 10)]
+    wrapped = "x\n  ⎿  the frobni\r\n\x1b[2m     cator exploded\r\n"
+    assert [(f.start.line, f.start.column) for f in scan_text(wrapped, [rule])] == ([(2, 10)] if wrap else [])
+
+
+def test_only_lines_near_a_hit_are_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rewind_lsp.logscan as logscan
+
+    shown: list[str] = []
+    real = logscan.display_line
+    monkeypatch.setattr(logscan, "display_line", lambda raw: shown.append(raw) or real(raw))
+    p = tmp_path / "big.log"
+    noise = "\x1b[2K\r⠋ Thinking… \x1b[31mAPI tool_use Error\x1b[0m ❯ 😀\r\n"
+    p.write_text(noise * 20_000 + ERR + noise * 20_000, encoding="utf-8")
+    state = LogState()
+    assert [(f.rule, f.start.line) for f in scan_file(str(p), state, default_rules())] == [(R400, 20_001)]
+    assert state.line == 40_001  # the last line is held back: it may still grow
+    # The hit's line, the lines around it that could belong to it, and the last line (held back).
+    assert 0 < len(shown) < 4 * 16, len(shown)
+
+
+def test_scanning_a_log_does_not_copy_it_in_memory(tmp_path: Path) -> None:
+    """Reading a 10 MB log of emoji-laden output costs about one read buffer, not a str of 4 bytes per
+    character and its cleaned copies (the server's RSS grew by ~50 MB per 10 MB log before)."""
+    import tracemalloc
+
+    from rewind_lsp.logscan import CHUNK_BYTES
+
+    p = tmp_path / "ten.log"
+    line = "  ⎿  \x1b[31m😀 ✳ résumé ⏺ output\x1b[0m " + "x" * 40 + "\r\n"
+    with open(p, "w", encoding="utf-8") as f:
+        for _ in range((10 << 20) // len(line.encode())):
+            f.write(line)
+        f.write(ERR)
+    rules = default_rules()
+    scan_file(str(p), LogState(), rules)  # the prefilter is built once per rule set: not counted
+    tracemalloc.start()
+    try:
+        fs = scan_file(str(p), LogState(), rules)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [f.rule for f in fs] == [R400]
+    assert peak < 1.5 * CHUNK_BYTES, peak
+
+
+@pytest.mark.parametrize(("message", "cut", "rule"), [
+    ("  ⎿  API Error: 429 Too Many Requests", 13, "rate-limit-429"),
+    ("  ⎿  API Error: 529 Overloaded", 17, "overloaded-529"),
+    ("  ⎿  Prompt is too long", 19, "prompt-too-long"),
+    ("  ⎿  OAuth token has expired", 11, "auth-401-403"),
+])
+def test_neighbour_messages_wrapped_mid_word_are_found_too(message: str, cut: int, rule: str) -> None:
+    wrapped = f"x\n{message[:cut]}\r\n\x1b[2m     {message[cut:]}\x1b[0m\r\n"
+    assert [(f.rule, f.start.line, f.start.column) for f in check_log_text(wrapped)] == [(rule, 2, 6)]
+    # Not on one line: found only because the rule joins soft wraps (`wrap`, on by default).
+    assert [f for f in check_log_text(f"x\n{message[:cut]}\r\n") if f.rule == rule] == []

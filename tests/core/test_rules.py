@@ -158,3 +158,13 @@ def test_backreferences_are_refused_as_not_re2(tmp_path: Path) -> None:
     with pytest.raises(RuleError) as exc:
         load_rules([tmp_path / "rules"])
     assert str(p) in str(exc.value) and "patterns" in str(exc.value)
+
+
+def test_wrap_field_defaults_to_on(tmp_path: Path) -> None:
+    assert load_rule(_write_rule(tmp_path / "a", GOOD)).wrap is True
+    assert load_rule(_write_rule(tmp_path / "b", GOOD + "wrap = false\n")).wrap is False
+    assert all(r.wrap for r in default_rules().for_logs())
+    p = _write_rule(tmp_path / "c", GOOD + 'wrap = "often"\n')
+    with pytest.raises(RuleError) as exc:
+        load_rule(p)
+    assert str(p) in str(exc.value) and "wrap" in str(exc.value)
