@@ -10,14 +10,18 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .check import check_path, claude_projects_dir, discover, is_regular_file, is_transcript_path
 from .findings import Finding, Severity
 from .redact import redact
-from .report import to_json, to_sarif, to_text
-from .rewind import MODES, RewindError, rewind
-from .rules import RuleError, RuleSet, load_rules
+
+if TYPE_CHECKING:
+    from .rules import RuleSet
+
+# The engine is imported by the commands that use it: `serve` and `hook` start on every editor
+# launch and every prompt, and must not pay for the rules loader, the log scanner or rewind.
+REWIND_MODES = ("truncate", "patch")  # rewind.MODES; a test keeps them equal
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -30,6 +34,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _rules(dirs: Sequence[str]) -> RuleSet:
+    from .rules import RuleError, load_rules
+
     try:
         return load_rules(dirs)
     except RuleError as exc:
@@ -38,6 +44,8 @@ def _rules(dirs: Sequence[str]) -> RuleSet:
 
 
 def _check_all(paths: Sequence[str], rules: RuleSet) -> tuple[list[tuple[str, Finding]], list[str]]:
+    from .check import check_path, discover, is_regular_file
+
     results: list[tuple[str, Finding]] = []
     problems: list[str] = []
     for path in discover(paths):
@@ -58,6 +66,8 @@ def _check_all(paths: Sequence[str], rules: RuleSet) -> tuple[list[tuple[str, Fi
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from .report import to_json, to_sarif, to_text
+
     rules = _rules(args.rule_dir)
     results, problems = _check_all(args.paths, rules)
     if args.min_severity:
@@ -78,6 +88,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_scan_machine(args: argparse.Namespace) -> int:
     """No arguments: check every Claude Code session on this machine; list the broken ones."""
+    from .check import claude_projects_dir, discover
+
     root = claude_projects_dir()
     if not root.is_dir():
         print(f"No Claude Code sessions found: {root} does not exist (set CLAUDE_CONFIG_DIR if yours is elsewhere).")
@@ -111,6 +123,9 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
 
 
 def cmd_rewind(args: argparse.Namespace) -> int:
+    from .check import is_transcript_path
+    from .rewind import RewindError, rewind
+
     if not is_transcript_path(args.file):
         print(f"rewind-lsp: {args.file}: not a transcript (.jsonl)", file=sys.stderr)
         return EXIT_USAGE
@@ -212,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "along); the original is never written. The copy is written atomically with the "
                            "original's permissions, and a session that changes meanwhile is refused."))
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--mode", choices=MODES, default="truncate",
+    p.add_argument("--mode", choices=REWIND_MODES, default="truncate",
                    help="truncate: cut back to the last point where everything pairs; patch: keep everything")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--out", metavar="PATH", help=(

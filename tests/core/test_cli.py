@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,19 @@ def test_a_pipe_named_directly_is_a_clear_error_not_a_hang(tmp_path: Path) -> No
     proc = run_cli("check", str(fifo))
     assert proc.returncode == 2
     assert f"{fifo}: not a regular file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_rewind_modes_are_the_engines() -> None:
+    from rewind_lsp.cli import REWIND_MODES
+    from rewind_lsp.rewind import MODES
+
+    assert REWIND_MODES == MODES
+
+
+def test_the_command_line_loads_no_engine_until_a_command_needs_it() -> None:
+    """`serve` and `hook` start often (every editor launch, every prompt): importing the CLI must not
+    load the rules (pydantic, TOML, RE2), the log scanner or rewind."""
+    code = "import sys, rewind_lsp.cli; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(out.split())
+    assert not loaded & {"rewind_lsp.rules", "rewind_lsp.logscan", "rewind_lsp.rewind", "rewind_lsp.check", "pydantic"}
