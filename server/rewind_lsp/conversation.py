@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+
+import msgspec
 
 from .transcript import TOOL_RESULT, Entry
 
@@ -27,16 +28,14 @@ _CHAIN_TYPES = frozenset({"user", "assistant"})
 MAX_HISTORY_BRANCHES = 256
 
 
-@dataclass(slots=True)
-class Message:
+class Message(msgspec.Struct):
     """One API message: consecutive entries of one role, merged as the API merges them."""
 
     role: str  # "user" | "assistant"
     entries: list[Entry]
 
 
-@dataclass(slots=True)
-class Conversation:
+class Conversation(msgspec.Struct):
     kind: str  # "main" | "sidechain" | "history"
     messages: list[Message]
     # Every entry of the chain in API order, non-message entries (progress, system) in place.
@@ -49,23 +48,79 @@ class Conversation:
         return {id(e) for e in self.order}
 
 
-@dataclass(slots=True)
 class _Index:
-    by_uuid: dict[str, Entry] = field(default_factory=dict)
-    siblings: dict[tuple[bool, str | None, str], list[Entry]] = field(default_factory=lambda: defaultdict(list))
-    attached_results: dict[str, list[Entry]] = field(default_factory=lambda: defaultdict(list))
-    has_children: set[str] = field(default_factory=set)
-    has_message_children: set[str] = field(default_factory=set)  # a user/assistant line continues from it
-    # Entries of each scope (main, or one agent's sidechain) in file order, for bridging.
-    scopes: dict[tuple[bool, str | None], list[Entry]] = field(default_factory=lambda: defaultdict(list))
-    position: dict[int, int] = field(default_factory=dict)
+    __slots__ = (
+        "_position", "_scopes", "attached_results", "by_uuid", "entries", "has_children", "has_message_children",
+        "siblings",
+    )
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self.entries = entries
+        self.by_uuid: dict[str, Entry] = {}
+        self.siblings: dict[tuple[bool, str | None, str], list[Entry]] = {}
+        self.attached_results: dict[str, list[Entry]] = {}
+        self.has_children: set[str] = set()
+        self.has_message_children: set[str] = set()  # a user/assistant line continues from it
+        # Entries of each scope (main, or one agent's sidechain) in file order, for bridging. Built
+        # on first use only: a parent is missing in few files, and these cost a third of the index.
+        self._scopes: dict[tuple[bool, str | None], list[Entry]] | None = None
+        self._position: dict[int, int] | None = None
+
+    def _scope_of(self, e: Entry) -> tuple[list[Entry], int]:
+        if self._scopes is None or self._position is None:
+            scopes: dict[tuple[bool, str | None], list[Entry]] = defaultdict(list)
+            position: dict[int, int] = {}
+            for x in self.entries:
+                scope = scopes[(x.sidechain, x.agent_id)]
+                position[id(x)] = len(scope)
+                scope.append(x)
+            self._scopes, self._position = scopes, position
+        return self._scopes[(e.sidechain, e.agent_id)], self._position[id(e)]
+
+    def add(self, e: Entry) -> None:
+        """Index one more entry (the caller appends it to `entries`)."""
+        uuid = e.uuid
+        by_uuid = self.by_uuid
+        if uuid is not None and uuid not in by_uuid:
+            by_uuid[uuid] = e
+        parent = e.parent
+        kind = e.type
+        if parent is not None:
+            self.has_children.add(parent)
+            if kind == "user" or kind == "assistant":
+                self.has_message_children.add(parent)
+        if kind == "assistant":
+            if e.message_id and not e.api_error:
+                key = (e.sidechain, e.agent_id, e.message_id)
+                group = self.siblings.get(key)
+                if group is None:
+                    self.siblings[key] = [e]
+                else:
+                    group.append(e)
+        elif kind == "user" and e.message is not None and isinstance(e.message.content, list) and e.has_tool_result:
+            src = e.source_tool_assistant
+            attached = self.attached_results
+            for a in (parent, src if src != parent else None):
+                if a is not None:
+                    got = attached.get(a)
+                    if got is None:
+                        attached[a] = [e]
+                    else:
+                        got.append(e)
+        if self._scopes is not None:
+            self._scopes = self._position = None
 
     def parent_of(self, e: Entry) -> Entry | None:
-        if e.parent is None or e.is_compact_boundary:
+        p = e.parent
+        if p is None or (e.type == "system" and e.subtype == "compact_boundary"):
             return None
-        found = self.by_uuid.get(e.parent)
+        found = self.by_uuid.get(p)
         if found is not None:
             return found
+        return self.bridge(e)
+
+    def bridge(self, e: Entry) -> Entry | None:
+        """Where a line whose parent is not in the file continues from (None: nowhere)."""
         # The parent is not in the file (a line lost or cut out). Stopping here would hide the
         # rest of the conversation, so bridge to the nearest earlier message line of the same scope
         # that no other message continues from: the end of the chain as it stood when this line
@@ -77,8 +132,8 @@ class _Index:
             earlier = [s for s in self.siblings.get((e.sidechain, e.agent_id, e.message_id), ()) if s.line < e.line]
             if earlier:
                 return earlier[-1]
-        scope = self.scopes[(e.sidechain, e.agent_id)]
-        i = self.position[id(e)] - 1
+        scope, i = self._scope_of(e)
+        i -= 1
         stop = max(i - 10_000, -1)
         while i > stop:
             cand = scope[i]
@@ -89,23 +144,10 @@ class _Index:
 
 
 def _index(entries: Sequence[Entry]) -> _Index:
-    ix = _Index()
+    ix = _Index(entries)
+    add = ix.add
     for e in entries:
-        scope = ix.scopes[(e.sidechain, e.agent_id)]
-        ix.position[id(e)] = len(scope)
-        scope.append(e)
-        if e.uuid is not None:
-            ix.by_uuid.setdefault(e.uuid, e)
-        if e.parent is not None:
-            ix.has_children.add(e.parent)
-            if e.type in _CHAIN_TYPES:
-                ix.has_message_children.add(e.parent)
-        if e.type == "assistant" and e.message_id and not e.api_error:
-            ix.siblings[(e.sidechain, e.agent_id, e.message_id)].append(e)
-        if e.type == "user" and e.has_tool_result:
-            anchors = {a for a in (e.parent, e.source_tool_assistant) if a is not None}
-            for a in anchors:
-                ix.attached_results[a].append(e)
+        add(e)
     return ix
 
 
@@ -113,11 +155,15 @@ def _walk_up(leaf: Entry, ix: _Index) -> list[Entry]:
     """The chain from `leaf` up to its root or compaction boundary, returned root first."""
     chain: list[Entry] = []
     seen: set[int] = set()
+    parent_of = ix.parent_of
     e: Entry | None = leaf
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
+    while e is not None:
+        i = id(e)
+        if i in seen:
+            break
+        seen.add(i)
         chain.append(e)
-        e = ix.parent_of(e)
+        e = parent_of(e)
     chain.reverse()
     return chain
 
@@ -139,25 +185,28 @@ def _assemble(chain: list[Entry], ix: _Index, kind: str, label: str) -> Conversa
         else:
             messages.append(Message(role, fresh))
 
+    siblings, attached = ix.siblings, ix.attached_results
     for e in chain:
         if id(e) in emitted:
             continue
-        if not e.is_message:
+        etype = e.type
+        if etype not in _CHAIN_TYPES or e.api_error:  # not a message (Entry.is_message, inlined)
             emitted.add(id(e))
             order.append(e)
             continue
-        if e.type == "assistant":
-            group = ix.siblings.get((e.sidechain, e.agent_id, e.message_id), [e]) if e.message_id else [e]
-            if not any(g is e for g in group):
+        if etype == "assistant":
+            group = siblings.get((e.sidechain, e.agent_id, e.message_id), [e]) if e.message_id else [e]
+            if e not in group:  # identity: Entry compares by identity (eq=False)
                 group = [e]
             push("assistant", group)
             results: dict[int, Entry] = {}
             for a in group:
                 if a.uuid is not None:
-                    for r in ix.attached_results.get(a.uuid, ()):
+                    for r in attached.get(a.uuid, ()):
                         if r.sidechain == e.sidechain:
                             results[id(r)] = r
-            push("user", sorted(results.values(), key=lambda r: r.line))
+            if results:
+                push("user", sorted(results.values(), key=lambda r: r.line))
         else:
             push("user", [e])
     return Conversation(kind, messages, order, chain[-1] if chain else None, label)
@@ -174,7 +223,20 @@ def _roots(entries: Sequence[Entry], ix: _Index) -> dict[int, list[Entry]]:
     """Group sidechain entries by the root they hang from (one subagent run per root)."""
     root_of: dict[int, int] = {}
     groups: dict[int, list[Entry]] = defaultdict(list)
+    parent_of = ix.parent_of
     for e in entries:
+        known = root_of.get(id(e))
+        if known is None:
+            # The usual case: the parent is a sidechain line whose root is already known (what
+            # the walk below finds in one step), without the walk's bookkeeping.
+            up = parent_of(e)
+            if up is not None and up.sidechain and up is not e:
+                known = root_of.get(id(up))
+                if known is not None:
+                    root_of[id(e)] = known
+        if known is not None:
+            groups[known].append(e)
+            continue
         path: list[Entry] = []
         on_path: set[int] = set()
         cur: Entry | None = e
@@ -200,14 +262,26 @@ def _roots(entries: Sequence[Entry], ix: _Index) -> dict[int, list[Entry]]:
     return groups
 
 
-def rebuild(entries: Sequence[Entry]) -> list[Conversation]:
-    """The main conversation, each sidechain, then rebuilt history branches."""
-    ix = _index(entries)
-    main_entries = [e for e in entries if not e.sidechain]
+def rebuild(entries: Sequence[Entry], main: bool = True) -> list[Conversation]:
+    """The main conversation, each sidechain, then rebuilt history branches.
+
+    With `main=False` the main chain is not singled out: the entries are a closed stretch of a
+    longer file (segments before the one the live conversation is in), so their main-scope
+    chains are history, as they are when the whole file is rebuilt.
+    """
+    return rebuild_indexed(entries, main)[0]
+
+
+def rebuild_indexed(
+    entries: Sequence[Entry], main: bool = True, ix: _Index | None = None
+) -> tuple[list[Conversation], _Index]:
+    """`rebuild`, and the index it used; `ix` may be given when it already indexes `entries`."""
+    if ix is None:
+        ix = _index(entries)
     side_entries = [e for e in entries if e.sidechain]
     conversations: list[Conversation] = []
 
-    leaf = _last_message(main_entries)
+    leaf = _last_message([e for e in entries if not e.sidechain]) if main else None
     if leaf is not None:
         conversations.append(_assemble(_walk_up(leaf, ix), ix, "main", "main conversation"))
 
@@ -219,13 +293,27 @@ def rebuild(entries: Sequence[Entry]) -> list[Conversation]:
 
     covered: set[int] = set()
     for c in conversations:
-        covered |= c.entry_ids
+        covered.update(map(id, c.order))
+    has_children, by_uuid = ix.has_children, ix.by_uuid
+    # The limit counts per segment (the stretch from one main compaction boundary to the next):
+    # no chain crosses a boundary, so a file is then judged the same whole or a segment at a time.
     branches = 0
+    after_boundary = False
     for e in reversed(entries):
+        if after_boundary:  # the boundary starts the segment after it: reset once past it
+            branches = 0
+        after_boundary = e.type == "system" and e.subtype == "compact_boundary" and not e.sidechain
         if branches >= MAX_HISTORY_BRANCHES:
-            break
-        if id(e) in covered or (e.uuid and e.uuid in ix.has_children):
             continue
+        if id(e) in covered or (e.uuid and e.uuid in has_children):
+            continue
+        if e.type not in _CHAIN_TYPES and e.parent is not None and e.subtype != "compact_boundary":
+            # The common dead end: a progress line hanging off a message already covered (what
+            # the loop below concludes after one step), taken without the loop.
+            p = by_uuid.get(e.parent)
+            if p is not None and p.type in _CHAIN_TYPES and id(p) in covered:
+                covered.add(id(e))
+                continue
         # A branch may end in bookkeeping (progress, system): start from its last message.
         leaf_msg: Entry | None = e
         steps = 0
@@ -236,11 +324,45 @@ def rebuild(entries: Sequence[Entry]) -> list[Conversation]:
         if leaf_msg is None or id(leaf_msg) in covered or leaf_msg.type not in ("user", "assistant"):
             continue
         history = _assemble(_walk_up(leaf_msg, ix), ix, "history", "rewound or compacted history")
-        covered |= history.entry_ids
+        covered.update(map(id, history.order))
         conversations.append(history)
         branches += 1
-    return conversations
+    return conversations, ix
 
 
 def is_tool_result_entry(e: Entry) -> bool:
     return e.type == "user" and any(b.kind == TOOL_RESULT for b in e.blocks)
+
+
+class Locality(msgspec.Struct):
+    """What links a stretch of entries could have with lines outside it (see `incremental`)."""
+
+    uuids: list[str]
+    unresolved: list[str]  # parentUuid / sourceToolAssistantUUID values naming no entry of the stretch
+    siblings: list[tuple[bool, str | None, str]]  # assistant message keys (scope, message.id)
+    dangling: bool  # a line's parent is missing and bridging found no earlier line in the stretch
+
+
+def locality(ix: _Index) -> Locality:
+    by_uuid = ix.by_uuid
+    unresolved: list[str] = []
+    dangling = False
+    for e in ix.entries:
+        p = e.parent
+        if p is not None and p not in by_uuid:
+            unresolved.append(p)
+            if not dangling and not e.is_compact_boundary and ix.bridge(e) is None:
+                dangling = True
+        s = e.source_tool_assistant
+        if s is not None and s not in by_uuid:
+            unresolved.append(s)
+    return Locality(list(by_uuid), unresolved, list(ix.siblings), dangling)
+
+
+def dangling(ix: _Index) -> bool:
+    """Some line's parent is missing and bridging finds no earlier line of this stretch for it."""
+    by_uuid = ix.by_uuid
+    return any(
+        e.parent is not None and e.parent not in by_uuid and not e.is_compact_boundary and ix.bridge(e) is None
+        for e in ix.entries
+    )

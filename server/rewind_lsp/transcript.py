@@ -8,10 +8,8 @@ field by field, so unknown fields, unknown entry types and wrong types never sto
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import msgspec
 
@@ -27,54 +25,15 @@ SERVER_TOOL_USES = frozenset({"server_tool_use", "mcp_tool_use"})
 OTHER = "other"
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
-    """One content block, reduced to what pairing needs."""
+class Block(NamedTuple):
+    """One content block, reduced to what pairing needs (a tuple: built 7 k times per 100 MB)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index, never called here
     kind: str  # tool_use | tool_result | server_tool_use | <x>_tool_result | other
     tool_id: str | None = None
 
 
-@dataclass(slots=True, eq=False)
-class Entry:
-    """One transcript line, reduced to what the chain rebuild and the validator need."""
-
-    line: int  # 1-based
-    offset: int  # byte offset of the line in the file
-    length: int  # bytes, without the newline
-    type: str
-    uuid: str | None = None
-    parent: str | None = None
-    logical_parent: str | None = None
-    sidechain: bool = False
-    agent_id: str | None = None
-    session_id: str | None = None
-    subtype: str | None = None
-    message_id: str | None = None
-    role: str | None = None
-    model: str | None = None
-    version: str | None = None
-    blocks: tuple[Block, ...] = ()
-    text_content: bool = False  # message.content is a plain string
-    api_error: bool = False  # synthetic entry (isApiErrorMessage), never sent to the API
-    source_tool_assistant: str | None = None
-
-    @property
-    def is_message(self) -> bool:
-        return self.type in MESSAGE_TYPES and not self.api_error
-
-    @property
-    def has_tool_result(self) -> bool:
-        return any(b.kind == TOOL_RESULT for b in self.blocks)
-
-    @property
-    def is_compact_boundary(self) -> bool:
-        return self.type == "system" and self.subtype == "compact_boundary"
-
-
-@dataclass(frozen=True, slots=True)
-class BadLine:
+class BadLine(msgspec.Struct, frozen=True, gc=False):
     """A line that is not a JSON object: reported as malformed-line, the check goes on."""
 
     line: int
@@ -83,8 +42,7 @@ class BadLine:
     reason: str
 
 
-@dataclass(slots=True)
-class Transcript:
+class Transcript(msgspec.Struct):
     entries: list[Entry]
     bad_lines: list[BadLine]
     torn_tail: bool  # the last line has no newline and does not decode: a writer mid-write
@@ -107,30 +65,94 @@ class _Message(msgspec.Struct):
     content: str | list[_Block] | None = None
 
 
-class _Line(msgspec.Struct, rename={
-    "parent": "parentUuid",
-    "logical_parent": "logicalParentUuid",
-    "sidechain": "isSidechain",
-    "agent_id": "agentId",
-    "session_id": "sessionId",
-    "api_error": "isApiErrorMessage",
-    "source_tool_assistant": "sourceToolAssistantUUID",
-}):
-    type: str | None = None
+# Keys no transcript writes: fields filled after decoding (a line that has them anyway gets
+# them overwritten, so they can never come from the file).
+_UNREAD = "rewind-lsp-internal:"
+
+
+class Entry(
+    msgspec.Struct,
+    eq=False,  # identity: the same line is the same entry
+    gc=False,  # no cycles; the collector need not track a million of them
+    rename={
+        "line": _UNREAD + "line",
+        "offset": _UNREAD + "offset",
+        "length": _UNREAD + "length",
+        "cached_blocks": _UNREAD + "blocks",
+        "parent": "parentUuid",
+        "logical_parent": "logicalParentUuid",
+        "sidechain": "isSidechain",
+        "agent_id": "agentId",
+        "session_id": "sessionId",
+        "api_error": "isApiErrorMessage",
+        "source_tool_assistant": "sourceToolAssistantUUID",
+    },
+):
+    """One transcript line, reduced to what the chain rebuild and the validator need.
+
+    Decoded straight from the line by msgspec (fields it does not name are skipped unread);
+    `line`, `offset` and `length` are set by the reader.
+    """
+
+    type: str = ""
     uuid: str | None = None
     parent: str | None = None
     logical_parent: str | None = None
-    sidechain: bool | None = None
+    sidechain: bool = False
     agent_id: str | None = None
     session_id: str | None = None
     subtype: str | None = None
     version: str | None = None
-    api_error: bool | None = None
+    api_error: bool = False  # synthetic entry (isApiErrorMessage), never sent to the API
     source_tool_assistant: str | None = None
     message: _Message | None = None
+    line: int = 0  # 1-based
+    offset: int = 0  # byte offset of the line in the file
+    length: int = 0  # bytes, without the newline
+    cached_blocks: tuple[Block, ...] | None = None
+
+    @property
+    def message_id(self) -> str | None:
+        m = self.message
+        return None if m is None else m.id
+
+    @property
+    def role(self) -> str | None:
+        m = self.message
+        return None if m is None else m.role
+
+    @property
+    def model(self) -> str | None:
+        m = self.message
+        return None if m is None else m.model
+
+    @property
+    def text_content(self) -> bool:
+        """message.content is a plain string."""
+        m = self.message
+        return m is not None and isinstance(m.content, str)
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        cached = self.cached_blocks
+        if cached is None:
+            cached = self.cached_blocks = _blocks_of(self.message)
+        return cached
+
+    @property
+    def is_message(self) -> bool:
+        return self.type in MESSAGE_TYPES and not self.api_error
+
+    @property
+    def has_tool_result(self) -> bool:
+        return any(b.kind == TOOL_RESULT for b in self.blocks)
+
+    @property
+    def is_compact_boundary(self) -> bool:
+        return self.type == "system" and self.subtype == "compact_boundary"
 
 
-_decode_fast = msgspec.json.Decoder(_Line).decode
+_decode_fast = msgspec.json.Decoder(Entry).decode
 
 
 def _block_kind(block_type: str | None) -> str:
@@ -141,42 +163,24 @@ def _block_kind(block_type: str | None) -> str:
     return OTHER
 
 
-def _from_fast(line: int, offset: int, length: int, d: _Line) -> Entry:
-    m = d.message
-    blocks: tuple[Block, ...] = ()
-    text_content = False
-    message_id = role = model = None
-    if m is not None:
-        message_id, role, model = m.id, m.role, m.model
-        if isinstance(m.content, list):
-            blocks = tuple(
-                Block(i, kind, b.id if kind == TOOL_USE or kind in SERVER_TOOL_USES else b.tool_use_id)
-                for i, b in enumerate(m.content)
-                for kind in (_block_kind(b.type),)
-            )
-        elif isinstance(m.content, str):
-            text_content = True
-    return Entry(
-        line=line,
-        offset=offset,
-        length=length,
-        type=d.type or "",
-        uuid=d.uuid,
-        parent=d.parent,
-        logical_parent=d.logical_parent,
-        sidechain=bool(d.sidechain),
-        agent_id=d.agent_id,
-        session_id=d.session_id,
-        subtype=d.subtype,
-        message_id=message_id,
-        role=role,
-        model=model,
-        version=d.version,
-        blocks=blocks,
-        text_content=text_content,
-        api_error=bool(d.api_error),
-        source_tool_assistant=d.source_tool_assistant,
-    )
+_KINDS = {TOOL_USE: TOOL_USE, TOOL_RESULT: TOOL_RESULT, **{k: k for k in SERVER_TOOL_USES}}
+_USE_KINDS = frozenset({TOOL_USE, *SERVER_TOOL_USES})
+
+
+def _blocks_of(m: _Message | None) -> tuple[Block, ...]:
+    content = None if m is None else m.content
+    if not isinstance(content, list) or not content:
+        return ()
+    out = []
+    for i, b in enumerate(content):
+        kind = _KINDS.get(b.type) or _block_kind(b.type)  # type: ignore[arg-type]
+        out.append(Block(i, kind, b.id if kind in _USE_KINDS else b.tool_use_id))
+    return tuple(out)
+
+
+def _located(e: Entry, line: int, offset: int, length: int) -> Entry:
+    e.line, e.offset, e.length, e.cached_blocks = line, offset, length, None
+    return e
 
 
 # --- the tolerant slow path -----------------------------------------------------------------
@@ -188,26 +192,19 @@ def _str(value: Any) -> str | None:
 
 def _from_any(line: int, offset: int, length: int, d: dict[str, Any]) -> Entry:
     m = d.get("message")
-    blocks: list[Block] = []
-    text_content = False
-    message_id = role = model = None
+    message = None
     if isinstance(m, dict):
-        message_id, role, model = _str(m.get("id")), _str(m.get("role")), _str(m.get("model"))
         content = m.get("content")
         if isinstance(content, list):
-            for i, b in enumerate(content):
-                if not isinstance(b, dict):
-                    blocks.append(Block(i, OTHER))
-                    continue
-                kind = _block_kind(_str(b.get("type")))
-                key = "id" if kind == TOOL_USE or kind in SERVER_TOOL_USES else "tool_use_id"
-                blocks.append(Block(i, kind, _str(b.get(key)) if kind != OTHER else None))
-        elif isinstance(content, str):
-            text_content = True
+            content = [
+                _Block(_str(b.get("type")), _str(b.get("id")), _str(b.get("tool_use_id")))
+                if isinstance(b, dict) else _Block()
+                for b in content
+            ]
+        elif not isinstance(content, str):
+            content = None
+        message = _Message(_str(m.get("id")), _str(m.get("role")), _str(m.get("model")), content)
     return Entry(
-        line=line,
-        offset=offset,
-        length=length,
         type=_str(d.get("type")) or "",
         uuid=_str(d.get("uuid")),
         parent=_str(d.get("parentUuid")),
@@ -216,27 +213,28 @@ def _from_any(line: int, offset: int, length: int, d: dict[str, Any]) -> Entry:
         agent_id=_str(d.get("agentId")),
         session_id=_str(d.get("sessionId")),
         subtype=_str(d.get("subtype")),
-        message_id=message_id,
-        role=role,
-        model=model,
         version=_str(d.get("version")),
-        blocks=tuple(blocks),
-        text_content=text_content,
         api_error=d.get("isApiErrorMessage") is True,
         source_tool_assistant=_str(d.get("sourceToolAssistantUUID")),
+        message=message,
+        line=line,
+        offset=offset,
+        length=length,
     )
 
 
 def parse_line(line: int, offset: int, raw: bytes) -> Entry | BadLine:
     """Decode one line (without its newline)."""
     try:
-        return _from_fast(line, offset, len(raw), _decode_fast(raw))
+        return _located(_decode_fast(raw), line, offset, len(raw))
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         # msgspec raises UnicodeDecodeError on invalid UTF-8 inside a decoded string and
         # RecursionError on deep nesting: neither may stop the check.
         pass
     # Claude Code reads its transcripts as UTF-8 with replacement characters: a stray invalid
     # byte (in a tool's output, say) does not drop the line, so it must not drop it here either.
+    import json  # only for lines the typed path cannot read (json pulls in re)
+
     text = raw.decode("utf-8", errors="replace")
     try:
         data = json.loads(text)
@@ -247,6 +245,27 @@ def parse_line(line: int, offset: int, raw: bytes) -> Entry | BadLine:
     if not isinstance(data, dict):
         return BadLine(line, offset, 1, f"a JSON {type(data).__name__}, not an entry object")
     return _from_any(line, offset, len(raw), data)
+
+
+def parse_raw(line: int, offset: int, raw: bytes) -> Entry | BadLine | None:
+    """Decode one line as read, newline included (None for a blank line).
+
+    msgspec skips the trailing newline as whitespace, so the common case copies nothing.
+    """
+    length = len(raw)
+    if raw.endswith(b"\n"):
+        length -= 2 if raw.endswith(b"\r\n") else 1
+    elif raw.endswith(b"\r"):
+        length -= 1
+    if raw[:1] != b"{":
+        if not raw.strip():
+            return None
+    else:
+        try:
+            return _located(_decode_fast(raw), line, offset, length)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+            pass
+    return parse_line(line, offset, raw[:length])
 
 
 def iter_lines(stream: BinaryIO, start_offset: int = 0, start_line: int = 1) -> Iterator[tuple[int, int, bytes, bool]]:
@@ -262,6 +281,23 @@ def iter_lines(stream: BinaryIO, start_offset: int = 0, start_line: int = 1) -> 
         line += 1
 
 
+def is_truncated(raw: bytes) -> bool:
+    """True when `raw` reads as the start of a JSON value cut short: a line still being written.
+
+    Anything else that does not decode (a CR-only file read as one line, say) is malformed,
+    not torn: calling it torn would let a whole broken file check clean.
+    """
+    if not raw.lstrip().startswith(b"{"):
+        return False  # every entry is an object: `f` may begin `false`, never an entry
+    try:
+        msgspec.json.decode(raw.decode("utf-8", errors="replace").encode())
+    except msgspec.DecodeError as exc:
+        return "truncated" in str(exc)
+    except (RecursionError, ValueError):
+        return False
+    return False
+
+
 def read_entries(lines: Iterable[tuple[int, int, bytes, bool]]) -> tuple[list[Entry], list[BadLine], bool]:
     entries: list[Entry] = []
     bad: list[BadLine] = []
@@ -272,16 +308,36 @@ def read_entries(lines: Iterable[tuple[int, int, bytes, bool]]) -> tuple[list[En
         parsed = parse_line(line, offset, body)
         if isinstance(parsed, Entry):
             entries.append(parsed)
-        elif ended:
+        elif ended or not is_truncated(body):
             bad.append(parsed)
         else:
             torn = True  # the last line is still being written
     return entries, bad, torn
 
 
+def _read_stream(stream: BinaryIO) -> tuple[list[Entry], list[BadLine], bool]:
+    """`read_entries(iter_lines(stream))`, without copying each line to cut its newline."""
+    entries: list[Entry] = []
+    bad: list[BadLine] = []
+    torn = False
+    offset, line = 0, 1
+    for raw in stream:
+        parsed = parse_raw(line, offset, raw)
+        if isinstance(parsed, Entry):
+            entries.append(parsed)
+        elif parsed is not None:
+            if raw.endswith(b"\n") or not is_truncated(raw[:-1] if raw.endswith(b"\r") else raw):
+                bad.append(parsed)
+            else:
+                torn = True  # the last line is still being written
+        offset += len(raw)
+        line += 1
+    return entries, bad, torn
+
+
 def read_transcript(path: str) -> Transcript:
     with open(path, "rb") as f:
-        entries, bad, torn = read_entries(iter_lines(f))
+        entries, bad, torn = _read_stream(f)
         size = f.tell()
     return Transcript(entries, bad, torn, size)
 
@@ -289,5 +345,5 @@ def read_transcript(path: str) -> Transcript:
 def read_transcript_bytes(data: bytes) -> Transcript:
     import io
 
-    entries, bad, torn = read_entries(iter_lines(io.BytesIO(data)))
+    entries, bad, torn = _read_stream(io.BytesIO(data))
     return Transcript(entries, bad, torn, len(data))

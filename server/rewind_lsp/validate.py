@@ -13,29 +13,25 @@ in the file, and how severe, is decided by the caller (`check`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import msgspec
 
 from .conversation import Conversation, Message
 from .transcript import SERVER_TOOL_USES, TOOL_RESULT, TOOL_USE, Block, Entry
 
 
-@dataclass(slots=True)
-class Fault:
+class Fault(msgspec.Struct):
     rule: str
     entry: Entry
     block: int | None
     message: str
     tool_use_id: str | None = None
-    related: list[tuple[Entry, int | None, str]] = field(default_factory=list)
-    facts: dict[str, str] = field(default_factory=dict)
+    related: list[tuple[Entry, int | None, str]] = msgspec.field(default_factory=list)
+    facts: dict[str, str] = msgspec.field(default_factory=dict)
     pending: bool = False  # a tool_use at the very end: its tool may still be running
 
 
 def _blocks(message: Message) -> list[tuple[Entry, Block]]:
-    out: list[tuple[Entry, Block]] = []
-    for e in message.entries:
-        out.extend((e, b) for b in e.blocks)
-    return out
+    return [(e, b) for e in message.entries for b in e.blocks]
 
 
 def _text_first(message: Message) -> list[tuple[Entry, int | None]]:
@@ -53,19 +49,21 @@ def validate(conv: Conversation) -> list[Fault]:
     faults: list[Fault] = []
     seen_use: dict[str, tuple[Entry, Block]] = {}
     msgs = conv.messages
+    blocks = [_blocks(m) for m in msgs]  # each message's blocks are looked at up to three times
     for i, msg in enumerate(msgs):
-        index_fact = {"messages_index": str(i)}
         if msg.role == "assistant":
-            uses = [(e, b) for e, b in _blocks(msg) if b.kind == TOOL_USE or b.kind in SERVER_TOOL_USES]
+            if not blocks[i]:
+                continue
+            uses = [(e, b) for e, b in blocks[i] if b.kind == TOOL_USE or b.kind in SERVER_TOOL_USES]
             server_ids: set[str] = set()
-            for e, b in _blocks(msg):
+            for e, b in blocks[i]:
                 if b.kind in SERVER_TOOL_USES and b.tool_id:
                     server_ids.add(b.tool_id)
                 elif b.kind.endswith("_tool_result") and b.kind != TOOL_RESULT and b.tool_id not in server_ids:
                     faults.append(Fault(
                         "orphan-tool-result", e, b.index,
                         f"`{b.kind}` for {b.tool_id} has no `server_tool_use` before it in the same message",
-                        b.tool_id, facts=index_fact,
+                        b.tool_id, facts={"messages_index": str(i)},
                     ))
             for e, b in uses:
                 if not b.tool_id:
@@ -76,7 +74,8 @@ def validate(conv: Conversation) -> list[Fault]:
                         "duplicate-tool-use-id", e, b.index,
                         f"tool_use id {b.tool_id} is used a second time (first at line {first[0].line}); "
                         "tool_use ids must be unique",
-                        b.tool_id, related=[(first[0], first[1].index, "first use of this id")], facts=index_fact,
+                        b.tool_id, related=[(first[0], first[1].index, "first use of this id")],
+                        facts={"messages_index": str(i)},
                     ))
                 else:
                     seen_use[b.tool_id] = (e, b)
@@ -85,7 +84,7 @@ def validate(conv: Conversation) -> list[Fault]:
                 continue
             nxt = msgs[i + 1] if i + 1 < len(msgs) else None
             answered = (
-                {b.tool_id for _, b in _blocks(nxt) if b.kind == TOOL_RESULT}
+                {b.tool_id for _, b in blocks[i + 1] if b.kind == TOOL_RESULT}
                 if nxt is not None and nxt.role == "user" else set()
             )
             for e, b in client_uses:
@@ -100,7 +99,7 @@ def validate(conv: Conversation) -> list[Fault]:
                         "orphan-tool-use", e, b.index,
                         f"tool_use {b.tool_id} has no tool_result yet: the tool may still be running; "
                         "if this session is not running, resuming it fails with the tool-use 400",
-                        b.tool_id, facts=index_fact, pending=True,
+                        b.tool_id, facts={"messages_index": str(i)}, pending=True,
                     ))
                     continue
                 related: list[tuple[Entry, int | None, str]]
@@ -116,14 +115,16 @@ def validate(conv: Conversation) -> list[Fault]:
                 faults.append(Fault(
                     "orphan-tool-use", e, b.index,
                     f"tool_use {b.tool_id} has no tool_result immediately after it: {where}",
-                    b.tool_id, related=related, facts=index_fact,
+                    b.tool_id, related=related, facts={"messages_index": str(i)},
                 ))
         else:
+            if not blocks[i]:
+                continue  # no tool_result: nothing to pair, nothing out of order
             prev = msgs[i - 1] if i > 0 and msgs[i - 1].role == "assistant" else None
-            offered = {b.tool_id: (e, b) for e, b in _blocks(prev) if b.kind == TOOL_USE} if prev else {}
+            offered = {b.tool_id: (e, b) for e, b in blocks[i - 1] if b.kind == TOOL_USE} if prev else {}
             answered_here: dict[str, Entry] = {}
             orphaned: set[tuple[int, int]] = set()  # (entry, block) already reported as orphans
-            for e, b in _blocks(msg):
+            for e, b in blocks[i]:
                 if b.kind != TOOL_RESULT:
                     continue
                 tid = b.tool_id or ""
@@ -134,7 +135,8 @@ def validate(conv: Conversation) -> list[Fault]:
                         "orphan-tool-result", e, b.index,
                         f"a second tool_result for {tid} (the first is at line {answered_here[tid].line}); "
                         "each tool_use must have a single result",
-                        tid, related=[(answered_here[tid], None, "first result for this id")], facts=index_fact,
+                        tid, related=[(answered_here[tid], None, "first result for this id")],
+                        facts={"messages_index": str(i)},
                     ))
                     continue
                 answered_here[tid] = e
@@ -145,7 +147,7 @@ def validate(conv: Conversation) -> list[Fault]:
                     faults.append(Fault(
                         "orphan-tool-result", e, b.index,
                         f"tool_result for {tid or '(no id)'} answers no tool_use: {why}",
-                        tid or None, related=related, facts=index_fact,
+                        tid or None, related=related, facts={"messages_index": str(i)},
                     ))
             seen_other: tuple[Entry, int | None] | None = None
             for e, idx in _text_first(msg):
@@ -160,6 +162,6 @@ def validate(conv: Conversation) -> list[Fault]:
                         f"tool_result for {b.tool_id} comes after other content in its user message; "
                         "tool_result blocks must come first",
                         b.tool_id, related=[(seen_other[0], seen_other[1], "content placed before the tool_result")],
-                        facts=index_fact,
+                        facts={"messages_index": str(i)},
                     ))
     return faults

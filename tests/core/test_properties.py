@@ -287,3 +287,35 @@ def test_rewind_repairs_any_single_break(g: Generated, data: Any, mode: str, tmp
     assert_new_session(result.path, SID)
     if mode == "patch":
         assert active_texts(src) <= active_texts(result.path)
+
+
+@settings(SETTINGS, max_examples=max(10, SETTINGS.max_examples // 3))
+@given(g=conversations(), data=st.data(), broken=st.booleans(), pieces=st.integers(1, 12))
+def test_incremental_check_equals_a_full_check_at_every_append(
+    g: Generated, data: Any, broken: bool, pieces: int, tmp_path_factory: Any
+) -> None:
+    """Written in random-sized pieces (lines cut anywhere), the incremental check after each piece
+    gives exactly the findings of a whole-file check, in memory and with the state saved to disk."""
+    from rewind_lsp.check import check_transcript_file
+    from rewind_lsp.incremental import TranscriptState, check_transcript_incremental
+    from rewind_lsp.index import check_cached
+
+    if broken:
+        _break_one(g, data)
+    folder = tmp_path_factory.mktemp("pieces")
+    whole = _write(g, folder, "whole").read_bytes()
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(whole)), max_size=pieces), label="cuts")) | {len(whole)})
+    path = folder / "growing.jsonl"
+    path.write_bytes(b"")
+    state = TranscriptState()
+    start = 0
+    for cut in cuts:
+        with path.open("ab") as f:
+            f.write(whole[start:cut])
+        start = cut
+        full = [(f.rule, f.severity, f.message, f.start, f.end, f.related, f.facts)
+                for f in check_transcript_file(str(path)).findings]
+        inc = check_transcript_incremental(str(path), state)
+        assert [(f.rule, f.severity, f.message, f.start, f.end, f.related, f.facts) for f in inc] == full
+        saved, _ = check_cached(str(path), folder / "cache")
+        assert [(f.rule, f.severity, f.message, f.start, f.end, f.related, f.facts) for f in saved] == full

@@ -63,8 +63,14 @@ def check_sane(data: bytes) -> list[Finding]:
         assert f.tool_use_id is None or isinstance(f.tool_use_id, str)
         assert isinstance(f.message, str) and f.message
     want_bad = {n for n, body, ended in lines if ended and body.strip() and not is_entry(body)}
+    # A last line without its newline that is no entry: a writer mid-line (JSON cut short: no
+    # finding yet) or malformed. One that does not even start like an object is surely malformed.
+    for n, body, ended in lines:
+        if not ended and body.strip() and not is_entry(body) and not body.lstrip().startswith(b"{"):
+            want_bad.add(n)
+    maybe = {n for n, body, ended in lines if not ended and body.lstrip().startswith(b"{") and not is_entry(body)}
     got_bad = {f.start.line for f in result.findings if f.rule == "malformed-line"}
-    assert got_bad == want_bad, f"malformed-line at {sorted(got_bad)}, expected {sorted(want_bad)}"
+    assert want_bad <= got_bad <= want_bad | maybe, f"malformed-line at {sorted(got_bad)}, expected {sorted(want_bad)}"
     return result.findings
 
 
@@ -157,9 +163,14 @@ def test_damaged_files_never_crash() -> None:
     assert FUZZ_CASES["transcript: truncated, spliced, NUL, non-UTF-8, CR/CRLF"] - before >= examples(800) // 2
 
 
+_SEEN = ("line", "offset", "length", "type", "uuid", "parent", "logical_parent", "sidechain", "agent_id",
+         "session_id", "subtype", "version", "api_error", "source_tool_assistant", "message_id", "role", "model",
+         "text_content")  # every attribute the chain rebuild, the validator and the rewinder read
+
+
 def _norm(e: Entry) -> tuple[Any, ...]:
     blocks = tuple((b.index, b.kind, None if b.kind == OTHER else b.tool_id) for b in e.blocks)
-    return (*(getattr(e, s) for s in Entry.__slots__ if s != "blocks"), blocks)  # type: ignore[attr-defined]
+    return (*(getattr(e, s) for s in _SEEN), blocks)
 
 
 @settings(FUZZ, max_examples=examples(800))
@@ -254,11 +265,9 @@ def test_crlf_line_ends_read_like_lf() -> None:
     FUZZ_CASES["transcript: hand-made hostile inputs"] += 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a transcript with CR-only line ends and no final LF is read as one torn last line "
-    "(transcript.read_entries treats it as a writer mid-write), so a whole broken file checks clean "
-    "with no finding at all"))
 def test_cr_only_file_gets_a_finding() -> None:
+    """CR-only line ends, no final LF: one last line that is not a JSON value cut short, so it is
+    malformed (a writer mid-line leaves truncated JSON), never a torn tail that checks clean."""
     lines = [dumps(e) for e in [
         {"type": "user", "uuid": "u1", "parentUuid": None, "message": {"role": "user", "content": "hi"}},
         {"type": "assistant", "uuid": "a1", "parentUuid": "u1",
@@ -267,7 +276,9 @@ def test_cr_only_file_gets_a_finding() -> None:
     ]]
     data = ("\r".join(lines) + "\r").encode()
     findings = check_transcript_bytes(data).findings
-    assert findings, "a file the reader cannot split into lines must not check clean"
+    assert [(f.rule, f.start.line) for f in findings] == [("malformed-line", 1)]
+    # The same bytes cut mid-value are a writer mid-line: no finding until the line is complete.
+    assert check_transcript_bytes(data[: len(lines[0]) // 2]).findings == []
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
