@@ -8,23 +8,22 @@ and is logged, because a hook must never break Claude Code.
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
-import shutil
 import sys
-import tempfile
 import time
-import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .check import _file_fetcher, analyze, claude_config_dir
+import msgspec
+
 from .findings import Finding, Severity
-from .index import read_indexed
 from .paths import user_cache_dir, user_log_dir
-from .redact import redact
-from .rewind import RewindError, rewind
+
+# Imported where used, not here: every prompt pays for this module's imports, and the rules
+# (pydantic, re2), the log scanner and the rewinder are needed only when something is wrong;
+# shutil and tempfile only to install the hook, traceback only when it fails; json (and re, which
+# it pulls in) and redact only when there is something to say: msgspec reads the payload.
 
 HOOK_MARK = "rewind-lsp hook"
 MAX_LISTED = 5
@@ -35,25 +34,61 @@ def _log(message: str) -> None:
         folder = user_log_dir()
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "hook.log", "a", encoding="utf-8") as f:
+            from .redact import redact
+
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {redact(message)}\n")
     except OSError:
         pass
 
 
+MAIN = "main conversation"  # the label check.py gives the live chain
+
+
+def _findings(path: str) -> list[Finding]:
+    from .index import check_cached
+
+    return check_cached(path, user_cache_dir() / "index")[0]
+
+
 def live_errors(transcript_path: str) -> list[Finding]:
     """Errors of the conversation Claude Code sends next (the main chain only)."""
-    transcript, _ = read_indexed(transcript_path, user_cache_dir() / "index")
-    result = analyze(transcript, _file_fetcher(transcript_path))
-    main = result.main
-    if main is None:
+    found = _findings(transcript_path)
+    return [f for f in found if f.severity == Severity.ERROR and f.facts.get("conversation") == MAIN]
+
+
+def subagent_files(transcript_path: str) -> list[str]:
+    """The session's subagent transcripts: `<session id>/subagents/agent-*.jsonl` beside it."""
+    folder = os.path.join(os.path.splitext(transcript_path)[0], "subagents")
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.startswith("agent-") and n.endswith(".jsonl"))
+    except OSError:
         return []
-    return [f for f in result.findings if f.severity == Severity.ERROR and f.facts.get("conversation") == main.label]
+    return [p for p in (os.path.join(folder, n) for n in names) if os.path.isfile(p)]
 
 
-def _describe(path: str, errors: list[Finding]) -> str:
-    lines = [f"- {f.rule} at line {f.start.line}: {f.message}" for f in errors[:MAX_LISTED]]
-    if len(errors) > MAX_LISTED:
-        lines.append(f"- … and {len(errors) - MAX_LISTED} more")
+def subagent_errors(transcript_path: str) -> list[tuple[str, Finding]]:
+    """Errors of the subagents' live conversations (history in them is information, never an error)."""
+    out: list[tuple[str, Finding]] = []
+    for agent in subagent_files(transcript_path):
+        try:
+            found = _findings(agent)
+        except OSError as exc:  # one unreadable subagent file must not hide the others
+            _log(f"skipped subagent transcript {agent}: {exc}")
+            continue
+        out.extend((agent, f) for f in found if f.severity == Severity.ERROR)
+    return out
+
+
+def _describe(path: str, errors: list[Finding], agent_errors: Sequence[tuple[str, Finding]] = ()) -> str:
+    items = [f"- {f.rule} at line {f.start.line}: {f.message}" for f in errors]
+    home = os.path.dirname(path)
+    items += [
+        f"- {f.rule} at line {f.start.line} of the subagent transcript {os.path.relpath(agent, home)}: {f.message}"
+        for agent, f in agent_errors
+    ]
+    lines = items[:MAX_LISTED]
+    if len(items) > MAX_LISTED:
+        lines.append(f"- … and {len(items) - MAX_LISTED} more")
     return "\n".join(lines)
 
 
@@ -63,6 +98,14 @@ def _fix_text(path: str) -> str:
         f"  rewind-lsp rewind --mode patch '{path}'\n"
         "then run the `claude --resume <new id>` line it prints."
     )
+
+
+def _agent_fix_text(agents: list[str]) -> str:
+    # In place (with a backup): the subagent keeps its file name, which is how it is found again.
+    import shlex
+
+    commands = "\n".join(f"  rewind-lsp rewind --mode patch --in-place {shlex.quote(a)}" for a in agents)
+    return f"Repair the subagent transcript (a timestamped backup of the original is kept):\n{commands}"
 
 
 def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str, str]:
@@ -77,14 +120,20 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
     if not os.path.isfile(path):
         return 0, "", ""
     errors = live_errors(path)
-    if not errors:
+    agent_errors = subagent_errors(path)
+    if not errors and not agent_errors:
         return 0, "", ""
+    import json
+
+    from .redact import redact
+
     what = (
         "rewind-lsp: this session's tool calls no longer pair up, so Claude Code's next request would fail with "
-        "'API Error: 400 due to tool use concurrency issues'.\n" + _describe(path, errors)
+        "'API Error: 400 due to tool use concurrency issues'.\n" + _describe(path, errors, agent_errors)
     )
+    fix = _fix_text(path) if errors else _agent_fix_text(sorted({a for a, _ in agent_errors}))
     if event == "SessionStart":
-        message = what + "\n" + _fix_text(path)
+        message = what + "\n" + fix
         return (
             0,
             json.dumps(
@@ -95,29 +144,35 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
             ),
             "",
         )
-    if auto_repair:
+    if auto_repair and errors:
+        from .rewind import RewindError, rewind
+
         try:
             result = rewind(path, mode="patch")
         except RewindError as exc:
             _log(f"auto-repair of {path} failed: {exc}")
         else:
+            import shlex
+
             where = f"cd {shlex.quote(result.cwd)} && " if result.cwd else ""
             reason = (
                 what + f"\nrewind-lsp repaired it into a new session (the original is untouched): {result.path}\n"
                 f"Resume that one instead:\n  {where}{result.resume_command}"
             )
             return 0, json.dumps({"decision": "block", "reason": redact(reason)}), ""
-    return 0, json.dumps({"decision": "block", "reason": redact(what + "\n" + _fix_text(path))}), ""
+    return 0, json.dumps({"decision": "block", "reason": redact(what + "\n" + fix)}), ""
 
 
 def run_hook(stdin_text: str, auto_repair: bool = False) -> int:
     try:
-        payload = json.loads(stdin_text) if stdin_text.strip() else {}
+        payload = msgspec.json.decode(stdin_text) if stdin_text.strip() else {}
         if not isinstance(payload, dict):
             _log(f"ignored hook input that is not an object: {stdin_text[:200]!r}")
             return 0
         status, out, err = decide(payload, auto_repair)
     except Exception:
+        import traceback
+
         _log("hook failed open:\n" + traceback.format_exc())
         return 0
     if out:
@@ -125,6 +180,13 @@ def run_hook(stdin_text: str, auto_repair: bool = False) -> int:
     if err:
         print(err, file=sys.stderr)
     return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`rewind-lsp hook [--auto-repair]` without the rest of the CLI: what a launcher that wants
+    the hook's own start-up cost only (no rules, rewinder or report imports) can call."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return run_hook(sys.stdin.read() if not sys.stdin.isatty() else "", "--auto-repair" in args)
 
 
 # --- installing into Claude Code's settings -----------------------------------------------------
@@ -135,6 +197,8 @@ class SettingsError(Exception):
 
 
 def settings_path(scope: str) -> Path:
+    from .check import claude_config_dir
+
     if scope == "user":
         return claude_config_dir() / "settings.json"
     if scope == "local":
@@ -143,6 +207,8 @@ def settings_path(scope: str) -> Path:
 
 
 def hook_command(auto_repair: bool = False) -> str:
+    import shutil
+
     exe = shutil.which("rewind-lsp")
     base = f"'{exe}' hook" if exe and " " in exe else (f"{exe} hook" if exe else f"{sys.executable} -m rewind_lsp hook")
     return base + (" --auto-repair" if auto_repair else "")
@@ -154,6 +220,8 @@ def _is_ours(hook: Any) -> bool:
 
 
 def _read_settings(path: Path) -> dict[str, Any]:
+    import json
+
     if not path.exists():
         return {}
     text = path.read_text(encoding="utf-8")
@@ -171,11 +239,17 @@ def _read_settings(path: Path) -> dict[str, Any]:
 
 
 def _write_settings(path: Path, data: dict[str, Any]) -> Path | None:
+    import json
+
     path.parent.mkdir(parents=True, exist_ok=True)
     backup = None
     if path.exists():
+        import shutil
+
         backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
         shutil.copy2(path, backup)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, ensure_ascii=False)
@@ -287,3 +361,7 @@ def _settings_command(args: Any, fn: Any, name: str) -> int:
             + (f"; backup at {backup}" if backup else "")
         )
     return 0
+
+
+if __name__ == "__main__":  # `python -m rewind_lsp.hook`: the hook without the CLI's imports
+    sys.exit(main())

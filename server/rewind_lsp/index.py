@@ -1,100 +1,133 @@
-"""A small on-disk index of parsed transcripts, so a re-check reads only the appended bytes.
+"""Incremental check states kept on disk between processes (the hook runs once per prompt).
 
-Keyed by path; valid while the file keeps its inode and its already-read prefix (checked by
-the hash of the last bytes before the stored offset). Anything else means a full re-read.
+A state file holds offsets, the edges of the file that was read, findings, and hashes of what
+the closed part of the transcript links to: no entries. A few hundred KB for a 100 MB
+transcript. The next call re-reads only the open region (the live conversation's segment, a
+few MB at most in a compacted session) and what was appended; an unchanged file costs a
+`stat` and the state file. Any unreadable, foreign or stale state file means a full read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import pickle
-import tempfile
-from dataclasses import dataclass
+import time
+from array import array
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .transcript import BadLine, Entry, Transcript, parse_line
+import msgspec
 
-FORMAT = 1
-_TAIL = 4096  # bytes hashed before the offset to notice a rewritten prefix
+from . import __version__
+from .findings import Finding
+from .incremental import TranscriptState, _Closed, check_transcript_incremental
+
+if TYPE_CHECKING:
+    from .rules import RuleSet
+
+FORMAT = 2
 
 
-@dataclass(slots=True)
-class _Cached:
+class _Saved(msgspec.Struct, array_like=True):
     format: int
-    inode: int
-    offset: int  # end of the last complete line read
-    line: int  # the next line number
-    tail_hash: str
-    entries: list[Entry]
-    bad_lines: list[BadLine]
+    version: str
+    path: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    offset: int
+    line: int
+    head: bytes
+    tail: bytes
+    open_start: int
+    open_line: int
+    uuids: bytes  # int64 hashes, native byte order (the file never leaves this machine)
+    unresolved: bytes
+    siblings: bytes
+    closed_findings: list[Finding]
+    findings: list[Finding] | None
 
 
-def _tail_hash(f: object, offset: int) -> str:
-    start = max(0, offset - _TAIL)
-    f.seek(start)  # type: ignore[attr-defined]
-    return hashlib.sha256(f.read(offset - start)).hexdigest()  # type: ignore[attr-defined]
+_decode = msgspec.msgpack.Decoder(_Saved).decode
+_DIGEST = 16
 
 
-def _cache_file(cache_dir: Path, path: str) -> Path:
-    return cache_dir / f"{hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:32]}.idx"
+def _digest(payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=_DIGEST).digest()
 
 
-def _load(cache_file: Path) -> _Cached | None:
+def state_file(cache_dir: Path, path: str) -> Path:
+    key = hashlib.sha256(os.path.realpath(path).encode(errors="surrogateescape")).hexdigest()[:32]
+    return cache_dir / f"{key}.state"
+
+
+def _unpack(data: bytes) -> array[int]:
+    a = array("q")
+    a.frombytes(data[: len(data) // a.itemsize * a.itemsize])
+    return a
+
+
+def save_state(state: TranscriptState, file: Path, path: str) -> None:
+    """Write `state` (which must use stable hashes) atomically; errors are ignored (a cache)."""
+    if not state.stable_hashes or state.findings is None:
+        return
+    uuids, unresolved, siblings = state.closed.sorted_arrays()
+    saved = _Saved(
+        FORMAT, __version__, os.path.realpath(path), state.dev, state.ino, state.size, state.mtime_ns,
+        state.offset, state.line, state.head, state.tail, state.open_start, state.open_line,
+        uuids.tobytes(), unresolved.tobytes(), siblings.tobytes(),
+        state.closed_findings, state.findings,
+    )
     try:
-        with open(cache_file, "rb") as f:
-            cached = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
-        return None
-    return cached if isinstance(cached, _Cached) and cached.format == FORMAT else None
-
-
-def _store(cache_file: Path, cached: _Cached) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".idx-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(cached, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, cache_file)
-    except OSError:
-        if os.path.exists(tmp):
+        file.parent.mkdir(parents=True, exist_ok=True)
+        # A private temporary name by hand (O_EXCL, pid and clock): `tempfile` would cost the hook
+        # a few ms of imports on every prompt.
+        tmp = file.with_name(f".state-{os.getpid()}-{time.monotonic_ns()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            payload = msgspec.msgpack.encode(saved)
+            with os.fdopen(fd, "wb") as f:
+                f.write(_digest(payload) + payload)
+            os.replace(tmp, file)
+        except OSError:
             os.unlink(tmp)
+    except OSError:
+        pass
 
 
-def read_indexed(path: str, cache_dir: Path) -> tuple[Transcript, int]:
-    """The transcript at `path`, and how many bytes had to be read to get it."""
-    cache_file = _cache_file(cache_dir, path)
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        cached = _load(cache_file)
-        if cached is not None and (
-            cached.inode != st.st_ino or cached.offset > st.st_size or _tail_hash(f, cached.offset) != cached.tail_hash
-        ):
-            cached = None
-        if cached is None:
-            cached = _Cached(FORMAT, st.st_ino, 0, 1, _tail_hash(f, 0), [], [])
-        start = cached.offset
-        f.seek(start)
-        torn = False
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                torn = bool(raw.strip())  # a line still being written: read it next time
-                break
-            body = raw[:-1].rstrip(b"\r")
-            if body.strip():
-                parsed = parse_line(cached.line, cached.offset, body)
-                (cached.entries if isinstance(parsed, Entry) else cached.bad_lines).append(parsed)  # type: ignore[arg-type]
-            cached.offset += len(raw)
-            cached.line += 1
-        read = st.st_size - start
-        cached.tail_hash = _tail_hash(f, cached.offset)
-    _store(cache_file, cached)
-    if torn:
-        # The torn tail may already decode (a writer that has not written its newline yet).
-        with open(path, "rb") as f:
-            f.seek(cached.offset)
-            body = f.read().rstrip(b"\r")
-        parsed = parse_line(cached.line, cached.offset, body)
-        if isinstance(parsed, Entry):
-            return Transcript([*cached.entries, parsed], list(cached.bad_lines), False, st.st_size), read
-    return Transcript(list(cached.entries), list(cached.bad_lines), torn, st.st_size), read
+def load_state(file: Path, path: str) -> TranscriptState:
+    """The saved state for `path`, or a fresh one when there is none usable."""
+    state = TranscriptState(stable_hashes=True)
+    try:
+        with open(file, "rb") as f:
+            data = f.read()
+        payload = data[_DIGEST:]
+        if data[:_DIGEST] != _digest(payload):
+            return state  # torn or damaged: the hash arrays must be exactly as written (sorted)
+        saved = _decode(payload)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return state
+    if saved.format != FORMAT or saved.version != __version__ or saved.path != os.path.realpath(path):
+        return state  # another release may judge differently, or a hash collision of paths
+    state.dev, state.ino, state.size, state.mtime_ns = saved.dev, saved.ino, saved.size, saved.mtime_ns
+    state.offset, state.line, state.head, state.tail = saved.offset, saved.line, saved.head, saved.tail
+    state.open_start, state.open_line = saved.open_start, saved.open_line
+    state.closed_findings, state.findings = saved.closed_findings, saved.findings
+    state.open_loaded = False
+    state.closed = _Closed.from_sorted(_unpack(saved.uuids), _unpack(saved.unresolved), _unpack(saved.siblings))
+    return state
+
+
+def check_cached(path: str, cache_dir: Path, rules: RuleSet | None = None) -> tuple[list[Finding], TranscriptState]:
+    """Findings of the transcript at `path`, reading only what changed since the last call."""
+    file = state_file(cache_dir, path)
+    state = load_state(file, path) if rules is None else TranscriptState(stable_hashes=True)
+    findings = check_transcript_incremental(path, state, rules)
+    if rules is None and not state.stats.reused:
+        save_state(state, file, path)
+        # The pickled index of earlier releases (entries included: 15 MB per 100 MB) is dead weight.
+        with contextlib.suppress(OSError):
+            file.with_suffix(".idx").unlink(missing_ok=True)
+    return findings, state

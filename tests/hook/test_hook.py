@@ -153,22 +153,57 @@ def test_unreadable_transcript_fails_open_and_is_logged(tmp_path: Path, env: dic
     assert (done.returncode, done.stdout) == (0, "")
 
 
-def test_index_reads_only_appended_bytes(tmp_path: Path) -> None:
-    from rewind_lsp.index import read_indexed
+def test_saved_state_reads_only_appended_bytes(tmp_path: Path) -> None:
+    from rewind_lsp.index import check_cached, state_file
 
     path = tmp_path / "s.jsonl"
     path.write_text(HEALTHY)
     cache = tmp_path / "cache"
-    first, read1 = read_indexed(str(path), cache)
-    assert read1 == len(HEALTHY.encode()) and len(first.entries) == 4
+    first, state = check_cached(str(path), cache)
+    assert first == [] and state.stats.bytes_read == len(HEALTHY.encode())
+    assert state_file(cache, str(path)).stat().st_size < 1024  # offsets and findings, no entries
+    _, state = check_cached(str(path), cache)
+    assert state.stats.reused and state.stats.bytes_read == 0
     extra = line("user", "u3", "a2", "more") + "\n"
     with path.open("a") as f:
         f.write(extra)
-    second, read2 = read_indexed(str(path), cache)
-    assert read2 == len(extra.encode()) and len(second.entries) == 5
-    path.write_text(BROKEN)  # rewritten: the index notices and starts over
-    third, _ = read_indexed(str(path), cache)
-    assert len(third.entries) == 3
+    second, state = check_cached(str(path), cache)
+    assert second == [] and state.stats.bytes_read == len(extra.encode()) and state.stats.full_reads == 0
+    # No compaction yet, so the open region (re-read from the file, never stored) is the whole file.
+    assert state.stats.bytes_reread == len(HEALTHY.encode())
+    path.write_text(BROKEN)  # rewritten: the state notices and starts over
+    third, state = check_cached(str(path), cache)
+    assert state.stats.full_reads == 1 and [f.rule for f in third] == ["orphan-tool-use"]
+    state_file(cache, str(path)).write_bytes(b"not a state")  # a damaged state file is a full read
+    fourth, state = check_cached(str(path), cache)
+    assert state.stats.full_reads == 1 and fourth == third
+
+
+def _subagent(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / f"{SESSION}.jsonl"
+    path.write_text(HEALTHY)
+    agents = tmp_path / SESSION / "subagents"
+    agents.mkdir(parents=True)
+    sidechain = "".join(
+        json.dumps({**json.loads(x), "isSidechain": True, "agentId": "a1b2c3d"}) + "\n" for x in text.splitlines()
+    )
+    (agents / "agent-a1b2c3d.jsonl").write_text(sidechain)
+    return path
+
+
+def test_broken_subagent_transcript_is_blocked(tmp_path: Path, env: dict[str, str]) -> None:
+    path = _subagent(tmp_path, BROKEN)
+    done = run_hook(prompt(path), env)
+    reason = json.loads(done.stdout)["reason"]
+    assert f"orphan-tool-use at line 2 of the subagent transcript {SESSION}/subagents/agent-a1b2c3d.jsonl" in reason
+    assert "rewind-lsp rewind --mode patch --in-place" in reason and "agent-a1b2c3d.jsonl" in reason
+    assert path.read_text() == HEALTHY
+
+
+def test_healthy_subagent_transcript_passes(tmp_path: Path, env: dict[str, str]) -> None:
+    path = _subagent(tmp_path, HEALTHY)
+    done = run_hook(prompt(path), env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 
 def corpus_sessions() -> list[Path]:
