@@ -19,8 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate import append_line, last_live_uuid
 
-from rewind_lsp.check import analyze, check_log_file, check_transcript_file
-from rewind_lsp.index import read_indexed
+from rewind_lsp.check import analyze, check_log_file, check_path, check_transcript_file
+from rewind_lsp.incremental import TranscriptState, check_transcript_incremental
+from rewind_lsp.index import check_cached
 from rewind_lsp.transcript import read_transcript
 
 
@@ -61,7 +62,10 @@ def loop_msgspec(path: str) -> int:
 
 
 def engine_check(path: str, repeat: int) -> dict[str, Any]:
-    times = [_timed(lambda: check_transcript_file(path)) for _ in range(repeat)]
+    # What `rewind-lsp check` runs (segment by segment), and the whole-file check_transcript_file
+    # the rewinder and the server's open documents use.
+    times = [_timed(lambda: check_path(path)) for _ in range(repeat)]
+    whole = [_timed(lambda: check_transcript_file(path)) for _ in range(repeat)]
     t = time.perf_counter()
     transcript = read_transcript(path)
     read_s = time.perf_counter() - t
@@ -70,6 +74,7 @@ def engine_check(path: str, repeat: int) -> dict[str, Any]:
     analyze_s = time.perf_counter() - t
     return {
         "times": times,
+        "whole_file_times": whole,
         "read_s": read_s,
         "analyze_s": analyze_s,
         "entries": len(transcript.entries),
@@ -85,16 +90,20 @@ def loops(path: str, repeat: int) -> dict[str, Any]:
     }
 
 
+def _key(findings: list[Any]) -> list[tuple[Any, ...]]:
+    return [(f.rule, f.severity, f.message, f.start, f.end, f.tool_use_id, f.related, f.facts) for f in findings]
+
+
 def append_recheck(path: str, cache: str, appends: int) -> dict[str, Any]:
     """What the hook and the server do after one entry is appended to a transcript they checked."""
     cache_dir = Path(cache)
     parent, session = last_live_uuid(path)
     full = _timed(lambda: check_transcript_file(path))
-    t = time.perf_counter()
-    transcript, first_read = read_indexed(path, cache_dir)  # builds the on-disk index
-    first_index = time.perf_counter() - t
-    index_bytes = sum(p.stat().st_size for p in cache_dir.glob("*.idx"))
-    rows: dict[str, list[float]] = {"read_indexed": [], "analyze": [], "hook_path": [], "server_path": [], "floor": []}
+    state = TranscriptState()
+    first_incremental = _timed(lambda: check_transcript_incremental(path, state))
+    first_index = _timed(lambda: check_cached(path, cache_dir))  # writes the saved state
+    index_bytes = sum(p.stat().st_size for p in cache_dir.glob("*.state"))
+    rows: dict[str, list[float]] = {"hook_path": [], "server_path": [], "full_reread": [], "floor": []}
     read_bytes: list[int] = []
     for i in range(appends):
         size_before = os.path.getsize(path)
@@ -106,24 +115,28 @@ def append_recheck(path: str, cache: str, appends: int) -> dict[str, Any]:
             msgspec.json.decode(f.read(added))
         rows["floor"].append(time.perf_counter() - t)
         t0 = time.perf_counter()
-        transcript, nread = read_indexed(path, cache_dir)
+        hook_findings, _ = check_cached(path, cache_dir)
         t1 = time.perf_counter()
-        result = analyze(transcript, _fetcher(path))
+        server_findings = check_transcript_incremental(path, state)
         t2 = time.perf_counter()
-        assert not any(f.severity == 1 for f in result.findings), "an append broke the generated session"
-        rows["read_indexed"].append(t1 - t0)
-        rows["analyze"].append(t2 - t1)
-        rows["hook_path"].append(t2 - t0)
-        read_bytes.append(nread)
-        rows["server_path"].append(_timed(lambda: check_transcript_file(path)))
+        rows["hook_path"].append(t1 - t0)
+        rows["server_path"].append(t2 - t1)
+        read_bytes.append(state.stats.bytes_read)
+        assert state.stats.full_reads == 0, f"append {i} forced a full read: {state.stats}"
+        assert not any(f.severity == 1 for f in server_findings), "an append broke the generated session"
+        assert _key(hook_findings) == _key(server_findings)
+        rows["full_reread"].append(_timed(lambda: check_transcript_file(path)))
+    # The shortcut must give exactly what a whole-file check gives.
+    assert _key(check_transcript_incremental(path, state)) == _key(check_transcript_file(path).findings)
     med = {k: statistics.median(v) for k, v in rows.items()}
     return {
         "full_check_s": full,
+        "first_incremental_s": first_incremental,
         "first_index_s": first_index,
-        "first_read_bytes": first_read,
         "index_bytes": index_bytes,
-        "entries": len(transcript.entries),
+        "open_entries": state.open_entry_count,
         "median": med,
+        "min": {k: min(v) for k, v in rows.items()},
         "max": {k: max(v) for k, v in rows.items()},
         "read_bytes_median": statistics.median(read_bytes),
     }
