@@ -348,3 +348,27 @@ async def test_terminal_buffer_rewinds_the_session_it_names(client: LanguageClie
         types.ExecuteCommandParams(command="rewind-lsp.rewind", arguments=[uri])
     )
     assert Path(result["path"]).parent == folder
+
+
+async def test_live_transcript_is_followed_append_by_append(client: LanguageClient) -> None:
+    """A session being written: each append is checked (incrementally), a finding stays put while
+    the session goes on, and a rewrite of the file is noticed."""
+    folder = session_dir()
+    path = write(folder, HEALTHY)
+    await asyncio.sleep(0.3)
+    with path.open("a") as f:
+        f.write(entry("assistant", "a3", "a2", [tool_use("toolu_01LIVE")], "msg_3") + "\n")
+        f.write(entry("user", "u3", "a3", "still there?") + "\n")
+    diags = await wait_pushed(client, path.as_uri(), timeout=3)
+    assert [(d.code, d.range.start.line) for d in diags] == [("orphan-tool-use", 4)]
+    for i in range(4, 8):
+        with path.open("a") as f:
+            f.write(entry("assistant", f"a{i}", f"u{i - 1}", [{"type": "text", "text": "yes"}], f"msg_{i}") + "\n")
+            f.write(entry("user", f"u{i}", f"a{i}", "go on") + "\n")
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
+    diags = await wait_pushed(client, path.as_uri(), timeout=3)
+    assert [(d.code, d.range.start.line) for d in diags] == [("orphan-tool-use", 4)]
+    # Rewritten in place with a healthy, longer session: nothing of the old findings may stay.
+    path.write_text(HEALTHY + entry("user", "u9", "a2", "thanks") + "\n")
+    assert await wait_pushed(client, path.as_uri(), timeout=3, want=False) == []

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
 from ..findings import Finding, Position, Severity
 from ..redact import redact
-from ..rules import RuleSet
+
+if TYPE_CHECKING:
+    from ..rules import RuleSet
 
 _SEVERITY = {
     Severity.ERROR: types.DiagnosticSeverity.Error,

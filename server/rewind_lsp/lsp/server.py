@@ -18,11 +18,13 @@ import re
 import shlex
 import stat
 import sys
+import time
 import traceback
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -31,14 +33,20 @@ from pygls.uris import from_fs_path, to_fs_path
 from .. import __version__
 from ..check import check_transcript_bytes, check_transcript_file, is_regular_file, is_transcript_path
 from ..findings import Finding, Severity
-from ..logscan import LogState, scan_file, scan_text
+from ..incremental import TranscriptState, check_transcript_incremental
 from ..paths import user_log_dir
-from ..rewind import RewindError, RewindResult, rewind
-from ..rules import RuleError, RuleSet, load_rules
 from .config import SECTION, Settings, parse_settings
 from .diagnostics import hover_markdown, to_diagnostic
 from .protocol import RewindProtocol
 from .watch import Watcher
+
+if TYPE_CHECKING:
+    from ..logscan import LogState
+    from ..rewind import RewindResult
+    from ..rules import RuleSet
+
+# The rules loader, the log scanner and rewind are imported when first used, not on the way to
+# answering `initialize`: an editor waits for that answer on every start.
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,9 @@ LOG_TAIL = 1 << 20  # bytes of a log read to find the session it names
 EXIT_WAIT_CHECK = 10.0
 EXIT_WAIT_REWIND = 120.0
 DEBOUNCE_SECONDS = 0.3
+# A transcript written this recently is a live session: the server follows it incrementally.
+LIVE_SECONDS = 3600.0
+LIVE_STATES = 8  # at most this many incremental states (each holds its open segment's entries)
 PAIRING_RULES = {
     "tool-use-concurrency-400",
     "orphan-tool-use",
@@ -76,9 +87,11 @@ class RewindLanguageServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("rewind-lsp", __version__, protocol_cls=RewindProtocol)
         self.settings = Settings()
-        self.rules: RuleSet = load_rules()
+        self._rules: RuleSet | None = None  # loaded on first use
         self.disk_findings: dict[str, list[Finding]] = {}  # path -> findings of the file on disk
         self.log_states: dict[str, LogState] = {}
+        # Incremental states of live transcripts, least recently checked first. Only touched on the worker.
+        self.transcript_states: OrderedDict[str, TranscriptState] = OrderedDict()
         self.known_errors: dict[str, set[tuple[str, int, str | None]]] = {}
         self.rewound: dict[str, RewindResult] = {}  # source path -> last repaired copy
         self.watcher: Watcher | None = None
@@ -106,6 +119,11 @@ class RewindLanguageServer(LanguageServer):
         job.add_done_callback(lambda j: self.worker_jobs.pop(j, None))
         return await asyncio.wrap_future(job)
 
+    def on_worker_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue `fn(*args)` on the worker without waiting: for state only the worker touches."""
+        with contextlib.suppress(RuntimeError):  # the worker is already shut down: nothing left to tidy
+            self.io.submit(fn, *args)
+
     def shutdown(self) -> None:
         """The connection is over (`exit`, end of input, broken pipe); pygls calls this after the event
         loop has closed."""
@@ -129,20 +147,34 @@ class RewindLanguageServer(LanguageServer):
 
     # --- settings ---------------------------------------------------------------------------
 
+    @property
+    def rules(self) -> RuleSet:
+        if self._rules is None:
+            from ..rules import load_rules
+
+            self._rules = load_rules(self.settings.rule_dirs)
+        return self._rules
+
     def apply_settings(self, raw: Any) -> None:
         settings, problem = parse_settings(raw)
         if problem:
             self.window_show_message(types.ShowMessageParams(types.MessageType.Error, problem))
-        try:
-            rules = load_rules(settings.rule_dirs)
-        except RuleError as exc:
-            self.window_show_message(
-                types.ShowMessageParams(types.MessageType.Error, f"rewind-lsp: {exc}; using the shipped rules only")
-            )
-            rules = load_rules()
-            settings = settings.model_copy(update={"rule_dirs": []})
-        self.settings, self.rules = settings, rules
+        rules: RuleSet | None = None  # the shipped rules alone are loaded when first needed
+        if settings.rule_dirs:  # the user's rules are loaded now, so that a bad one is reported now
+            from ..rules import RuleError, load_rules
+
+            try:
+                rules = load_rules(settings.rule_dirs)
+            except RuleError as exc:
+                self.window_show_message(
+                    types.ShowMessageParams(
+                        types.MessageType.Error, f"rewind-lsp: {exc}; using the shipped rules only"
+                    )
+                )
+                settings = settings.model_copy(update={"rule_dirs": []})
+        self.settings, self._rules = settings, rules
         self.log_states.clear()
+        self.on_worker_soon(self.transcript_states.clear)  # a new rule set: states start over anyway
 
     def adjust(self, findings: list[Finding]) -> list[Finding]:
         """Disabled rules removed, severity overrides applied."""
@@ -159,18 +191,37 @@ class RewindLanguageServer(LanguageServer):
     def check_disk(self, path: str) -> list[Finding]:
         """Runs on the worker thread. Opens regular files only: a FIFO would block the worker in open(),
         a device would never end. A link loop or a dangling link raises its OSError here."""
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
             raise NotRegularFileError()
         if is_transcript_path(path):
-            return check_transcript_file(path, self.rules).findings
+            return self.check_transcript_disk(path, st.st_mtime)
+        from ..logscan import LogState, scan_file
+
         state = self.log_states.setdefault(path, LogState())
         scan_file(path, state, self.rules)
         return state.all()
+
+    def check_transcript_disk(self, path: str, mtime: float) -> list[Finding]:
+        """A live session (written in the last LIVE_SECONDS, or already followed) keeps an incremental
+        state, so each append costs what was appended, not the file. Others are checked in one streaming
+        pass and leave nothing behind: 1,000 idle sessions must not hold their entries in memory."""
+        state = self.transcript_states.pop(path, None)
+        if state is None and time.time() - mtime > LIVE_SECONDS:
+            return check_transcript_file(path, self.rules).findings
+        state = state or TranscriptState()
+        findings = check_transcript_incremental(path, state, self.rules)
+        self.transcript_states[path] = state  # most recently used last
+        while len(self.transcript_states) > LIVE_STATES:
+            self.transcript_states.popitem(last=False)
+        return findings
 
     def check_text(self, uri: str, text: str) -> list[Finding]:
         path = to_fs_path(uri) or uri
         if is_transcript_path(path):
             return check_transcript_bytes(text.encode("utf-8"), self.rules).findings
+        from ..logscan import scan_text
+
         return scan_text(text, self.rules.for_logs())
 
     def is_open(self, uri: str) -> bool:
@@ -239,6 +290,7 @@ class RewindLanguageServer(LanguageServer):
         if self.disk_findings.pop(path, None) is not None:
             self.disk_changed.set()
         self.log_states.pop(path, None)
+        self.on_worker_soon(self.transcript_states.pop, path, None)
         self.known_errors.pop(path, None)
         if not self.is_open(uri):
             self.publish(uri, [])
@@ -463,6 +515,8 @@ class RewindLanguageServer(LanguageServer):
         return path
 
     async def do_rewind(self, uri: Any, mode: str) -> dict[str, Any]:
+        from ..rewind import RewindError, rewind
+
         try:
             path = await self.rewind_target(uri)
             result = await self.on_worker(functools.partial(rewind, path, mode=mode), writes=True)

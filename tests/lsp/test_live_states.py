@@ -1,0 +1,53 @@
+"""Which transcripts the server follows incrementally: live sessions, a bounded number of them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lsp_support import BROKEN, HEALTHY
+
+from rewind_lsp.lsp.server import LIVE_SECONDS, LIVE_STATES, RewindLanguageServer
+
+
+def test_only_recently_written_transcripts_keep_a_state(tmp_path: Path) -> None:
+    server = RewindLanguageServer()
+    try:
+        old, live = tmp_path / "old.jsonl", tmp_path / "live.jsonl"
+        old.write_text(BROKEN)
+        live.write_text(BROKEN)
+        long_ago = time.time() - LIVE_SECONDS - 60
+        os.utime(old, (long_ago, long_ago))
+        assert [f.rule for f in server.check_disk(str(old))] == [f.rule for f in server.check_disk(str(live))]
+        assert list(server.transcript_states) == [str(live)]
+        # Once followed, a session stays followed even if it goes quiet for a while.
+        os.utime(live, (long_ago, long_ago))
+        server.check_disk(str(live))
+        assert list(server.transcript_states) == [str(live)]
+    finally:
+        server.io.shutdown()
+
+
+def test_states_are_bounded_and_the_least_recently_checked_goes_first(tmp_path: Path) -> None:
+    server = RewindLanguageServer()
+    try:
+        paths = [tmp_path / f"s{i:02d}.jsonl" for i in range(LIVE_STATES + 3)]
+        for p in paths:
+            p.write_text(HEALTHY)
+            assert server.check_disk(str(p)) == []
+        assert list(server.transcript_states) == [str(p) for p in paths[-LIVE_STATES:]]
+        server.check_disk(str(paths[-LIVE_STATES]))  # used again: now the most recent
+        assert next(reversed(server.transcript_states)) == str(paths[-LIVE_STATES])
+    finally:
+        server.io.shutdown()
+
+
+def test_the_server_answers_initialize_before_loading_the_engine() -> None:
+    """An editor waits for `initialize` on every start: the rules loader, the log scanner and rewind
+    are imported when first used, not with the server."""
+    code = "import sys, rewind_lsp.lsp.server; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert not set(out.split()) & {"rewind_lsp.rules", "rewind_lsp.logscan", "rewind_lsp.rewind"}
