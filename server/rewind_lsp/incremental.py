@@ -47,7 +47,7 @@ import msgspec
 from .check import _no_gc, conversation_findings
 from .conversation import _Index, _index, dangling, locality, rebuild_indexed
 from .findings import Finding
-from .transcript import BadLine, Entry, _decode_fast, is_truncated, parse_line
+from .transcript import _FAST_ERRORS, BadLine, Entry, _decode_fast, decode_block, is_truncated, parse_line
 
 if TYPE_CHECKING:
     from .rules import RuleSet
@@ -250,53 +250,68 @@ def _reload_open(f: IO[bytes], state: TranscriptState) -> None:
 
 
 _CHUNK = 1 << 20
-_FAST_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
+
+
+def _parse_lines(block: bytes, line: int, offset: int) -> tuple[list[Entry | BadLine], int]:
+    """The entries and bad lines of `block` (whole lines), line by line (the tolerant path), and
+    the number of lines."""
+    out: list[Entry | BadLine] = []
+    decode = _decode_fast
+    lines = block.split(b"\n")
+    lines.pop()  # empty: the block ends with a newline
+    for body in lines:
+        n = len(body)
+        length = n - 1 if body[-1:] == b"\r" else n
+        parsed: Entry | BadLine | None
+        if body[:1] == b"{":
+            try:
+                parsed = decode(body)
+                parsed.line, parsed.offset, parsed.length, parsed.cached_blocks = line, offset, length, None
+            except _FAST_ERRORS:
+                parsed = parse_line(line, offset, body[:length])
+        else:
+            parsed = parse_line(line, offset, body[:length]) if body.strip() else None
+        offset += n + 1
+        line += 1
+        if parsed is not None:
+            out.append(parsed)
+    return out, len(lines)
 
 
 def _read_new(f: IO[bytes], state: TranscriptState, allow_close: bool, end: int = -1) -> None:
     """Read complete lines from `state.offset` (to `end`, if given); the torn tail is left.
 
-    Chunks split in C, decoded straight into entries: per line, this loop is the whole cost of
-    reading, so it stays flat.
+    Chunks are decoded whole when they can be (`decode_block`), else line by line; per line,
+    the loop below is the rest of the cost of reading, so it stays flat.
     """
-    start = offset = pos = state.offset
+    start = offset = state.offset
     line = state.line
     entries, bad, ix = state.open_entries, state.open_bad, state.ix
-    decode = _decode_fast
-    parts: list[bytes] = []  # a line longer than a chunk, gathered until its newline
-    f.seek(offset)
+    size = _CHUNK
     while True:
-        chunk = f.read(_CHUNK if end < 0 else min(_CHUNK, end - pos))
-        if not chunk:
+        want = size if end < 0 else min(size, end - offset)
+        if want <= 0:
             break
-        pos += len(chunk)
-        if b"\n" not in chunk:
-            parts.append(chunk)
+        # Each read starts at the first line not yet read: the part of a line a chunk cut is read
+        # again with the next one (cheaper than copying blocks and joining the pieces).
+        f.seek(offset)
+        chunk = f.read(want)
+        cut = chunk.rfind(b"\n") + 1
+        if not cut:
+            if len(chunk) < size:
+                break  # no newline before the end (of the file, or `end`): a torn tail, left for `_tail`
+            size *= 2  # a line longer than a chunk: read it whole next time
             continue
-        if parts:
-            parts.append(chunk)
-            chunk = b"".join(parts)
-            parts = []
-        lines = chunk.split(b"\n")
-        rest = lines.pop()
-        if rest:
-            parts.append(rest)
-        for body in lines:
-            n = len(body)
-            length = n - 1 if body[-1:] == b"\r" else n
-            parsed: Entry | BadLine | None
-            if body[:1] == b"{":
-                try:
-                    parsed = decode(body)
-                    parsed.line, parsed.offset, parsed.length, parsed.cached_blocks = line, offset, length, None
-                except _FAST_ERRORS:
-                    parsed = parse_line(line, offset, body[:length])
-            else:
-                parsed = parse_line(line, offset, body[:length]) if body.strip() else None
-            offset += n + 1
-            line += 1
-            if parsed is None:
-                continue
+        size = _CHUNK
+        items: list[Entry] | list[Entry | BadLine] | None = decode_block(chunk, cut, line, offset)
+        if items is None:
+            items, count = _parse_lines(chunk[:cut], line, offset)
+        else:
+            count = len(items)  # one entry per line
+        base = offset
+        offset += cut
+        line += count
+        for parsed in items:
             if isinstance(parsed, BadLine):
                 bad.append(parsed)
                 continue
@@ -318,8 +333,10 @@ def _read_new(f: IO[bytes], state: TranscriptState, allow_close: bool, end: int 
                 if allow_close:
                     _close(state, state.main_segment)
                     if state.violated:
-                        state.offset, state.line = offset, line
-                        state.stats.bytes_read += offset - start
+                        # Stop after this line, as a line-by-line read would.
+                        state.offset = base + chunk.find(b"\n", e.offset - base) + 1
+                        state.line = e.line + 1
+                        state.stats.bytes_read += state.offset - start
                         return
                     entries, bad, ix = state.open_entries, state.open_bad, state.ix
     state.offset, state.line = offset, line

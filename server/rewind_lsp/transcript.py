@@ -145,14 +145,53 @@ class Entry(
 
     @property
     def has_tool_result(self) -> bool:
-        return any(b.kind == TOOL_RESULT for b in self.blocks)
+        for b in self.blocks:  # noqa: SIM110  # a loop, not any(genexpr): called for every user line
+            if b.kind == TOOL_RESULT:
+                return True
+        return False
 
     @property
     def is_compact_boundary(self) -> bool:
         return self.type == "system" and self.subtype == "compact_boundary"
 
 
-_decode_fast = msgspec.json.Decoder(Entry).decode
+_decoder = msgspec.json.Decoder(Entry)
+_decode_fast = _decoder.decode
+_decode_lines = _decoder.decode_lines
+_FAST_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
+
+
+def decode_block(buf: bytes, cut: int, line: int, offset: int) -> list[Entry] | None:
+    """The entries of `buf[:cut]` (whole lines, each ended by `\n`) in one msgspec call, located.
+
+    None unless every line provably decodes to exactly one entry, as line by line: then the
+    caller reads the block line by line instead. Per line this saves the copy of a split, a
+    Python-level call and its try block. `cut` instead of a slice: no copy of the block either.
+    """
+    if buf.find(b"\r", 0, cut) >= 0:
+        return None  # CRLF or a stray CR: lengths need the per-line rules
+    with memoryview(buf) as view, view[:cut] as block:
+        try:
+            decoded = _decode_lines(block)
+        except _FAST_ERRORS:
+            return None
+    # decode_lines takes a newline as whitespace, so a value could span lines. It cannot when every
+    # line starts with `{` and ends with `}`: `}` then `{` is never valid inside a value. So each
+    # line holds whole values, at least one; as many values as lines makes it exactly one each.
+    # (Counted by this loop: bytes.count costs as much as the loop itself.)
+    find = buf.find
+    pos = 0
+    for e in decoded:
+        end = find(b"\n", pos, cut)
+        if end < 0 or buf[pos] != 0x7B or buf[end - 1] != 0x7D:
+            return None  # more values than lines, a blank line, or a line that may share a value
+        e.line = line  # one store each: a 4-tuple assignment builds a tuple per line
+        e.offset = offset + pos
+        e.length = end - pos
+        e.cached_blocks = None  # a line could name the internal key (see _UNREAD)
+        pos = end + 1
+        line += 1
+    return decoded if pos == cut else None  # fewer values than lines
 
 
 def _block_kind(block_type: str | None) -> str:
@@ -163,18 +202,27 @@ def _block_kind(block_type: str | None) -> str:
     return OTHER
 
 
-_KINDS = {TOOL_USE: TOOL_USE, TOOL_RESULT: TOOL_RESULT, **{k: k for k in SERVER_TOOL_USES}}
 _USE_KINDS = frozenset({TOOL_USE, *SERVER_TOOL_USES})
+# Block type -> kind, filled as types are met (a handful in practice; bounded, since the types
+# come from the file): one dict look-up per block instead of `_block_kind`'s tests.
+_KIND_OF: dict[str | None, str] = {TOOL_USE: TOOL_USE, TOOL_RESULT: TOOL_RESULT, **{k: k for k in SERVER_TOOL_USES}}
+_new_block = tuple.__new__  # Block(...) runs NamedTuple's Python-level __new__; this does not
 
 
 def _blocks_of(m: _Message | None) -> tuple[Block, ...]:
     content = None if m is None else m.content
     if not isinstance(content, list) or not content:
         return ()
+    kinds, uses = _KIND_OF, _USE_KINDS
     out = []
     for i, b in enumerate(content):
-        kind = _KINDS.get(b.type) or _block_kind(b.type)  # type: ignore[arg-type]
-        out.append(Block(i, kind, b.id if kind in _USE_KINDS else b.tool_use_id))
+        t = b.type
+        kind = kinds.get(t)
+        if kind is None:
+            kind = _block_kind(t)
+            if len(kinds) < 256:
+                kinds[t] = kind
+        out.append(_new_block(Block, (i, kind, b.id if kind in uses else b.tool_use_id)))
     return tuple(out)
 
 

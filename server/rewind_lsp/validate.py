@@ -118,15 +118,14 @@ def validate(conv: Conversation) -> list[Fault]:
                     b.tool_id, related=related, facts={"messages_index": str(i)},
                 ))
         else:
-            if not blocks[i]:
+            results = [(e, b) for e, b in blocks[i] if b.kind == TOOL_RESULT]
+            if not results:
                 continue  # no tool_result: nothing to pair, nothing out of order
             prev = msgs[i - 1] if i > 0 and msgs[i - 1].role == "assistant" else None
             offered = {b.tool_id: (e, b) for e, b in blocks[i - 1] if b.kind == TOOL_USE} if prev else {}
             answered_here: dict[str, Entry] = {}
             orphaned: set[tuple[int, int]] = set()  # (entry, block) already reported as orphans
-            for e, b in blocks[i]:
-                if b.kind != TOOL_RESULT:
-                    continue
+            for e, b in results:
                 tid = b.tool_id or ""
                 if tid in answered_here or tid not in offered:
                     orphaned.add((id(e), b.index))
