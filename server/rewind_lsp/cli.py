@@ -43,7 +43,7 @@ def _rules(dirs: Sequence[str]) -> RuleSet:
         sys.exit(EXIT_USAGE)
 
 
-def _check_all(paths: Sequence[str], rules: RuleSet) -> tuple[list[tuple[str, Finding]], list[str]]:
+def _check_all(paths: Sequence[str], rules: RuleSet | None) -> tuple[list[tuple[str, Finding]], list[str]]:
     from .check import check_path, discover, is_regular_file
 
     results: list[tuple[str, Finding]] = []
@@ -68,7 +68,8 @@ def _check_all(paths: Sequence[str], rules: RuleSet) -> tuple[list[tuple[str, Fi
 def cmd_check(args: argparse.Namespace) -> int:
     from .report import to_json, to_sarif, to_text
 
-    rules = _rules(args.rule_dir)
+    # Without --rule-dir the shipped rules load only when a finding needs one: a clean check skips them.
+    rules = _rules(args.rule_dir) if args.rule_dir else None
     results, problems = _check_all(args.paths, rules)
     if args.min_severity:
         limit = Severity.parse(args.min_severity)
@@ -76,7 +77,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(to_json(results))
     elif args.format == "sarif":
-        print(to_sarif(results, rules))
+        print(to_sarif(results, rules or _rules([])))
     elif results:
         print(to_text(results))
     for p in problems:
@@ -94,7 +95,7 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"No Claude Code sessions found: {root} does not exist (set CLAUDE_CONFIG_DIR if yours is elsewhere).")
         return EXIT_OK
-    rules = _rules([])
+    rules = None  # the shipped rules, loaded by the checks when a finding needs them
     # Subagent transcripts (`<session>/subagents/agent-<id>.jsonl`, or `agent-<id>.jsonl` beside the
     # sessions in older versions) are not sessions one can resume.
     sessions = [p for p in discover([str(root)], (".jsonl",))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .findings import Finding, Severity
 from .redact import redact
-from .rules import RuleSet
+
+if TYPE_CHECKING:
+    from .rules import RuleSet
 
 JSON_KEYS = ("path", "line", "column", "end_line", "end_column", "rule", "severity", "message", "tool_use_id")
 

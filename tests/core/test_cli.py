@@ -322,3 +322,13 @@ def test_the_command_line_loads_no_engine_until_a_command_needs_it() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(out.split())
     assert not loaded & {"rewind_lsp.rules", "rewind_lsp.logscan", "rewind_lsp.rewind", "rewind_lsp.check", "pydantic"}
+
+
+def test_a_clean_check_never_loads_the_rules(tmp_path: Path) -> None:
+    """The shipped rules (pydantic, TOML, RE2: a good part of a short check's time) load only when a
+    finding needs one."""
+    p = healthy(tmp_path / f"{SID}.jsonl")
+    code = ("import sys; from rewind_lsp.cli import main; rc = main(['check', sys.argv[1]]); "
+            "print(rc, 'rewind_lsp.rules' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "False"], out.stderr
