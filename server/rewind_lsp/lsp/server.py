@@ -35,7 +35,6 @@ from ..check import check_transcript_bytes, check_transcript_file, is_regular_fi
 from ..findings import Finding, Severity
 from ..incremental import TranscriptState, check_transcript_incremental
 from ..paths import user_log_dir
-from .config import SECTION, Settings, parse_settings
 from .diagnostics import hover_markdown, to_diagnostic
 from .protocol import RewindProtocol
 from .watch import Watcher
@@ -44,9 +43,10 @@ if TYPE_CHECKING:
     from ..logscan import LogState
     from ..rewind import RewindResult
     from ..rules import RuleSet
+    from .config import Settings
 
-# The rules loader, the log scanner and rewind are imported when first used, not on the way to
-# answering `initialize`: an editor waits for that answer on every start.
+# The settings model (pydantic), the rules loader, the log scanner and rewind are imported when
+# first used, not on the way to answering `initialize`: an editor waits for that answer on every start.
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ class NotRegularFileError(OSError):
 class RewindLanguageServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("rewind-lsp", __version__, protocol_cls=RewindProtocol)
-        self.settings = Settings()
+        self._settings: Settings | None = None  # the defaults, made on first use
+        self.initialization_options: Any = None  # applied once `initialize` is answered
         self._rules: RuleSet | None = None  # loaded on first use
         self.disk_findings: dict[str, list[Finding]] = {}  # path -> findings of the file on disk
         self.log_states: dict[str, LogState] = {}
@@ -148,6 +149,14 @@ class RewindLanguageServer(LanguageServer):
     # --- settings ---------------------------------------------------------------------------
 
     @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from .config import Settings
+
+            self._settings = Settings()
+        return self._settings
+
+    @property
     def rules(self) -> RuleSet:
         if self._rules is None:
             from ..rules import load_rules
@@ -156,6 +165,8 @@ class RewindLanguageServer(LanguageServer):
         return self._rules
 
     def apply_settings(self, raw: Any) -> None:
+        from .config import parse_settings
+
         settings, problem = parse_settings(raw)
         if problem:
             self.window_show_message(types.ShowMessageParams(types.MessageType.Error, problem))
@@ -172,7 +183,7 @@ class RewindLanguageServer(LanguageServer):
                     )
                 )
                 settings = settings.model_copy(update={"rule_dirs": []})
-        self.settings, self._rules = settings, rules
+        self._settings, self._rules = settings, rules
         self.log_states.clear()
         self.on_worker_soon(self.transcript_states.clear)  # a new rule set: states start over anyway
 
@@ -666,12 +677,15 @@ def _guard(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 @server.feature(types.INITIALIZE)
 @_guard("initialize")
 def initialize(ls: RewindLanguageServer, params: types.InitializeParams) -> None:
-    ls.apply_settings(params.initialization_options)
+    ls.initialization_options = params.initialization_options  # applied in `initialized`: answer first
 
 
 @server.feature(types.INITIALIZED)
 @_guard("initialized")
 async def initialized(ls: RewindLanguageServer, params: types.InitializedParams) -> None:
+    from .config import SECTION
+
+    ls.apply_settings(ls.initialization_options)
     ws = ls.client_capabilities.workspace
     if ws is not None and ws.configuration:
         try:
@@ -695,6 +709,8 @@ def shutdown(ls: RewindLanguageServer, params: None) -> None:
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
 @_guard("didChangeConfiguration")
 async def did_change_configuration(ls: RewindLanguageServer, params: types.DidChangeConfigurationParams) -> None:
+    from .config import SECTION
+
     raw = params.settings
     if raw is None or (isinstance(raw, dict) and SECTION not in raw and not raw):
         ws = ls.client_capabilities.workspace
