@@ -59,6 +59,7 @@ def test_passes_through_output_keys_size_and_exit_status(tmp_path: Path) -> None
     text = log.read_bytes()
     assert b"\x1b[31m" + LINE.encode() in text  # colours untouched in the log
     assert b"got yes" in text
+    assert log.stat().st_mode & 0o777 == 0o600  # terminal output may hold secrets: owner-only
 
 
 def test_the_log_is_a_log_the_checker_finds_the_400_in(tmp_path: Path) -> None:

@@ -61,7 +61,9 @@ def capture(argv: list[str], log_path: Path) -> int:
         tty.setraw(stdin_fd)
     inputs = [master, stdin_fd]
     try:
-        with open(log_path, "ab", buffering=0) as log:
+        # Owner-only, like a shell history: terminal output may hold keys and tokens.
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(fd, "ab", buffering=0) as log:
             while True:
                 try:
                     ready, _, _ = select.select(inputs, [], [])

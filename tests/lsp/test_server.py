@@ -278,6 +278,7 @@ async def test_terminal_output_streamed_by_a_client(client: LanguageClient) -> N
     log = LOG_DIR / f"terminal-{name}.log"
     diags = await wait_pushed(client, log.as_uri(), timeout=3)
     assert [d.code for d in diags] == ["tool-use-concurrency-400"]
+    assert log.stat().st_mode & 0o777 == 0o600  # terminal output may hold secrets: owner-only
 
 
 @pytest.mark.parametrize("method", ["rewindLsp/unknown", "textDocument/unknownThing"])

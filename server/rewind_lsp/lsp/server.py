@@ -605,7 +605,8 @@ def _append_regular(path: str, data: str) -> None:
     """Append to a regular file, creating it. Opened non-blocking: a FIFO in its place fails at once (ENXIO,
     no reader) or is refused by fstat, instead of blocking the event loop in open()."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
-    with os.fdopen(os.open(path, flags, 0o666), "a", encoding="utf-8") as f:
+    # Owner-only: terminal output may hold keys and tokens.
+    with os.fdopen(os.open(path, flags, 0o600), "a", encoding="utf-8") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise NotRegularFileError()
         f.write(data)
