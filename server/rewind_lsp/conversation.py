@@ -206,11 +206,18 @@ def _assemble(chain: list[Entry], ix: _Index, kind: str, label: str) -> Conversa
     emitted: set[int] = set()
 
     def push(role: str, group: list[Entry]) -> None:
-        fresh = [g for g in group if id(g) not in emitted]
-        if not fresh:
-            return
-        for g in fresh:
+        if len(group) == 1:  # the usual group: one line, without the comprehension and loop
+            g = group[0]
+            if id(g) in emitted:
+                return
             emitted.add(id(g))
+            fresh = [g]  # a new list: `group` may be the index's own
+        else:
+            fresh = [g for g in group if id(g) not in emitted]
+            if not fresh:
+                return
+            for g in fresh:
+                emitted.add(id(g))
         order.extend(fresh)
         if messages and messages[-1].role == role:
             messages[-1].entries.extend(fresh)

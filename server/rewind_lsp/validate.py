@@ -16,7 +16,7 @@ from __future__ import annotations
 import msgspec
 
 from .conversation import Conversation, Message
-from .transcript import SERVER_TOOL_USES, TOOL_RESULT, TOOL_USE, Block, Entry
+from .transcript import OTHER, SERVER_TOOL_USES, TOOL_RESULT, TOOL_USE, Block, Entry
 
 
 class Fault(msgspec.Struct):
@@ -31,7 +31,8 @@ class Fault(msgspec.Struct):
 
 
 def _blocks(message: Message) -> list[tuple[Entry, Block]]:
-    return [(e, b) for e in message.entries for b in e.blocks]
+    """The tool blocks of a message: every use of these lists tests the kind, and `other` is none."""
+    return [(e, b) for e in message.entries for b in e.blocks if b.kind != OTHER]
 
 
 def _text_first(message: Message) -> list[tuple[Entry, int | None]]:
@@ -54,12 +55,18 @@ def validate(conv: Conversation) -> list[Fault]:
         if msg.role == "assistant":
             if not blocks[i]:
                 continue
-            uses = [(e, b) for e, b in blocks[i] if b.kind == TOOL_USE or b.kind in SERVER_TOOL_USES]
+            # One pass for the uses and the server-side results (it was a comprehension and a loop).
+            uses: list[tuple[Entry, Block]] = []
             server_ids: set[str] = set()
             for e, b in blocks[i]:
-                if b.kind in SERVER_TOOL_USES and b.tool_id:
-                    server_ids.add(b.tool_id)
-                elif b.kind.endswith("_tool_result") and b.kind != TOOL_RESULT and b.tool_id not in server_ids:
+                kind = b.kind
+                if kind == TOOL_USE:
+                    uses.append((e, b))
+                elif kind in SERVER_TOOL_USES:
+                    uses.append((e, b))
+                    if b.tool_id:
+                        server_ids.add(b.tool_id)
+                elif kind.endswith("_tool_result") and kind != TOOL_RESULT and b.tool_id not in server_ids:
                     faults.append(Fault(
                         "orphan-tool-result", e, b.index,
                         f"`{b.kind}` for {b.tool_id} has no `server_tool_use` before it in the same message",
