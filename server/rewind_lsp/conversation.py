@@ -15,7 +15,7 @@ history before a compaction) is rebuilt too, as *history*: it is never sent agai
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
@@ -77,37 +77,43 @@ class _Index:
             self._scopes, self._position = scopes, position
         return self._scopes[(e.sidechain, e.agent_id)], self._position[id(e)]
 
-    def add(self, e: Entry) -> None:
-        """Index one more entry (the caller appends it to `entries`)."""
-        uuid = e.uuid
-        by_uuid = self.by_uuid
-        if uuid is not None and uuid not in by_uuid:
-            by_uuid[uuid] = e
-        parent = e.parent
-        kind = e.type
-        if parent is not None:
-            self.has_children.add(parent)
-            if kind == "user" or kind == "assistant":
-                self.has_message_children.add(parent)
-        if kind == "assistant":
-            if e.message_id and not e.api_error:
-                key = (e.sidechain, e.agent_id, e.message_id)
-                group = self.siblings.get(key)
-                if group is None:
-                    self.siblings[key] = [e]
-                else:
-                    group.append(e)
-        elif kind == "user" and e.message is not None and isinstance(e.message.content, list) and e.has_tool_result:
-            src = e.source_tool_assistant
-            attached = self.attached_results
-            for a in (parent, src if src != parent else None):
-                if a is not None:
-                    got = attached.get(a)
-                    if got is None:
-                        attached[a] = [e]
-                    else:
-                        got.append(e)
-        if self._scopes is not None:
+    def add_entries(self, new: Iterable[Entry]) -> None:
+        """Index more entries (the caller appends them to `entries`). One loop with its look-ups
+        bound once, not a method call per line: this runs for every line of every segment."""
+        by_uuid, siblings, attached = self.by_uuid, self.siblings, self.attached_results
+        has_children, has_message_children = self.has_children, self.has_message_children
+        for e in new:
+            uuid = e.uuid
+            if uuid is not None and uuid not in by_uuid:
+                by_uuid[uuid] = e
+            parent = e.parent
+            kind = e.type
+            if parent is not None:
+                has_children.add(parent)
+                if kind == "user" or kind == "assistant":
+                    has_message_children.add(parent)
+            if kind == "assistant":
+                if not e.api_error:
+                    m = e.message
+                    if m is not None and m.id:
+                        key = (e.sidechain, e.agent_id, m.id)
+                        group = siblings.get(key)
+                        if group is None:
+                            siblings[key] = [e]
+                        else:
+                            group.append(e)
+            elif kind == "user":
+                m = e.message
+                if m is not None and isinstance(m.content, list) and e.has_tool_result:
+                    src = e.source_tool_assistant
+                    for a in (parent, src if src != parent else None):
+                        if a is not None:
+                            got = attached.get(a)
+                            if got is None:
+                                attached[a] = [e]
+                            else:
+                                got.append(e)
+        if self._scopes is not None:  # bridging's per-scope lists are rebuilt on next use
             self._scopes = self._position = None
 
     def parent_of(self, e: Entry) -> Entry | None:
@@ -144,42 +150,8 @@ class _Index:
 
 
 def _index(entries: Sequence[Entry]) -> _Index:
-    """`_Index.add` for each entry, inlined: a method call and its look-ups per line were a
-    third of building the index (it is built once per segment)."""
     ix = _Index(entries)
-    by_uuid, siblings, attached = ix.by_uuid, ix.siblings, ix.attached_results
-    has_children, has_message_children = ix.has_children, ix.has_message_children
-    for e in entries:
-        uuid = e.uuid
-        if uuid is not None and uuid not in by_uuid:
-            by_uuid[uuid] = e
-        parent = e.parent
-        kind = e.type
-        if parent is not None:
-            has_children.add(parent)
-            if kind == "user" or kind == "assistant":
-                has_message_children.add(parent)
-        if kind == "assistant":
-            if not e.api_error:
-                m = e.message
-                if m is not None and m.id:
-                    key = (e.sidechain, e.agent_id, m.id)
-                    group = siblings.get(key)
-                    if group is None:
-                        siblings[key] = [e]
-                    else:
-                        group.append(e)
-        elif kind == "user":
-            m = e.message
-            if m is not None and isinstance(m.content, list) and e.has_tool_result:
-                src = e.source_tool_assistant
-                for a in (parent, src if src != parent else None):
-                    if a is not None:
-                        got = attached.get(a)
-                        if got is None:
-                            attached[a] = [e]
-                        else:
-                            got.append(e)
+    ix.add_entries(entries)
     return ix
 
 

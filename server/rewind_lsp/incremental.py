@@ -318,7 +318,7 @@ def _read_new(f: IO[bytes], state: TranscriptState, allow_close: bool, end: int 
             e = parsed
             entries.append(e)
             if ix is not None:
-                ix.add(e)
+                ix.add_entries((e,))
             etype = e.type
             if e.sidechain or (etype != "user" and etype != "assistant" and etype != "system"):
                 continue
