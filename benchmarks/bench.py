@@ -407,39 +407,13 @@ class Bench:
         )
         target = Target("<", 5, text="< 5 ms")
         full_ms = out["full_check_s"] * 1000
-        self.r.add(
-            Row(
-                f"{label}, server path (check_transcript_incremental, state in memory)",
-                med["server_path"] * 1000,
-                "ms",
-                "full check",
-                full_ms,
-                target,
-            )
-        )
-        self.r.add(
-            Row(
-                f"{label}, hook path (index.check_cached: state on disk, open segment re-read)",
-                med["hook_path"] * 1000,
-                "ms",
-                "full check",
-                full_ms,
-                target,
-            )
-        )
-        self.r.add(
-            Row(
-                f"{label}, full re-read (check_transcript_file, the server's path before)",
-                med["full_reread"] * 1000,
-                "ms",
-                "full check",
-                full_ms,
-                None,
-            )
-        )
-        self.r.add(
-            Row(f"{label}, floor (read + decode the new line)", med["floor"] * 1000, "ms", "full check", full_ms, None)
-        )
+        for key, what, goal in (
+            ("server_path", "server path (check_transcript_incremental, state in memory)", target),
+            ("hook_path", "hook path (index.check_cached: state on disk, open segment re-read)", target),
+            ("full_reread", "full re-read (check_transcript_file, the server's path before)", None),
+            ("floor", "floor (read + decode the new line)", None),
+        ):
+            self.r.add(Row(f"{label}, {what}", med[key] * 1000, "ms", "full check", full_ms, goal))
         self.r.note(
             f"{label}: server path min/max {out['min']['server_path'] * 1000:,.1f}/"
             f"{out['max']['server_path'] * 1000:,.1f} ms, read {out['read_bytes_median']:,.0f} new bytes, "
