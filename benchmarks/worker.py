@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate import append_line, last_live_uuid
 
-from rewind_lsp.check import analyze, check_log_file, check_path, check_transcript_file
+from rewind_lsp.check import _file_fetcher, analyze, check_log_file, check_path, check_transcript_file
 from rewind_lsp.incremental import TranscriptState, check_transcript_incremental
 from rewind_lsp.index import check_cached
 from rewind_lsp.transcript import read_transcript
@@ -29,15 +29,6 @@ def _timed(fn: Callable[[], object]) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
-
-
-def _fetcher(path: str) -> Callable[[int, int], bytes]:
-    def fetch(offset: int, length: int) -> bytes:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(length)
-
-    return fetch
 
 
 def loop_json(path: str) -> int:
@@ -70,7 +61,7 @@ def engine_check(path: str, repeat: int) -> dict[str, Any]:
     transcript = read_transcript(path)
     read_s = time.perf_counter() - t
     t = time.perf_counter()
-    result = analyze(transcript, _fetcher(path))
+    result = analyze(transcript, _file_fetcher(path))
     analyze_s = time.perf_counter() - t
     return {
         "times": times,
