@@ -35,12 +35,11 @@ entries plus 8-byte hashes of every closed uuid (~50 bytes each in a set).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
@@ -57,8 +56,17 @@ _EDGE = 64  # bytes compared at the start of the file and before the read offset
 
 def _stable_hash(text: str) -> int:
     """The same in every process (Python's str hash is salted per process): for saved states."""
-    digest = hashlib.blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=8).digest()
+    digest = _blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)
+
+
+def _blake2b(data: bytes, digest_size: int) -> Any:
+    # hashlib costs ~5 ms to import and only saved states (the hook) hash this way: bound on first use.
+    global _blake2b
+    from hashlib import blake2b
+
+    _blake2b = blake2b  # type: ignore[assignment]  # every later call goes straight to hashlib
+    return blake2b(data, digest_size=digest_size)
 
 
 def _key_text(key: tuple[bool, str | None, str]) -> str:
