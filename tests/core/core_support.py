@@ -212,6 +212,23 @@ class Builder:
         raise KeyError(entry.get("uuid"))
 
 
+def turn(b: Builder, tid: str, layout: str = "dag") -> None:
+    """A user prompt, a reply with two parallel tool calls (ids `tid` and `tid`+"b"), a closing text."""
+    b.user(f"please run {tid}")
+    b.tool_turn([tid, tid + "b"], layout)
+    b.assistant({"type": "text", "text": "done"})
+
+
+def compacted(b: Builder, segments: int = 4) -> None:
+    """`segments` stretches of three turns (one per layout), a compaction between each two."""
+    for s in range(segments):
+        if s:
+            b.compact()
+        for t in range(3):
+            turn(b, f"toolu_{s}_{t}", ("dag", "linear", "streaming")[t])
+            b.progress()
+
+
 def block_column(line_text: str, block: dict[str, Any]) -> int:
     """1-based column (characters) of a block's `{` in the serialized line."""
     i = line_text.index(dumps(block))

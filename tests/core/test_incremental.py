@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core_support import SID, Builder, corpus_files, tr, tu
+from core_support import SID, Builder, compacted, corpus_files, tr, tu, turn
 
 from rewind_lsp.check import check_transcript_file
 from rewind_lsp.findings import Finding, Severity
@@ -50,21 +50,6 @@ def feed(data: bytes, path: Path, rng: random.Random, pieces: int, cache: Path |
             full = check_transcript_file(str(path)).findings
             assert key(check_cached(str(path), cache)[0]) == key(full)
     return state
-
-
-def turn(b: Builder, tid: str, layout: str = "dag") -> None:
-    b.user(f"please run {tid}")
-    b.tool_turn([tid, tid + "b"], layout)
-    b.assistant({"type": "text", "text": "done"})
-
-
-def compacted(b: Builder, segments: int = 4) -> None:
-    for s in range(segments):
-        if s:
-            b.compact()
-        for t in range(3):
-            turn(b, f"toolu_{s}_{t}", ("dag", "linear", "streaming")[t])
-            b.progress()
 
 
 @pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
