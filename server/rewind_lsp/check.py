@@ -212,9 +212,17 @@ def is_transcript_path(path: str) -> bool:
     return path.endswith(TRANSCRIPT_SUFFIXES)
 
 
-def check_path(path: str, rules: RuleSet | None = None) -> list[Finding]:
-    """Findings for one file: a transcript by its `.jsonl` name, anything else as a log."""
+def check_path(path: str, rules: RuleSet | None = None, jobs: int = 1) -> list[Finding]:
+    """Findings for one file: a transcript by its `.jsonl` name, anything else as a log.
+
+    `jobs` other than 1 lets a large transcript be checked by that many processes (0: one per
+    core; see `parallel`): for the CLI only, as it forks.
+    """
     if is_transcript_path(path):
+        if jobs != 1:
+            from .parallel import check_transcript_parallel
+
+            return check_transcript_parallel(path, rules, jobs)
         from .incremental import TranscriptState, check_transcript_incremental
 
         # Segment by segment: the same findings as check_transcript_file, in memory bounded by the

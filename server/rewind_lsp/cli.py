@@ -43,7 +43,19 @@ def _rules(dirs: Sequence[str]) -> RuleSet:
         sys.exit(EXIT_USAGE)
 
 
-def _check_all(paths: Sequence[str], rules: RuleSet | None) -> tuple[list[tuple[str, Finding]], list[str]]:
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"not a number of processes: {text!r} (0 means one per core)")
+    return n
+
+
+def _check_all(
+    paths: Sequence[str], rules: RuleSet | None, jobs: int = 1
+) -> tuple[list[tuple[str, Finding]], list[str]]:
     from .check import check_path, discover, is_regular_file
 
     results: list[tuple[str, Finding]] = []
@@ -53,7 +65,7 @@ def _check_all(paths: Sequence[str], rules: RuleSet | None) -> tuple[list[tuple[
             problems.append(f"{path}: not a regular file (a pipe or device is never read)")
             continue
         try:
-            results.extend((path, f) for f in check_path(path, rules))
+            results.extend((path, f) for f in check_path(path, rules, jobs))
         except FileNotFoundError:
             problems.append(f"{path}: no such file or folder")
         except PermissionError:
@@ -70,7 +82,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     # Without --rule-dir the shipped rules load only when a finding needs one: a clean check skips them.
     rules = _rules(args.rule_dir) if args.rule_dir else None
-    results, problems = _check_all(args.paths, rules)
+    results, problems = _check_all(args.paths, rules, args.jobs)
     if args.min_severity:
         limit = Severity.parse(args.min_severity)
         results = [(p, f) for p, f in results if f.severity <= limit]
@@ -103,7 +115,7 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
     broken: dict[str, list[Finding]] = {}
     problems: list[str] = []
     for path in sessions:
-        results, errs = _check_all([path], rules)
+        results, errs = _check_all([path], rules, 0)
         problems.extend(errs)
         errors = [f for _, f in results if f.severity == Severity.ERROR]
         if errors:
@@ -219,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule-dir", action="append", default=[], metavar="DIR", help="extra rule folder (repeatable)")
     p.add_argument("--min-severity", choices=("error", "warning", "information", "hint"),
                    help="report only findings at least this severe")
+    p.add_argument("--jobs", type=_jobs, default=0, metavar="N",
+                   help="processes a large transcript may be checked by (default 0: one per core; 1: no others)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("rewind", help="write a repaired copy of a session that `claude --resume` accepts",

@@ -470,3 +470,64 @@ def _analyze_open(state: TranscriptState, tail: Entry | BadLine | None) -> list[
     found = conversation_findings(conversations, bad, _fetcher_for(state), state.rules)
     return [*state.closed_findings, *found] if state.closed_findings else found
 
+
+
+# --- one stretch of a file on its own (the parallel check) -----------------------------------
+
+
+class PartCheck(msgspec.Struct):
+    """One stretch of a transcript checked on its own, for `parallel`.
+
+    `ok` is False when the stretch cannot be judged alone (a line links into an earlier stretch
+    of its own, a missing parent that bridging could take elsewhere, no live conversation in the
+    last stretch): the caller then checks the whole file. The digests are the stretch's `_Closed`
+    sets as int64 arrays, for the caller to prove no line of one stretch names a line of another.
+    They hash with `hash`, salted per interpreter: compare them only within one process and its forks.
+    """
+
+    ok: bool
+    findings: list[Finding] = []
+    uuids: bytes = b""
+    unresolved: bytes = b""
+    siblings: bytes = b""
+
+
+def check_part(path: str, start: int, end: int, line: int, rules: RuleSet | None = None) -> PartCheck:
+    """Check `path[start:end]` (whole lines; `end` -1: to the end of the file, torn tail included)
+    as a stretch of a longer file whose line `line` starts at byte `start`.
+
+    A stretch that ends before the file does is history (a later stretch holds the live
+    conversation); the last one must hold it. `start` > 0 must be a main compact_boundary line,
+    so that no chain crosses into the stretch: what `_close` relies on too.
+    """
+    state = TranscriptState()
+    state.rules, state._path = rules, path
+    state.offset = state.open_start = start
+    state.line = state.open_line = line
+    last = end < 0
+    with _no_gc(), open(path, "rb") as f:
+        _read_new(f, state, allow_close=True, end=end)
+        tail = _tail(f, state) if last and not state.violated else None
+    entries, bad = state.open_entries, state.open_bad
+    if state.violated or (state.closed and any(_links_into(state, e) for e in entries[state.verified :])):
+        return PartCheck(False)
+    if isinstance(tail, Entry):
+        entries = [*entries, tail]
+    elif isinstance(tail, BadLine):
+        bad = [*bad, tail]
+    conversations, ix = rebuild_indexed(entries, main=last)
+    if last and not any(c.kind == "main" for c in conversations):
+        return PartCheck(False)  # the live conversation is in an earlier stretch: that one is not history
+    loc = locality(ix)
+    if loc.dangling and state.open_start > 0:
+        return PartCheck(False)  # bridging could reach a line before the stretch in a whole read
+    findings = conversation_findings(conversations, bad, _fetcher_for(state), rules)
+    closed = state.closed.as_sets()
+    h, hk = state._h, state._hk
+    digests = (
+        closed.uuids.union(map(h, loc.uuids)),
+        closed.unresolved.union(map(h, loc.unresolved)),
+        closed.siblings.union(map(hk, loc.siblings)),
+    )
+    uuids, unresolved, siblings = (array("q", d).tobytes() for d in digests)
+    return PartCheck(True, [*state.closed_findings, *findings], uuids, unresolved, siblings)

@@ -229,6 +229,50 @@ def compacted(b: Builder, segments: int = 4) -> None:
             b.progress()
 
 
+# Ways a line after a compaction can link to a line before it (or, for "missing-parent" and
+# "dangling", seem to): what the incremental and parallel checks must never take apart.
+CROSS_LINKS = ("uuid-twice", "forward", "result-source", "same-message-id", "sidechain", "missing-parent",
+               "dangling", "boundary-parent")
+
+
+def cross_link(b: Builder, link: str) -> None:
+    """Two segments, a main compaction boundary, then lines linking back across it as `link` says."""
+    compacted(b, 2)
+    first = b.lines[3]
+    assert isinstance(first, dict)
+    if link == "forward":
+        b.user("names a line written later", parent="later-uuid")
+    elif link == "sidechain":
+        b.assistant(tu("toolu_side"), sidechain=True, agent_id="agent1", parent=None)
+    elif link == "same-message-id":
+        b.assistant(tu("toolu_shared"), msg_id="msg_shared")
+    if link == "dangling":  # the boundary, then a line whose parent is lost and no earlier line to bridge to
+        b.system("compact_boundary", parent=None)
+        b.user("my parent was cut out", parent="gone")
+    else:
+        b.compact()
+    turn(b, "toolu_z")
+    if link == "uuid-twice":
+        b.user("same uuid as a line before the boundary", uuid=first["uuid"])
+    elif link == "forward":
+        b.user("the line named earlier", uuid="later-uuid")
+    elif link == "result-source":
+        b.user([tr("toolu_0_0")], sourceToolAssistantUUID=first["uuid"])
+    elif link == "same-message-id":
+        b.user([tr("toolu_shared")])
+        b.assistant(tu("toolu_shared2"), msg_id="msg_shared")
+    elif link == "sidechain":
+        b.user([tr("toolu_side")], sidechain=True, agent_id="agent1")
+    elif link == "missing-parent":  # bridged to the line before it, on the same side of the boundary
+        b.user("my parent was cut out", parent="gone")
+        b.assistant(tu("toolu_dangling"), parent="gone-too")
+    elif link == "boundary-parent":
+        b.system("compact_boundary", parent=first["uuid"])
+        b.user("after an odd boundary")
+    b.user("more")
+    turn(b, "toolu_end")
+
+
 def block_column(line_text: str, block: dict[str, Any]) -> int:
     """1-based column (characters) of a block's `{` in the serialized line."""
     i = line_text.index(dumps(block))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core_support import SID, Builder, compacted, corpus_files, tr, tu, turn
+from core_support import CROSS_LINKS, SID, Builder, compacted, corpus_files, cross_link, tu, turn
 
 from rewind_lsp.check import check_transcript_file
 from rewind_lsp.findings import Finding, Severity
@@ -109,42 +109,11 @@ def test_link_back_across_a_compaction_falls_back_to_a_full_read(b: Builder, tmp
     same(path, state)
 
 
-@pytest.mark.parametrize("link", ["uuid-twice", "forward", "result-source", "same-message-id", "sidechain",
-                                  "missing-parent", "boundary-parent"])
+@pytest.mark.parametrize("link", CROSS_LINKS)
 def test_every_kind_of_cross_segment_link_gives_full_findings(link: str, b: Builder, tmp_path: Path) -> None:
-    rng = random.Random(link)
-    compacted(b, 2)
-    first = b.lines[3]
-    assert isinstance(first, dict)
-    if link == "forward":
-        b.user("names a line written later", parent="later-uuid")
-    elif link == "sidechain":
-        b.assistant(tu("toolu_side"), sidechain=True, agent_id="agent1", parent=None)
-    elif link == "same-message-id":
-        b.assistant(tu("toolu_shared"), msg_id="msg_shared")
-    b.compact()
-    turn(b, "toolu_z")
-    if link == "uuid-twice":
-        b.user("same uuid as a closed line", uuid=first["uuid"])
-    elif link == "forward":
-        b.user("the line named earlier", uuid="later-uuid")
-    elif link == "result-source":
-        b.user([tr("toolu_0_0")], sourceToolAssistantUUID=first["uuid"])
-    elif link == "same-message-id":
-        b.user([tr("toolu_shared")])
-        b.assistant(tu("toolu_shared2"), msg_id="msg_shared")
-    elif link == "sidechain":
-        b.user([tr("toolu_side")], sidechain=True, agent_id="agent1")
-    elif link == "missing-parent":
-        b.user("my parent was cut out", parent="gone")
-        b.assistant(tu("toolu_dangling"), parent="gone-too")
-    elif link == "boundary-parent":
-        b.system("compact_boundary", parent=first["uuid"])
-        b.user("after an odd boundary")
-    b.user("more")
-    turn(b, "toolu_end")
+    cross_link(b, link)
     data = "\n".join(b.text_lines()).encode() + b"\n"
-    feed(data, tmp_path / f"{SID}.jsonl", rng, pieces=40, cache=tmp_path / "cache")
+    feed(data, tmp_path / f"{SID}.jsonl", random.Random(link), pieces=40, cache=tmp_path / "cache")
 
 
 def test_truncation_rewrite_and_rotation_start_over(b: Builder, tmp_path: Path) -> None:

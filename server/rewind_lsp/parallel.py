@@ -1,0 +1,195 @@
+"""Check one large transcript on several cores.
+
+No chain crosses a main compact_boundary line (see `incremental`), so a large transcript is cut
+at such lines near equal shares: the first stretch is checked in this process, every later one in
+a forked child (`incremental.check_part`), all at once. The findings are joined, in file order,
+only when the stretches provably do not link: no uuid written in two of them, no line naming a
+line of another, no reply split across two. Otherwise, and wherever a fork is not safe or does not
+pay (no `os.fork`, one core, threads running, a small file, no boundary to cut at, a child that
+fails), the file is checked in one process as always. The findings are the same either way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from array import array
+from contextlib import suppress
+from typing import IO, TYPE_CHECKING
+
+import msgspec
+
+from .findings import Finding
+from .incremental import PartCheck, TranscriptState, check_part, check_transcript_incremental
+from .transcript import Entry, parse_line
+
+if TYPE_CHECKING:
+    from .rules import RuleSet
+
+# Below this per stretch, forking and joining cost more than the second core saves.
+MIN_PART = 8 << 20
+_WINDOW = 1 << 20
+_BOUNDARY = b'"compact_boundary"'
+_decode_part = msgspec.msgpack.Decoder(PartCheck).decode
+
+
+def usable_cpus() -> int:
+    """Cores this process may run on (its affinity mask, where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_transcript_parallel(
+    path: str, rules: RuleSet | None = None, jobs: int = 0, min_part: int = MIN_PART
+) -> list[Finding]:
+    """Findings of the transcript at `path`, equal to `check_transcript_file`'s, using up to `jobs`
+    processes (0: one per usable core), each given at least `min_part` bytes."""
+    jobs = jobs or usable_cpus()
+    size = os.path.getsize(path)
+    parts = min(jobs, size // max(min_part, 1))
+    # A fork copies only the calling thread: another thread holding a lock would leave it held forever.
+    if parts < 2 or not hasattr(os, "fork") or threading.active_count() > 1:
+        return check_transcript_incremental(path, TranscriptState(), rules)
+    cuts = split_points(path, size, parts)
+    if cuts:
+        checked = check_parts(path, cuts, rules)
+        if checked is not None:
+            return checked
+    return check_transcript_incremental(path, TranscriptState(), rules)
+
+
+def split_points(path: str, size: int, parts: int) -> list[int]:
+    """Offsets of main compact_boundary lines, one at or after each share `size * i / parts` and
+    before the next share (a share with none is merged into the one before), increasing."""
+    cuts: list[int] = []
+    with open(path, "rb") as f:
+        for i in range(1, parts):
+            start = max(size * i // parts, cuts[-1] + 1 if cuts else 1)
+            cut = _boundary_line(f, start, size * (i + 1) // parts)
+            if cut is not None:
+                cuts.append(cut)
+    return cuts
+
+
+def _boundary_line(f: IO[bytes], pos: int, limit: int) -> int | None:
+    """The offset of the first main compact_boundary line starting in [pos, limit), if any."""
+    f.seek(pos - 1)
+    head = f.read(_WINDOW)
+    nl = head.find(b"\n")
+    if nl < 0:
+        return None  # one line fills the window: no cut near here
+    offset = pos + nl  # the first line starting at or after pos
+    while offset < limit:
+        f.seek(offset)
+        chunk = f.read(_WINDOW)
+        end = chunk.rfind(b"\n") + 1
+        if not end:
+            return None  # the rest is one line (or the torn tail)
+        at = chunk.find(_BOUNDARY, 0, end)
+        while at >= 0:
+            line_start = chunk.rfind(b"\n", 0, at) + 1
+            if offset + line_start >= limit:
+                return None
+            entry = parse_line(0, 0, chunk[line_start : chunk.index(b"\n", at)].rstrip(b"\r"))
+            if isinstance(entry, Entry) and entry.is_compact_boundary and not entry.sidechain:
+                return offset + line_start
+            at = chunk.find(_BOUNDARY, chunk.index(b"\n", at), end)
+        offset += end
+    return None
+
+
+def check_parts(path: str, cuts: list[int], rules: RuleSet | None = None) -> list[Finding] | None:
+    """The joined findings of the stretches the file is cut into at `cuts` (main compact_boundary
+    lines, increasing), or None when they cannot be judged apart."""
+    children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
+    try:
+        for start, end in zip(cuts, [*cuts[1:], -1], strict=True):
+            children.append(_fork_part(path, start, end, rules))
+        results = [check_part(path, 0, cuts[0], 1, rules)]
+        while children:
+            results.append(_collect(*children[0]))
+            children.pop(0)  # reaped
+    finally:
+        for pid, fd in children:  # only after an exception here (Ctrl-C): stop and reap the rest
+            with suppress(OSError):
+                os.close(fd)
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    if not all(r.ok for r in results) or not _independent(results):
+        return None
+    return [f for r in results for f in r.findings]
+
+
+def _fork_part(path: str, start: int, end: int, rules: RuleSet | None) -> tuple[int, int]:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        return pid, r
+    status = 1  # the child: never returns; without a result the parent checks the file alone
+    try:
+        os.close(r)
+        data = msgspec.msgpack.encode(check_part(path, start, end, _lines_before(path, start) + 1, rules))
+        with os.fdopen(w, "wb") as out:
+            out.write(data)
+        status = 0
+    except BaseException:  # Ctrl-C or any failure: the parent falls back, with no result
+        pass
+    finally:
+        os._exit(status)  # no atexit handlers, no flush of the parent's buffered output
+
+
+def _lines_before(path: str, offset: int) -> int:
+    """Newlines in the first `offset` bytes. A `find` per line: memchr, faster than bytes.count
+    (a byte-by-byte loop) for lines a kilobyte long, as transcript lines are."""
+    count = 0
+    with open(path, "rb") as f:
+        while offset > 0:
+            chunk = f.read(min(_WINDOW, offset))
+            if not chunk:
+                break
+            offset -= len(chunk)
+            find, pos = chunk.find, 0
+            while True:
+                pos = find(b"\n", pos) + 1
+                if not pos:
+                    break
+                count += 1
+    return count
+
+
+def _collect(pid: int, fd: int) -> PartCheck:
+    with os.fdopen(fd, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not data:
+        return PartCheck(False)
+    try:
+        return _decode_part(data)
+    except msgspec.DecodeError:
+        return PartCheck(False)
+
+
+def _ints(data: bytes) -> set[int]:
+    a = array("q")
+    a.frombytes(data)
+    return set(a)
+
+
+def _independent(parts: list[PartCheck]) -> bool:
+    """No uuid written in two stretches, none named across, no assistant reply split across."""
+    uuids: set[int] = set()
+    unresolved: set[int] = set()
+    siblings: set[int] = set()
+    for p in parts:
+        u, n, s = _ints(p.uuids), _ints(p.unresolved), _ints(p.siblings)
+        if not (u.isdisjoint(uuids) and n.isdisjoint(uuids) and u.isdisjoint(unresolved) and s.isdisjoint(siblings)):
+            return False
+        uuids |= u
+        unresolved |= n
+        siblings |= s
+    return True
