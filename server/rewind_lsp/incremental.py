@@ -476,13 +476,11 @@ def _analyze_open(state: TranscriptState, tail: Entry | BadLine | None) -> list[
 
 
 class PartCheck(msgspec.Struct):
-    """One stretch of a transcript checked on its own, for `parallel`.
+    """`check_stretch`'s answer as a forked child sends it (`ok` False: None).
 
-    `ok` is False when the stretch cannot be judged alone (a line links into an earlier stretch
-    of its own, a missing parent that bridging could take elsewhere, no live conversation in the
-    last stretch): the caller then checks the whole file. The digests are the stretch's `_Closed`
-    sets as int64 arrays, for the caller to prove no line of one stretch names a line of another.
-    They hash with `hash`, salted per interpreter: compare them only within one process and its forks.
+    The digests are int64 arrays, for the caller to prove no line of one stretch names a line of
+    another. They hash with `hash`, salted per interpreter: compare them only within one process
+    and its forks.
     """
 
     ok: bool
@@ -492,9 +490,25 @@ class PartCheck(msgspec.Struct):
     siblings: bytes = b""
 
 
+Digests = tuple[set[int], set[int], set[int]]  # a stretch's uuids, names resolving to nothing, sibling keys
+
+
 def check_part(path: str, start: int, end: int, line: int, rules: RuleSet | None = None) -> PartCheck:
+    """`check_stretch`, packed to send from a forked child to its parent."""
+    checked = check_stretch(path, start, end, line, rules)
+    if checked is None:
+        return PartCheck(False)
+    findings, digests = checked
+    uuids, unresolved, siblings = (array("q", d).tobytes() for d in digests)
+    return PartCheck(True, findings, uuids, unresolved, siblings)
+
+
+def check_stretch(
+    path: str, start: int, end: int, line: int, rules: RuleSet | None = None
+) -> tuple[list[Finding], Digests] | None:
     """Check `path[start:end]` (whole lines; `end` -1: to the end of the file, torn tail included)
-    as a stretch of a longer file whose line `line` starts at byte `start`.
+    as a stretch of a longer file whose line `line` starts at byte `start`: its findings and the
+    digests of its links (`_Closed`'s sets), or None when it cannot be judged alone.
 
     A stretch that ends before the file does is history (a later stretch holds the live
     conversation); the last one must hold it. `start` > 0 must be a main compact_boundary line,
@@ -510,17 +524,17 @@ def check_part(path: str, start: int, end: int, line: int, rules: RuleSet | None
         tail = _tail(f, state) if last and not state.violated else None
     entries, bad = state.open_entries, state.open_bad
     if state.violated or (state.closed and any(_links_into(state, e) for e in entries[state.verified :])):
-        return PartCheck(False)
+        return None
     if isinstance(tail, Entry):
         entries = [*entries, tail]
     elif isinstance(tail, BadLine):
         bad = [*bad, tail]
     conversations, ix = rebuild_indexed(entries, main=last)
     if last and not any(c.kind == "main" for c in conversations):
-        return PartCheck(False)  # the live conversation is in an earlier stretch: that one is not history
+        return None  # the live conversation is in an earlier stretch: that one is not history
     loc = locality(ix)
     if loc.dangling and state.open_start > 0:
-        return PartCheck(False)  # bridging could reach a line before the stretch in a whole read
+        return None  # bridging could reach a line before the stretch in a whole read
     findings = conversation_findings(conversations, bad, _fetcher_for(state), rules)
     closed = state.closed.as_sets()
     h, hk = state._h, state._hk
@@ -529,5 +543,4 @@ def check_part(path: str, start: int, end: int, line: int, rules: RuleSet | None
         closed.unresolved.union(map(h, loc.unresolved)),
         closed.siblings.union(map(hk, loc.siblings)),
     )
-    uuids, unresolved, siblings = (array("q", d).tobytes() for d in digests)
-    return PartCheck(True, [*state.closed_findings, *findings], uuids, unresolved, siblings)
+    return [*state.closed_findings, *findings], digests

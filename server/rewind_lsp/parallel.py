@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING
 import msgspec
 
 from .findings import Finding
-from .incremental import PartCheck, TranscriptState, check_part, check_transcript_incremental
+from .incremental import Digests, PartCheck, TranscriptState, check_part, check_stretch, check_transcript_incremental
 from .transcript import Entry, parse_line
 
 if TYPE_CHECKING:
@@ -108,9 +108,10 @@ def check_parts(path: str, cuts: list[int], rules: RuleSet | None = None) -> lis
     try:
         for start, end in zip(cuts, [*cuts[1:], -1], strict=True):
             children.append(_fork_part(path, start, end, rules))
-        results = [check_part(path, 0, cuts[0], 1, rules)]
+        first = check_stretch(path, 0, cuts[0], 1, rules)
+        rest: list[PartCheck] = []
         while children:
-            results.append(_collect(*children[0]))
+            rest.append(_collect(*children[0]))
             children.pop(0)  # reaped
     finally:
         for pid, fd in children:  # only after an exception here (Ctrl-C): stop and reap the rest
@@ -119,9 +120,9 @@ def check_parts(path: str, cuts: list[int], rules: RuleSet | None = None) -> lis
             with suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-    if not all(r.ok for r in results) or not _independent(results):
+    if first is None or not all(p.ok for p in rest) or not _independent(first[1], rest):
         return None
-    return [f for r in results for f in r.findings]
+    return [*first[0], *(f for p in rest for f in p.findings)]
 
 
 def _fork_part(path: str, start: int, end: int, rules: RuleSet | None) -> tuple[int, int]:
@@ -174,22 +175,24 @@ def _collect(pid: int, fd: int) -> PartCheck:
         return PartCheck(False)
 
 
-def _ints(data: bytes) -> set[int]:
+def _ints(data: bytes) -> array[int]:
     a = array("q")
     a.frombytes(data)
-    return set(a)
+    return a
 
 
-def _independent(parts: list[PartCheck]) -> bool:
-    """No uuid written in two stretches, none named across, no assistant reply split across."""
-    uuids: set[int] = set()
-    unresolved: set[int] = set()
-    siblings: set[int] = set()
-    for p in parts:
+def _independent(first: Digests, rest: list[PartCheck]) -> bool:
+    """No uuid written in two stretches, none named across, no assistant reply split across.
+
+    The first stretch's sets are this process's own; the others' arrays are only iterated, and
+    added to the sets only while a later stretch remains to compare."""
+    uuids, unresolved, siblings = first
+    for i, p in enumerate(rest):
         u, n, s = _ints(p.uuids), _ints(p.unresolved), _ints(p.siblings)
-        if not (u.isdisjoint(uuids) and n.isdisjoint(uuids) and u.isdisjoint(unresolved) and s.isdisjoint(siblings)):
+        if not (uuids.isdisjoint(u) and uuids.isdisjoint(n) and unresolved.isdisjoint(u) and siblings.isdisjoint(s)):
             return False
-        uuids |= u
-        unresolved |= n
-        siblings |= s
+        if i + 1 < len(rest):
+            uuids.update(u)
+            unresolved.update(n)
+            siblings.update(s)
     return True
