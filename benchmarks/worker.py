@@ -22,6 +22,7 @@ from generate import append_line, last_live_uuid
 from rewind_lsp.check import _file_fetcher, analyze, check_log_file, check_path, check_transcript_file
 from rewind_lsp.incremental import TranscriptState, check_transcript_incremental
 from rewind_lsp.index import check_cached
+from rewind_lsp.parallel import usable_cpus
 from rewind_lsp.transcript import read_transcript
 
 
@@ -65,6 +66,7 @@ def engine_check(path: str, repeat: int) -> dict[str, Any]:
     analyze_s = time.perf_counter() - t
     return {
         "times": times,
+        "cpus": usable_cpus(),
         "whole_file_times": whole,
         "read_s": read_s,
         "analyze_s": analyze_s,
