@@ -191,16 +191,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .lsp.server import server
-
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
         if not host or not port.isdigit():
             print("rewind-lsp: --tcp wants HOST:PORT, for example 127.0.0.1:2087", file=sys.stderr)
             return EXIT_USAGE
+        from .lsp.server import server
+
         server.start_tcp(host, int(port))
     else:
-        server.start_io()
+        from .lsp.early import serve_stdio
+
+        serve_stdio(sys.stdin.buffer, sys.stdout.buffer)  # imports the server while `initialize` is answered
     return EXIT_OK
 
 

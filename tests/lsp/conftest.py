@@ -41,5 +41,11 @@ async def client(lsp_client: LanguageClient, request):  # type: ignore[no-untype
             initialization_options={"watchRoots": [str(PROJECTS), str(LOG_DIR)]},
         )
     )
+    # `initialize` is answered before the server has loaded (rewind_lsp.lsp.early). One round trip
+    # waits for the load and for `initialized` to be taken up, so every test starts from a running
+    # server, as when pygls answered `initialize` itself.
+    await lsp_client.text_document_hover_async(
+        types.HoverParams(types.TextDocumentIdentifier(uri=(ROOT / "nowhere.jsonl").as_uri()), types.Position(0, 0))
+    )
     yield
     await lsp_client.shutdown_session()

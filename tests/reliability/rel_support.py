@@ -248,6 +248,10 @@ class RawServer:
             "initializationOptions": options or {},
         }, timeout=30)
         self.notify("initialized", {})
+        # `initialize` is answered before the server has loaded (rewind_lsp.lsp.early): a round trip
+        # waits for the load, so a test starts from a running server.
+        self.request("textDocument/hover", {"textDocument": {"uri": (root / "nowhere.jsonl").as_uri()},
+                                            "position": {"line": 0, "character": 0}}, timeout=30)
         return answer
 
     def open(self, path: Path, text: str | None = None, language: str = "jsonl") -> str:

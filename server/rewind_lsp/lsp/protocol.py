@@ -8,6 +8,7 @@ the failure becomes a placeholder message, and the placeholder is answered (or d
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -16,6 +17,8 @@ from cattrs.v import transform_error
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.protocol import LanguageServerProtocol
+
+from .early import EarlyAnswer
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,13 @@ class Unstructured:
         return self.data.get("method")
 
 
+def _answers(data: Any, msg_id: int | str) -> bool:
+    """Is `data` (a message about to be sent) the response to request `msg_id`?"""
+    if isinstance(data, dict):
+        return data.get("id") == msg_id and "method" not in data
+    return getattr(data, "id", None) == msg_id and not hasattr(data, "method")
+
+
 def _valid_id(msg_id: Any) -> bool:
     # JSON-RPC ids are strings or integers (a bool is an int to Python, not to JSON).
     return isinstance(msg_id, str) or (isinstance(msg_id, int) and not isinstance(msg_id, bool))
@@ -52,6 +62,22 @@ def _reason(exc: BaseException) -> str:
 
 
 class RewindProtocol(LanguageServerProtocol):
+    # The `initialize` already answered by `early` (None: none was): pygls's own answer is dropped.
+    early_answer: EarlyAnswer | None = None
+
+    def _send_data(self, data: Any) -> None:
+        early = self.early_answer
+        if early is not None and _answers(data, early.msg_id):
+            self.early_answer = None
+            mine = json.loads(json.dumps(data, default=self._serialize_message))
+            if mine.get("result") != early.result:
+                # The tests keep the two equal; should they part, say so where it can be seen.
+                text = f"rewind-lsp: initialize was answered early with other capabilities than pygls computes: {mine}"
+                log.error("%s (answered: %s)", text, early.result)
+                self.notify(types.WINDOW_LOG_MESSAGE, types.LogMessageParams(types.MessageType.Error, text[:2000]))
+            return
+        super()._send_data(data)
+
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
             return super().structure_message(data)
