@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Union
 
 import pytest_lsp
@@ -47,5 +48,12 @@ async def client(lsp_client: LanguageClient, request):  # type: ignore[no-untype
     await lsp_client.text_document_hover_async(
         types.HoverParams(types.TextDocumentIdentifier(uri=(ROOT / "nowhere.jsonl").as_uri()), types.Position(0, 0))
     )
+    # `initialized` is handled concurrently with that request; its end is when the watcher runs. Tests
+    # that write files expect every change to be seen.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not any("rewind-lsp: watching" in m.message for m in lsp_client.log_messages):
+        assert loop.time() < deadline, "the server never said it was watching"
+        await asyncio.sleep(0.01)
     yield
     await lsp_client.shutdown_session()

@@ -209,7 +209,7 @@ async def test_newly_broken_watched_transcript_asks_and_repairs(client: Language
     while loop.time() < deadline and len(list(folder.glob("*.jsonl"))) < 2:
         await asyncio.sleep(0.05)
     requests = client.message_requests  # type: ignore[attr-defined]
-    assert requests and "hit" not in requests[0].message and path.name in requests[0].message
+    assert len(requests) == 1 and "hit" not in requests[0].message and path.name in requests[0].message
     assert [a.title for a in requests[0].actions] == ["Rewind", "Repair", "Show fix", "Ignore"]
     repaired = [p for p in folder.glob("*.jsonl") if p != path]
     assert len(repaired) == 1
@@ -221,6 +221,9 @@ async def test_startup_scan_reports_existing_broken_sessions(client: LanguageCli
     assert [d.code for d in diags] == ["orphan-tool-use"]
     if client.capabilities.window and client.capabilities.window.work_done_progress:  # type: ignore[union-attr]
         assert client.progress_reports, "no $/progress for the startup scan"
+    # The scan ends with one summary; sessions broken before the server started are listed, not announced.
+    await until(lambda: any("broken Claude Code session" in m.message for m in client.messages), timeout=10)
+    assert not client.message_requests  # type: ignore[attr-defined]
 
 
 async def test_workspace_pull_lists_unopened_files(client: LanguageClient) -> None:

@@ -62,6 +62,9 @@ LOG_TAIL = 1 << 20  # bytes of a log read to find the session it names
 EXIT_WAIT_CHECK = 10.0
 EXIT_WAIT_REWIND = 120.0
 DEBOUNCE_SECONDS = 0.3
+# File times come from the kernel's coarse clock, up to a tick behind time.time(): a write just after the
+# watcher started may carry a time a few milliseconds before it.
+MTIME_SLACK = 0.05
 # A transcript written this recently is a live session: the server follows it incrementally.
 LIVE_SECONDS = 3600.0
 LIVE_STATES = 8  # at most this many incremental states (each holds its open segment's entries)
@@ -96,6 +99,7 @@ class RewindLanguageServer(LanguageServer):
         self.known_errors: dict[str, set[tuple[str, int, str | None]]] = {}
         self.rewound: dict[str, RewindResult] = {}  # source path -> last repaired copy
         self.watcher: Watcher | None = None
+        self.watching_since = 0.0  # when the watcher last started (time.time())
         self.startup_done = asyncio.Event()
         self.pending_checks: dict[str, asyncio.Future[Any]] = {}
         # Set (and replaced) whenever findings of a file on disk change: wakes workspace pulls.
@@ -454,7 +458,7 @@ class RewindLanguageServer(LanguageServer):
                 token = None
         broken = 0
         for i, path in enumerate(files):
-            await self.refresh_path(path, announce=False)
+            await self.refresh_path(path, announce=self.changed_since_watching(path))
             if any(f.severity == Severity.ERROR for f in self.disk_findings.get(path, [])):
                 broken += 1
             if token and (i % 20 == 0 or i == len(files) - 1):
@@ -475,10 +479,18 @@ class RewindLanguageServer(LanguageServer):
             )
         self.startup_done.set()
 
+    def changed_since_watching(self, path: str) -> bool:
+        """Whether a file was written after the watcher started: its errors are news, to announce even when a
+        sweep over every file (the startup scan, a settings change) reads it before its watch event comes.
+        Errors already on disk when watching began are listed, never announced."""
+        mtime = _mtime(path)
+        return mtime is not None and mtime >= self.watching_since - MTIME_SLACK
+
     def start_watching(self) -> None:
         loop = asyncio.get_running_loop()
         if self.watcher is not None:
             self.watcher.stop()
+        self.watching_since = time.time()
 
         def changed(path: str, deleted: bool) -> None:
             if self.is_open(from_fs_path(path) or path):
@@ -488,6 +500,9 @@ class RewindLanguageServer(LanguageServer):
         self.watcher = Watcher(loop, changed, self.settings.log_globs)
         for problem in self.watcher.start(self.settings.watch_roots):
             self.window_log_message(types.LogMessageParams(types.MessageType.Info, f"rewind-lsp: {problem}"))
+        # Said once the watcher runs: from here on, a change to a file under these folders is seen.
+        roots = ", ".join(self.watcher.roots) or "nothing"
+        self.window_log_message(types.LogMessageParams(types.MessageType.Info, f"rewind-lsp: watching {roots}"))
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -723,7 +738,7 @@ async def did_change_configuration(ls: RewindLanguageServer, params: types.DidCh
     ls.apply_settings(raw)
     ls.start_watching()
     for path in list(ls.disk_findings):
-        await ls.refresh_path(path, announce=False)
+        await ls.refresh_path(path, announce=ls.changed_since_watching(path))
     for uri in list(ls.workspace.text_documents):
         ls.publish(uri, ls.findings_for_uri(uri))
 
