@@ -415,7 +415,9 @@ class Bench:
         full_ms = out["full_check_s"] * 1000
         for key, what, goal in (
             ("server_path", "server path (check_transcript_incremental, state in memory)", target),
-            ("hook_path", "hook path (index.check_cached: state on disk, open segment re-read)", target),
+            # The < 5 ms target is the server's (it "already checked" the file); the hook's budget is
+            # the whole process per prompt, < 150 ms, in the hook rows.
+            ("hook_path", "hook path (index.check_cached: state on disk, open segment re-read)", None),
             ("full_reread", "full re-read (check_transcript_file, the server's path before)", None),
             ("floor", "floor (read + decode the new line)", None),
         ):
