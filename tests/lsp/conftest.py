@@ -42,14 +42,9 @@ async def client(lsp_client: LanguageClient, request):  # type: ignore[no-untype
             initialization_options={"watchRoots": [str(PROJECTS), str(LOG_DIR)]},
         )
     )
-    # `initialize` is answered before the server has loaded (rewind_lsp.lsp.early). One round trip
-    # waits for the load and for `initialized` to be taken up, so every test starts from a running
-    # server, as when pygls answered `initialize` itself.
-    await lsp_client.text_document_hover_async(
-        types.HoverParams(types.TextDocumentIdentifier(uri=(ROOT / "nowhere.jsonl").as_uri()), types.Position(0, 0))
-    )
-    # `initialized` is handled concurrently with that request; its end is when the watcher runs. Tests
-    # that write files expect every change to be seen.
+    # `initialize` is answered before the server has loaded (rewind_lsp.lsp.early), and `initialized`
+    # is handled concurrently with later requests. Its end is when the watcher runs, which the server
+    # says: every test starts from a loaded server that sees every change of the files it writes.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
     while not any("rewind-lsp: watching" in m.message for m in lsp_client.log_messages):

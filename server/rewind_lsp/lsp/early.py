@@ -113,7 +113,7 @@ def read_message(stream: BinaryIO) -> tuple[bytes, Any]:
         return raw, None
 
 
-def _is_id(x: Any) -> bool:
+def is_id(x: Any) -> bool:
     """A JSON-RPC id or progress token: a string or an integer (a bool is an int to Python only)."""
     return isinstance(x, str) or (isinstance(x, int) and not isinstance(x, bool))
 
@@ -154,7 +154,7 @@ def answerable(message: Any) -> bool:
     """An `initialize` request whose params have the shape lsprotocol reads, in every part the
     answer depends on (checked no looser than pygls: anything else goes to pygls, which answers it)."""
     if not (isinstance(message, dict) and message.get("jsonrpc") == "2.0" and message.get("method") == "initialize"
-            and _is_id(message.get("id"))):
+            and is_id(message.get("id"))):
         return False
     params = message.get("params")
     if not isinstance(params, dict) or not isinstance(params.get("capabilities"), dict):
@@ -165,7 +165,7 @@ def answerable(message: Any) -> bool:
         and all(_optional(params.get(k), _is_str) for k in ("locale", "rootPath", "rootUri"))
         and _optional(params.get("clientInfo"), _client_info)
         and _optional(params.get("trace"), lambda t: t in _TRACE)
-        and _optional(params.get("workDoneToken"), _is_id)
+        and _optional(params.get("workDoneToken"), is_id)
         and _optional(params.get("workspaceFolders"), _folders)
         and _optional(caps.get("textDocument"), _text_document)
         and _optional(caps.get("general"), _general)

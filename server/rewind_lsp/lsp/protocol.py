@@ -18,7 +18,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.protocol import LanguageServerProtocol
 
-from .early import EarlyAnswer
+from .early import EarlyAnswer, is_id
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,6 @@ def _answers(data: Any, msg_id: int | str) -> bool:
     if isinstance(data, dict):
         return data.get("id") == msg_id and "method" not in data
     return getattr(data, "id", None) == msg_id and not hasattr(data, "method")
-
-
-def _valid_id(msg_id: Any) -> bool:
-    # JSON-RPC ids are strings or integers (a bool is an int to Python, not to JSON).
-    return isinstance(msg_id, str) or (isinstance(msg_id, int) and not isinstance(msg_id, bool))
 
 
 def _reason(exc: BaseException) -> str:
@@ -101,7 +96,7 @@ class RewindProtocol(LanguageServerProtocol):
         name = str(message.method)[:100]  # a hostile method name may be megabytes long
         if "method" in data and "id" in data:  # a request: it gets an answer
             msg_id = data["id"]
-            if _valid_id(msg_id):
+            if is_id(msg_id):
                 error = JsonRpcInvalidParams(f"Invalid params for {name}: {message.reason}")
                 self._send_response(msg_id, error=error.to_response_error())
             else:
@@ -113,7 +108,7 @@ class RewindProtocol(LanguageServerProtocol):
                 )
             log.warning("answered %s with an error: %s", name, message.reason)
         elif "id" in data:  # the client's answer to one of our requests: fail that request, never hang on it
-            future = self._request_futures.pop(data["id"], None) if _valid_id(data["id"]) else None
+            future = self._request_futures.pop(data["id"], None) if is_id(data["id"]) else None
             if future is not None and not future.done():
                 future.set_exception(JsonRpcInvalidParams(f"unreadable response: {message.reason}"))
             log.warning("dropped an unreadable response to %r: %s", data["id"], message.reason)
