@@ -38,12 +38,12 @@ from core_support import text as text_block
 
 from rewind_lsp.check import check_transcript_file
 from rewind_lsp.conversation import rebuild
+from rewind_lsp.placement import ensure_unchanged as _ensure_unchanged
+from rewind_lsp.placement import fingerprint as _fingerprint
 from rewind_lsp.rewind import (
     MISSING_RESULT_TEXT,
     STALE_TEMP_SECONDS,
     RewindError,
-    _ensure_unchanged,
-    _fingerprint,
     rewind,
     session_id_of,
 )

@@ -107,7 +107,8 @@ class _Writer:
 
 def install(points: Points) -> None:
     """Wrap every disk-changing call rewind makes (process-wide: only ever in the child)."""
-    import rewind_lsp.rewind as rw
+    import rewind_lsp.placement as placement
+    import rewind_lsp.repair_plan as plan_mod
 
     real_open = io.open
 
@@ -163,12 +164,12 @@ def install(points: Points) -> None:
     wrap(shutil, "copy2", "shutil.copy2")
     wrap(shutil, "copystat", "shutil.copystat")
     wrap(tempfile, "mkstemp", "tempfile.mkstemp")
-    wrap(rw, "_fingerprint", "fingerprint of the source")
+    wrap(placement, "fingerprint", "fingerprint of the source")
 
     # Deterministic output, so a file left behind can be compared byte for byte with a full run.
     counter = iter(range(1, 1 << 30))
     uuid.uuid4 = lambda: uuid.UUID(int=(0x5EED << 96) | next(counter), version=4)  # type: ignore[assignment]
-    rw._now = lambda: "2026-01-01T00:00:00.000Z"  # type: ignore[assignment]
+    plan_mod.now = lambda: "2026-01-01T00:00:00.000Z"  # type: ignore[assignment]
     real_strftime = time.strftime
     time.strftime = lambda fmt, *a: "20260101-000000" if "%Y%m%d" in fmt else real_strftime(fmt, *a)  # type: ignore[assignment]
 

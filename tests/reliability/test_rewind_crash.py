@@ -188,16 +188,16 @@ def test_subagent_copy_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytes
     subagent folder, no temporary left; the original untouched."""
     src = make_session(tmp_path / "s")
     before = snapshot(src.parent)
-    import rewind_lsp.rewind as rw
+    import rewind_lsp.placement as rw
 
-    real = rw._fsync_dir
+    real = rw.fsync_dir
 
     def failing(folder: Path) -> None:
         if folder.name.endswith(".rewind-tmp"):
             raise OSError(28, "No space left on device")
         real(folder)
 
-    monkeypatch.setattr(rw, "_fsync_dir", failing)
+    monkeypatch.setattr(rw, "fsync_dir", failing)
     with pytest.raises(OSError, match="No space left"):
         rewind(src, mode="patch")
     assert snapshot(src.parent) == before
@@ -209,7 +209,7 @@ def test_session_link_failure_takes_the_subagent_folder_back(tmp_path: Path,
     folder is removed again: no orphan `<new id>/` folder, no temporary left."""
     src = make_session(tmp_path / "s")
     before = snapshot(src.parent)
-    import rewind_lsp.rewind as rw
+    import rewind_lsp.placement as rw
 
     def refuse_link(_a: object, _b: object) -> None:
         raise FileExistsError(17, "File exists")
@@ -225,7 +225,7 @@ def test_a_subagent_transcript_changing_during_the_copy_is_refused(tmp_path: Pat
     src = make_session(tmp_path / "s")
     agent = src.parent / SID / "subagents" / "agent-a1b2c3.jsonl"
     before = snapshot(src.parent)
-    import rewind_lsp.rewind as rw
+    import rewind_lsp.placement as rw
 
     real_lstat = rw.os.lstat
     seen: list[str] = []
@@ -350,7 +350,7 @@ def test_in_place_append_after_the_last_check_is_not_lost(tmp_path: Path) -> Non
 def test_cli_reports_a_rescued_late_append(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI says where the late line went (stderr), and the JSON output carries the warning."""
-    import rewind_lsp.rewind as rw
+    import rewind_lsp.placement as rw
     from rewind_lsp.cli import main
 
     real_replace = rw.os.replace

@@ -1,0 +1,298 @@
+"""The repair plan: which lines of a session to drop, rewrite or add so that it pairs again.
+
+Two modes:
+- `truncate`: the active conversation cut back to the last point where every tool call pairs;
+- `patch`: everything kept; each unanswered tool_use gets an `is_error` tool_result worded
+  like Claude Code's own, orphaned tool_results become text at the end of their message,
+  duplicate ids are renamed consistently, results are moved in front of other content.
+
+A plan is data (lines to drop, lines to replace, lines to insert after a line); `placement`
+streams the source through it into a new file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .check import TranscriptCheck
+from .conversation import Conversation, Message
+from .transcript import TOOL_RESULT, TOOL_USE, Entry
+from .validate import validate
+
+MISSING_RESULT_TEXT = "[Tool result missing due to internal error]"
+
+
+class RewindError(Exception):
+    """Rewind refused; nothing was written. The message says why."""
+
+
+@dataclass(slots=True)
+class Plan:
+    drop: set[int] = field(default_factory=set)  # line numbers
+    replace: dict[int, dict[str, Any]] = field(default_factory=dict)  # line -> new JSON object
+    insert_after: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    fixed: list[str] = field(default_factory=list)
+    dropped_messages: int = 0
+
+
+class SourceLines:
+    """Reads and decodes chosen lines of the source, once each."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.cache: dict[int, dict[str, Any]] = {}
+
+    def get(self, e: Entry) -> dict[str, Any]:
+        if e.line not in self.cache:
+            with open(self.path, "rb") as f:
+                f.seek(e.offset)
+                # As the reader does (and Claude Code): invalid UTF-8 is read with replacement.
+                self.cache[e.line] = json.loads(f.read(e.length).decode("utf-8", errors="replace"))
+        return self.cache[e.line]
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+
+def _synthetic_user(
+    template: dict[str, Any], content: list[dict[str, Any]], source_assistant: str | None
+) -> dict[str, Any]:
+    """A user entry shaped like Claude Code's own, copying context fields from a neighbour."""
+    entry: dict[str, Any] = {
+        "parentUuid": None,
+        "isSidechain": template.get("isSidechain", False),
+        "userType": template.get("userType", "external"),
+        "cwd": template.get("cwd"),
+        "sessionId": template.get("sessionId"),
+        "version": template.get("version"),
+        "gitBranch": template.get("gitBranch"),
+        "type": "user",
+        "message": {"role": "user", "content": content},
+        "uuid": str(uuid.uuid4()),
+        "timestamp": now(),
+    }
+    if template.get("agentId"):
+        entry["agentId"] = template["agentId"]
+    if source_assistant:
+        entry["sourceToolAssistantUUID"] = source_assistant
+    return {k: v for k, v in entry.items() if v is not None or k == "parentUuid"}
+
+
+def _orphan_text(block: dict[str, Any]) -> dict[str, Any]:
+    content = block.get("content")
+    if isinstance(content, list):
+        body = "\n".join(str(c.get("text", "")) if isinstance(c, dict) else str(c) for c in content)
+    else:
+        body = "" if content is None else str(content)
+    tid = block.get("tool_use_id")
+    note = f"[Result of tool call {tid}, whose request was lost, kept as text by rewind-lsp]"
+    return {"type": "text", "text": f"{note}\n{body}"}
+
+
+def _message_index(conv: Conversation) -> dict[int, int]:
+    return {id(e): i for i, m in enumerate(conv.messages) for e in m.entries}
+
+
+def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan) -> None:
+    faults = validate(conv)
+    if not faults:
+        return
+    msg_of = _message_index(conv)
+    msgs = conv.messages
+    # Per user message: entries to move behind its results, and new entries to add there.
+    tail: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    # Per assistant message index with no user message after it: synthetic results.
+    new_results: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    renamed: dict[tuple[int, str], str] = {}  # (user message index, old id) -> new id
+
+    def obj(e: Entry) -> dict[str, Any]:
+        if e.line not in plan.replace:
+            plan.replace[e.line] = json.loads(json.dumps(lines.get(e)))
+        return plan.replace[e.line]
+
+    for fault in faults:
+        e, mi = fault.entry, msg_of.get(id(fault.entry), -1)
+        if fault.rule == "orphan-tool-use" and fault.tool_use_id:
+            result = {"type": "tool_result", "tool_use_id": fault.tool_use_id, "content": MISSING_RESULT_TEXT,
+                      "is_error": True}
+            new_results[mi].append(result)
+            plan.fixed.append(f"line {e.line}: added the missing tool_result for {fault.tool_use_id}")
+        elif fault.rule == "orphan-tool-result" and fault.block is not None:
+            d = obj(e)
+            content = d["message"]["content"]
+            text = _orphan_text(content[fault.block])
+            content[fault.block] = None  # removed below, after every fault of this line
+            tail[mi].append({"__text__": text, "__template__": e})
+            plan.fixed.append(f"line {e.line}: kept the orphaned tool_result for {fault.tool_use_id} as text")
+        elif fault.rule == "duplicate-tool-use-id" and fault.tool_use_id and fault.block is not None:
+            new_id = f"toolu_rw{uuid.uuid4().hex[:22]}"
+            obj(e)["message"]["content"][fault.block]["id"] = new_id
+            renamed[(mi + 1, fault.tool_use_id)] = new_id
+            plan.fixed.append(f"line {e.line}: renamed the duplicate tool_use id {fault.tool_use_id} to {new_id}")
+        elif fault.rule == "tool-result-not-first":
+            plan.fixed.append(f"line {e.line}: moved the tool_result for {fault.tool_use_id} before other content")
+
+    # Rename the result that answers a renamed duplicate (the last one with that id).
+    for (ui, old), new_id in renamed.items():
+        if 0 <= ui < len(msgs) and msgs[ui].role == "user":
+            for ent in reversed(msgs[ui].entries):
+                d = lines.get(ent) if ent.line not in plan.replace else plan.replace[ent.line]
+                blocks = d.get("message", {}).get("content")
+                if isinstance(blocks, list) and any(
+                    isinstance(b, dict) and b.get("type") == TOOL_RESULT and b.get("tool_use_id") == old for b in blocks
+                ):
+                    for b in reversed(obj(ent)["message"]["content"]):
+                        if isinstance(b, dict) and b.get("type") == TOOL_RESULT and b.get("tool_use_id") == old:
+                            b["tool_use_id"] = new_id
+                            break
+                    break
+
+    # Lay out each touched user message: results first, then synthetic results, then the rest.
+    touched = set(tail) | {i + 1 for i in new_results} | {msg_of.get(id(f.entry), -1) for f in faults}
+    layout: dict[int, tuple[list[Entry], list[Entry | dict[str, Any]]]] = {}  # msg -> (staying, moving)
+    new_messages: dict[int, dict[str, Any]] = {}  # assistant msg -> a new user message after it
+    for i, msg in enumerate(msgs):
+        if msg.role == "assistant" and i in new_results and (i + 1 >= len(msgs) or msgs[i + 1].role != "user"):
+            new_messages[i] = _synthetic_user(lines.get(msg.entries[-1]), new_results[i], msg.entries[-1].uuid)
+        if msg.role != "user" or i not in touched:
+            continue
+        results: list[Entry] = []
+        others: list[Entry | dict[str, Any]] = []
+        for ent in msg.entries:
+            d = plan.replace.get(ent.line) or lines.get(ent)
+            content = d.get("message", {}).get("content")
+            if ent.line in plan.replace and isinstance(content, list):
+                content[:] = [b for b in content if b is not None]
+                if not content:  # the line held only the orphan: it becomes the text itself
+                    for t in tail[i]:
+                        if t["__template__"] is ent:
+                            content.append(t["__text__"])
+                            t["__done__"] = True
+                    others.append(ent)
+                    continue
+            if not isinstance(content, list):
+                others.append(ent)
+                continue
+            is_res = [isinstance(b, dict) and b.get("type") == TOOL_RESULT for b in content]
+            if not any(is_res):
+                others.append(ent)
+                continue
+            if not all(is_res):  # results and other content on one line: results first
+                fixed = [b for b, r in zip(content, is_res, strict=True) if r] + [
+                    b for b, r in zip(content, is_res, strict=True) if not r]
+                if fixed != content:
+                    obj(ent)["message"]["content"] = fixed
+            results.append(ent)
+        prev_assistant = msgs[i - 1].entries[-1].uuid if i > 0 else None
+        synth: list[Entry | dict[str, Any]] = (
+            [_synthetic_user(lines.get(msg.entries[-1]), new_results[i - 1], prev_assistant)]
+            if (i - 1) in new_results else []
+        )
+        texts: list[Entry | dict[str, Any]] = [
+            _synthetic_user(lines.get(t["__template__"]), [t["__text__"]], None)
+            for t in tail[i] if not t.get("__done__")
+        ]
+        layout[i] = (results, synth + others + texts)
+
+    _relink(conv, layout, new_messages, plan, obj)
+
+
+def _relink(
+    conv: Conversation,
+    layout: dict[int, tuple[list[Entry], list[Entry | dict[str, Any]]]],
+    new_messages: dict[int, dict[str, Any]],
+    plan: Plan,
+    obj: Any,
+) -> None:
+    """Place moved and new lines after their message's last line, and make the conversation one
+    linear parentUuid chain in API order (the layout every Claude Code version loads)."""
+    msg_of = _message_index(conv)
+    sequence: list[Entry | dict[str, Any]] = []
+    done: set[int] = set()
+    for e in conv.order:
+        mi = msg_of.get(id(e))
+        if mi is None:
+            sequence.append(e)
+            continue
+        if mi in done:
+            continue
+        done.add(mi)
+        msg: Message = conv.messages[mi]
+        anchor = max(x.line for x in msg.entries)
+        if mi in layout:
+            staying, moving = layout[mi]
+            sequence.extend(staying)
+            sequence.extend(moving)
+            for x in moving:
+                if isinstance(x, dict):
+                    plan.insert_after[anchor].append(x)
+                else:
+                    plan.drop.add(x.line)
+                    plan.insert_after[anchor].append(obj(x))
+        else:
+            sequence.extend(msg.entries)
+        if mi in new_messages:
+            sequence.append(new_messages[mi])
+            plan.insert_after[anchor].append(new_messages[mi])
+    prev_uuid: str | None = None
+    for k, x in enumerate(sequence):
+        this_uuid = x.get("uuid") if isinstance(x, dict) else x.uuid
+        if this_uuid is None:
+            continue
+        if k > 0 and prev_uuid is not None:
+            parent = x.get("parentUuid") if isinstance(x, dict) else x.parent
+            if parent != prev_uuid:
+                (x if isinstance(x, dict) else obj(x))["parentUuid"] = prev_uuid
+        prev_uuid = this_uuid
+
+
+def plan_truncate(check: TranscriptCheck, plan: Plan) -> None:
+    main = check.main
+    if main is None:
+        if any(c.kind == "sidechain" for c in check.conversations):
+            raise RewindError("this is a subagent transcript (only sidechain entries): nothing to cut back; "
+                              "use --mode patch")
+        raise RewindError("no conversation to rewind: the file has no user or assistant entries")
+    faults = [f for f in validate(main)]
+    if not faults:
+        raise RewindError("the main conversation already pairs; nothing to rewind (try --mode patch for sidechains)")
+    msg_of = _message_index(main)
+    cut = min(msg_of[id(f.entry)] for f in faults)
+    msgs = main.messages
+    keep = cut
+    while keep > 0 and msgs[keep - 1].role == "assistant" and any(
+        b.kind == TOOL_USE for e in msgs[keep - 1].entries for b in e.blocks
+    ):
+        keep -= 1
+    while keep > 0 and msgs[keep - 1].role == "user" and any(e.has_tool_result for e in msgs[keep - 1].entries) and (
+        keep - 1 == 0 or msgs[keep - 2].role != "assistant"
+    ):
+        keep -= 1
+    if keep == 0:
+        raise RewindError("the conversation is broken from its first message: nothing to keep; use --mode patch")
+    kept = {id(e) for m in msgs[:keep] for e in m.entries}
+    last_kept_line = max(e.line for m in msgs[:keep] for e in m.entries)
+    dropped = {id(e) for m in msgs[keep:] for e in m.entries}
+    plan.dropped_messages = len(msgs) - keep
+    in_main_order = {id(e) for e in main.order}
+    for e in check.transcript.entries:
+        late = e.line > last_kept_line and id(e) not in kept
+        late_message = late and not e.sidechain and e.type in ("user", "assistant")
+        late_chain = late and id(e) in in_main_order
+        # Progress and system lines after the cut hang off dropped lines: kept, they would point at
+        # nothing, and one of them could become the leaf Claude Code resumes from.
+        late_linked = late and not e.sidechain and e.uuid is not None
+        if id(e) in dropped or late_message or late_chain or late_linked:
+            plan.drop.add(e.line)
+    plan.fixed.append(
+        f"kept {keep} of {len(msgs)} messages; cut before line {min(e.line for m in msgs[keep:] for e in m.entries)}"
+    )
+
+
