@@ -100,8 +100,22 @@ class _Rules:
         return self._rules.get(rule_id)
 
 
-def _api_error_findings(conv: Conversation, severity: Severity, rule: Rule, loc: _Locator) -> list[Finding]:
-    """Synthetic API-error entries recording the 400 itself."""
+RECORDED_400_PAIRED = (
+    "Claude Code recorded the tool-use 400 here{ids}, but every tool call of this conversation pairs now: "
+    "the request it refused may have held something the transcript does not (a block compaction or a hook "
+    "changed, an MCP tool gone on resume). Rewind to the prompt before it: `rewind` cuts there, "
+    "`rewind --mode patch` keeps everything and leaves the recorded error out"
+)
+
+
+def _api_error_findings(
+    conv: Conversation, severity: Severity, rule: Rule, loc: _Locator, paired: bool
+) -> list[Finding]:
+    """Synthetic API-error entries recording the 400 itself.
+
+    One verdict for every surface (docs/CONTRACT.md): `severity` (error) when the conversation
+    still has a pairing fault, a warning when it pairs now, information once the session went
+    on after it or in history."""
     from .logscan import scan_text
 
     out: list[Finding] = []
@@ -110,12 +124,25 @@ def _api_error_findings(conv: Conversation, severity: Severity, rule: Rule, loc:
             continue
         for f in scan_text(loc.text(e), [rule]):
             answered_after = any(x.type == "assistant" and x.is_message for x in conv.order[i + 1 :])
-            sev = severity if (conv.kind != "history" and not answered_after) else Severity.INFORMATION
-            note = "" if sev == severity else " (the session went on after it)"
+            ids = f" ({f.tool_use_id})" if f.tool_use_id else ""
+            where = f" at messages.{f.facts['messages_index']}" if "messages_index" in f.facts else ""
+            if conv.kind == "history" or answered_after:
+                sev = Severity.INFORMATION
+                message = f"Claude Code recorded the tool-use 400 here{ids}{where} (the session went on after it)"
+            elif paired:
+                sev = Severity.WARNING
+                message = RECORDED_400_PAIRED.format(ids=ids + where)
+            else:
+                sev = severity
+                message = (f"Claude Code recorded the tool-use 400 here{ids}{where}: the conversation's tool calls "
+                           "no longer pair up (the error on this conversation says where)")
+            facts = dict(f.facts)
+            facts["conversation"] = conv.label
+            facts["recorded_400"] = "paired" if paired else "broken"
             out.append(Finding(
-                f.rule, sev, f"Claude Code recorded the tool-use 400 here{note}: {f.message}",
+                f.rule, sev, message,
                 Position(e.line, f.start.column, f.start.utf16), Position(e.line, f.end.column, f.end.utf16),
-                f.tool_use_id, (), f.facts,
+                f.tool_use_id, (), facts,
             ))
     return out
 
@@ -136,7 +163,8 @@ def conversation_findings(
         findings.setdefault((f.start.line, f.start.column, f.rule, f.tool_use_id), f)
 
     for conv in conversations:
-        for fault in validate(conv):
+        faults = validate(conv)
+        for fault in faults:
             rule = ruleset.get(fault.rule)
             base = rule.severity if rule else Severity.ERROR
             if conv.kind == "history":
@@ -149,7 +177,8 @@ def conversation_findings(
         if any(e.api_error for e in conv.order):
             rule = ruleset.get(CONCURRENCY_400)
             if rule is not None:
-                for f in _api_error_findings(conv, rule.severity, rule, loc):
+                paired = not any(not f.pending for f in faults)
+                for f in _api_error_findings(conv, rule.severity, rule, loc, paired):
                     add(f)
     malformed = ruleset.get("malformed-line") if bad_lines else None
     for bad in bad_lines:

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .check import TranscriptCheck
+from .check import CONCURRENCY_400, TranscriptCheck
 from .conversation import Conversation, Message
+from .findings import Severity
 from .transcript import TOOL_RESULT, TOOL_USE, Entry
 from .validate import validate
 
@@ -38,6 +39,7 @@ class Plan:
     replace: dict[int, dict[str, Any]] = field(default_factory=dict)  # line -> new JSON object
     insert_after: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     fixed: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # what the copy does not carry, said in the summary
     dropped_messages: int = 0
 
 
@@ -96,6 +98,61 @@ def _orphan_text(block: dict[str, Any]) -> dict[str, Any]:
     return {"type": "text", "text": f"{note}\n{body}"}
 
 
+def _editable(e: Entry, lines: SourceLines, plan: Plan) -> dict[str, Any]:
+    """The line's JSON object as it will be written, a copy the plan may change."""
+    if e.line not in plan.replace:
+        plan.replace[e.line] = json.loads(json.dumps(lines.get(e)))
+    return plan.replace[e.line]
+
+
+def leave_out_recorded_errors(check: TranscriptCheck, lines: SourceLines, plan: Plan) -> None:
+    """Synthetic API-error entries (`isApiErrorMessage`) on a live chain from its first fault or
+    recorded 400 on are not carried into the copy: they were never sent to the API, and a recorded
+    400 left in would make the copy check as broken. Lines that hang off them are relinked to what
+    they hung from. The original keeps them."""
+    broken_at: dict[int, int] = {}  # id(conversation) -> first line of a fault or recorded 400
+    for conv in check.conversations:
+        if conv.kind == "history":
+            continue
+        lines_at = [f.entry.line for f in validate(conv) if not f.pending]
+        lines_at += [f.start.line for f in check.findings
+                     if f.rule == CONCURRENCY_400 and f.facts.get("conversation") == conv.label]
+        if lines_at:
+            broken_at[id(conv)] = min(lines_at)
+    gone: dict[str, str | None] = {}  # uuid of a left-out entry -> its parent
+    count = 0
+    for conv in check.conversations:
+        start = broken_at.get(id(conv))
+        if start is None:
+            continue
+        for e in conv.order:
+            if e.api_error and e.line >= start and e.line not in plan.drop:
+                plan.drop.add(e.line)
+                count += 1
+                if e.uuid:
+                    gone[e.uuid] = e.parent
+    if not gone:
+        return
+    for e in check.transcript.entries:
+        if e.line in plan.drop:
+            continue
+        current = plan.replace[e.line].get("parentUuid") if e.line in plan.replace else e.parent
+        if current in gone:
+            parent = current
+            while parent in gone:
+                parent = gone[parent]
+            _editable(e, lines, plan)["parentUuid"] = parent
+    plan.left_out.append(f"left out {count} recorded API error(s) (never sent to the API; the original keeps them)")
+
+
+def _server_half_text(block: dict[str, Any]) -> dict[str, Any]:
+    kind = str(block.get("type"))
+    tid = block.get("id") or block.get("tool_use_id")
+    body = json.dumps({k: v for k, v in block.items() if k not in ("type", "id", "tool_use_id")}, ensure_ascii=False)
+    return {"type": "text", "text": f"[{kind} {tid}, whose other half is in another message, kept as text by "
+                                    f"rewind-lsp]\n{body}", "__kind__": kind}
+
+
 def _message_index(conv: Conversation) -> dict[int, int]:
     return {id(e): i for i, m in enumerate(conv.messages) for e in m.entries}
 
@@ -113,13 +170,19 @@ def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan) -> None:
     renamed: dict[tuple[int, str], str] = {}  # (user message index, old id) -> new id
 
     def obj(e: Entry) -> dict[str, Any]:
-        if e.line not in plan.replace:
-            plan.replace[e.line] = json.loads(json.dumps(lines.get(e)))
-        return plan.replace[e.line]
+        return _editable(e, lines, plan)
 
     for fault in faults:
         e, mi = fault.entry, msg_of.get(id(fault.entry), -1)
-        if fault.rule == "orphan-tool-use" and fault.tool_use_id:
+        if fault.facts.get("server_tool") and fault.block is not None:
+            # A server tool's half without its other half in the same message: both halves are
+            # kept as text in place (an assistant message may hold text anywhere; no pairing needed).
+            content = obj(e)["message"]["content"]
+            content[fault.block] = _server_half_text(content[fault.block])
+            plan.fixed.append(f"line {e.line}: kept the unpaired {content[fault.block]['__kind__']} "
+                              f"{fault.tool_use_id} as text")
+            del content[fault.block]["__kind__"]
+        elif fault.rule == "orphan-tool-use" and fault.tool_use_id:
             result = {"type": "tool_result", "tool_use_id": fault.tool_use_id, "content": MISSING_RESULT_TEXT,
                       "is_error": True}
             new_results[mi].append(result)
@@ -219,7 +282,8 @@ def _relink(
     for e in conv.order:
         mi = msg_of.get(id(e))
         if mi is None:
-            sequence.append(e)
+            if not (e.api_error and e.line in plan.drop):  # a recorded error left out
+                sequence.append(e)
             continue
         if mi in done:
             continue
@@ -261,10 +325,8 @@ def plan_truncate(check: TranscriptCheck, plan: Plan) -> None:
                               "use --mode patch")
         raise RewindError("no conversation to rewind: the file has no user or assistant entries")
     faults = [f for f in validate(main)]
-    if not faults:
-        raise RewindError("the main conversation already pairs; nothing to rewind (try --mode patch for sidechains)")
     msg_of = _message_index(main)
-    cut = min(msg_of[id(f.entry)] for f in faults)
+    cut = min(msg_of[id(f.entry)] for f in faults) if faults else _before_recorded_400(check, main, msg_of)
     msgs = main.messages
     keep = cut
     while keep > 0 and msgs[keep - 1].role == "assistant" and any(
@@ -296,3 +358,29 @@ def plan_truncate(check: TranscriptCheck, plan: Plan) -> None:
     )
 
 
+
+
+def _is_prompt(e: Entry) -> bool:
+    """A user message the user typed (not a tool_result line)."""
+    return e.type == "user" and e.is_message and not e.has_tool_result
+
+
+def _before_recorded_400(check: TranscriptCheck, main: Conversation, msg_of: dict[int, int]) -> int:
+    """The message index of the prompt whose request Claude Code recorded the 400 for, when every
+    call pairs: a cut there is what `/rewind` to that prompt does."""
+    recorded = [f.start.line for f in check.findings
+                if f.rule == CONCURRENCY_400 and f.facts.get("conversation") == main.label
+                and f.facts.get("recorded_400") == "paired" and f.severity <= Severity.WARNING]
+    if not recorded:
+        raise RewindError("the main conversation already pairs; nothing to rewind (try --mode patch for sidechains)")
+    first = min(recorded)
+    prompt = None
+    for e in main.order:
+        if e.line >= first:
+            break
+        if _is_prompt(e) and id(e) in msg_of:
+            prompt = e
+    if prompt is None:
+        raise RewindError(f"the tool-use 400 recorded at line {first} has no prompt before it to rewind to; "
+                          "use --mode patch")
+    return msg_of[id(prompt)]

@@ -14,7 +14,15 @@ from . import placement
 from .check import check_transcript_file
 from .findings import Severity
 from .placement import STALE_TEMP_SECONDS, TEMP_SUFFIX, choose_target, session_id_of
-from .repair_plan import MISSING_RESULT_TEXT, Plan, RewindError, SourceLines, plan_patch, plan_truncate
+from .repair_plan import (
+    MISSING_RESULT_TEXT,
+    Plan,
+    RewindError,
+    SourceLines,
+    leave_out_recorded_errors,
+    plan_patch,
+    plan_truncate,
+)
 
 MODES = ("truncate", "patch")
 
@@ -88,6 +96,7 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
     cwd = next((lines.get(e).get("cwd") for e in reversed(check.transcript.entries) if e.type in ("user", "assistant")),
                None)
     plan = Plan()
+    leave_out_recorded_errors(check, lines, plan)  # first: the patch's relinking then skips them
     if mode == "truncate":
         plan_truncate(check, plan)
     else:
@@ -97,5 +106,5 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
         plan.dropped_messages = 0
     placed = placement.place(source, src_fd, before, plan, target, session_id, _verify)
     kept = len(check.main.messages) - plan.dropped_messages if check.main else 0
-    return RewindResult(target, session_id or source.stem, mode, placed.backup, plan.fixed, kept,
+    return RewindResult(target, session_id or source.stem, mode, placed.backup, plan.fixed + plan.left_out, kept,
                         plan.dropped_messages, cwd if isinstance(cwd, str) else None, placed.warnings)

@@ -46,8 +46,24 @@ def _text_first(message: Message) -> list[tuple[Entry, int | None]]:
     return out
 
 
+def _is_splitter(e: Entry) -> bool:
+    """A line Claude Code sends as (part of) a user message between two lines of one reply: a user
+    prompt or notice, an attachment, a local command's output."""
+    if e.type == "user":
+        return not e.has_tool_result
+    return e.type == "attachment" or (e.type == "system" and e.subtype == "local_command")
+
+
+def _written_between(first: Entry, last: Entry, splitters: list[Entry]) -> Entry | None:
+    for s in splitters:
+        if first.line < s.line < last.line:
+            return s
+    return None
+
+
 def validate(conv: Conversation) -> list[Fault]:
     faults: list[Fault] = []
+    splitters = [e for e in conv.order if _is_splitter(e)]
     seen_use: dict[str, tuple[Entry, Block]] = {}
     msgs = conv.messages
     blocks = [_blocks(m) for m in msgs]  # each message's blocks are looked at up to three times
@@ -57,7 +73,8 @@ def validate(conv: Conversation) -> list[Fault]:
                 continue
             # One pass for the uses and the server-side results (it was a comprehension and a loop).
             uses: list[tuple[Entry, Block]] = []
-            server_ids: set[str] = set()
+            server_ids: dict[str, Entry] = {}
+            split_answers: set[str] = set()
             for e, b in blocks[i]:
                 kind = b.kind
                 if kind == TOOL_USE:
@@ -65,14 +82,43 @@ def validate(conv: Conversation) -> list[Fault]:
                 elif kind in SERVER_TOOL_USES:
                     uses.append((e, b))
                     if b.tool_id:
-                        server_ids.add(b.tool_id)
+                        server_ids[b.tool_id] = e
+                elif kind.endswith("_tool_result") and kind != TOOL_RESULT and b.tool_id in server_ids and (
+                    splitter := _written_between(server_ids[b.tool_id], e, splitters)
+                ) is not None:
+                    # Claude Code merges the lines of one reply only while nothing else was written
+                    # between them: the two halves reach the API in different assistant messages.
+                    split_answers.add(b.tool_id or "")
+                    faults.append(Fault(
+                        "orphan-tool-result", e, b.index,
+                        f"unexpected tool_use_id found in {b.kind} blocks: {b.tool_id}. Each {b.kind} block must "
+                        f"have a corresponding server_tool_use block before it: line {splitter.line} "
+                        f"({splitter.type}) was written between them, so they reach the API in different messages",
+                        b.tool_id, related=[(server_ids[b.tool_id], None, "its server_tool_use, in the message before"),
+                                            (splitter, None, "the line written between the two halves")],
+                        facts={"messages_index": str(i + 2), "server_tool": "true"},
+                    ))
                 elif kind.endswith("_tool_result") and kind != TOOL_RESULT and b.tool_id not in server_ids:
                     faults.append(Fault(
                         "orphan-tool-result", e, b.index,
-                        f"`{b.kind}` for {b.tool_id} has no `server_tool_use` before it in the same message",
-                        b.tool_id, facts={"messages_index": str(i)},
+                        f"unexpected tool_use_id found in {b.kind} blocks: {b.tool_id}. Each {b.kind} block must "
+                        "have a corresponding server_tool_use block before it (in the same assistant message)",
+                        b.tool_id, facts={"messages_index": str(i), "server_tool": "true"},
                     ))
+            answered_server = {
+                b.tool_id for _, b in blocks[i] if b.kind.endswith("_tool_result") and b.kind != TOOL_RESULT
+            } - split_answers
+            later_reply = any(m.role == "assistant" for m in msgs[i + 1 :])
             for e, b in uses:
+                if b.kind in SERVER_TOOL_USES and b.tool_id and b.tool_id not in answered_server and later_reply:
+                    # Its result went to another API message (something was written between the two
+                    # halves) or was lost: the API wants it in the same message.
+                    faults.append(Fault(
+                        "orphan-tool-use", e, b.index,
+                        f"`{b.kind}` {b.tool_id} has no `*_tool_result` after it in the same message; "
+                        "each server_tool_use block must have its result in the same assistant message",
+                        b.tool_id, facts={"messages_index": str(i), "server_tool": "true"},
+                    ))
                 if not b.tool_id:
                     continue
                 first = seen_use.get(b.tool_id)

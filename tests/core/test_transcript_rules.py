@@ -411,9 +411,30 @@ def test_recorded_400_is_reported(b: Builder, tmp_path: Path) -> None:
     p = b.write(tmp_path / "s.jsonl")
     fs = findings(p)
     f = _only(fs, "tool-use-concurrency-400")
-    assert (f.start.line, f.severity, f.tool_use_id) == (b.line_of(e), Severity.ERROR, "toolu_01XYZ")
+    # Every call pairs: one verdict everywhere, a warning that says so and what to do.
+    assert (f.start.line, f.severity, f.tool_use_id) == (b.line_of(e), Severity.WARNING, "toolu_01XYZ")
+    assert f.message == (
+        "Claude Code recorded the tool-use 400 here (toolu_01XYZ) at messages.3, but every tool call of this "
+        "conversation pairs now: the request it refused may have held something the transcript does not (a block "
+        "compaction or a hook changed, an MCP tool gone on resume). Rewind to the prompt before it: `rewind` cuts "
+        "there, `rewind --mode patch` keeps everything and leaves the recorded error out"
+    )
     line = p.read_text().splitlines()[f.start.line - 1]
     assert line[f.start.column - 1 :].startswith("API Error: 400") or "tool_use" in line[f.start.column - 1 :]
+
+
+def test_recorded_400_with_a_pairing_fault_is_an_error(b: Builder, tmp_path: Path) -> None:
+    b.user("go")
+    b.assistant(tu("toolu_B1"))
+    b.user("where is my result?")
+    e = _api_error(b, "API Error: 400 due to tool use concurrency issues. Run /rewind to recover the conversation.")
+    p = b.write(tmp_path / "s.jsonl")
+    fs = findings(p)
+    f = _only(fs, "tool-use-concurrency-400")
+    assert (f.start.line, f.severity) == (b.line_of(e), Severity.ERROR)
+    assert f.message == ("Claude Code recorded the tool-use 400 here: the conversation's tool calls no longer pair "
+                         "up (the error on this conversation says where)")
+    assert _only(fs, "orphan-tool-use").severity == Severity.ERROR
 
 
 def test_recorded_400_the_session_went_on_after_is_information(b: Builder, tmp_path: Path) -> None:
@@ -424,6 +445,7 @@ def test_recorded_400_the_session_went_on_after_is_information(b: Builder, tmp_p
     p = b.write(tmp_path / "s.jsonl")
     f = _only(findings(p), "tool-use-concurrency-400")
     assert f.severity == Severity.INFORMATION
+    assert f.message == "Claude Code recorded the tool-use 400 here (the session went on after it)"
 
 
 # --- interrupted tools ---------------------------------------------------------------------
