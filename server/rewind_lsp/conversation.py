@@ -51,7 +51,7 @@ class Conversation(msgspec.Struct):
 class _Index:
     __slots__ = (
         "_position", "_scopes", "attached_results", "by_uuid", "entries", "has_children", "has_message_children",
-        "siblings",
+        "siblings", "superseded",
     )
 
     def __init__(self, entries: Sequence[Entry]) -> None:
@@ -61,6 +61,9 @@ class _Index:
         self.attached_results: dict[str, list[Entry]] = {}
         self.has_children: set[str] = set()
         self.has_message_children: set[str] = set()  # a user/assistant line continues from it
+        # Earlier copies of a line written again with the same uuid: Claude Code's loader keys
+        # entries by uuid, so the last copy wins and the others are not part of any conversation.
+        self.superseded: set[int] = set()
         # Entries of each scope (main, or one agent's sidechain) in file order, for bridging. Built
         # on first use only: a parent is missing in few files, and these cost a third of the index.
         self._scopes: dict[tuple[bool, str | None], list[Entry]] | None = None
@@ -84,7 +87,10 @@ class _Index:
         has_children, has_message_children = self.has_children, self.has_message_children
         for e in new:
             uuid = e.uuid
-            if uuid is not None and uuid not in by_uuid:
+            if uuid is not None:
+                earlier = by_uuid.get(uuid)
+                if earlier is not None:
+                    self._supersede(earlier)
                 by_uuid[uuid] = e
             parent = e.parent
             kind = e.type
@@ -115,6 +121,19 @@ class _Index:
                                 got.append(e)
         if self._scopes is not None:  # bridging's per-scope lists are rebuilt on next use
             self._scopes = self._position = None
+
+    def _supersede(self, earlier: Entry) -> None:
+        """Take an earlier copy of a uuid out of the groups it joined (rare: a line written twice)."""
+        self.superseded.add(id(earlier))
+        m = earlier.message
+        if earlier.type == "assistant" and m is not None and m.id:
+            group = self.siblings.get((earlier.sidechain, earlier.agent_id, m.id))
+            if group is not None and earlier in group:
+                group.remove(earlier)
+        for key in (earlier.parent, earlier.source_tool_assistant):
+            got = self.attached_results.get(key) if key is not None else None
+            if got is not None and earlier in got:
+                got.remove(earlier)
 
     def parent_of(self, e: Entry) -> Entry | None:
         p = e.parent
@@ -289,6 +308,9 @@ def rebuild_indexed(
     """`rebuild`, and the index it used; `ix` may be given when it already indexes `entries`."""
     if ix is None:
         ix = _index(entries)
+    if ix.superseded:
+        gone = ix.superseded
+        entries = [e for e in entries if id(e) not in gone]
     side_entries = [e for e in entries if e.sidechain]
     conversations: list[Conversation] = []
 

@@ -190,3 +190,21 @@ def test_a_healthy_advisor_reply_checks_clean(tmp_path: Path) -> None:
     b.user("thanks")
     b.assistant(text("welcome"))
     assert findings(b.write(tmp_path / f"{SID}.jsonl")) == []
+
+
+@pytest.mark.parametrize("which", ["tool_use", "tool_result", "prompt"])
+def test_a_line_written_twice_collapses_as_in_claude_code(tmp_path: Path, which: str) -> None:
+    """Claude Code's loader keys entries by uuid: a line written twice byte for byte is one entry
+    (the last copy wins), so the API sees the id once and nothing is reported."""
+    b = Builder()
+    b.user("go")
+    lines = b.tool_turn(["toolu_01TWICE"])
+    b.assistant(text("done"))
+    b.user("next")
+    b.assistant(text("ok"))
+    twice = {"tool_use": lines["toolu_01TWICE"], "tool_result": lines["r:toolu_01TWICE"], "prompt": b.lines[0]}[which]
+    b.lines.insert(b.line_of(twice), dict(twice))
+    src = b.write(tmp_path / f"{SID}.jsonl")
+    assert findings(src) == []
+    done = run_cli("check", str(src), "--format", "json")
+    assert (done.returncode, json.loads(done.stdout)) == (0, [])
