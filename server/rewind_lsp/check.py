@@ -181,6 +181,17 @@ def conversation_findings(
                 for f in _api_error_findings(conv, rule.severity, rule, loc, paired):
                     add(f)
     malformed = ruleset.get("malformed-line") if bad_lines else None
+    if not conversations and len(bad_lines) > 1:
+        # Not a transcript at all (plain text, another tool's JSONL): one finding, not one a line.
+        first = bad_lines[0]
+        text = fetch(first.offset, 1 << 16).split(b"\n", 1)[0].decode("utf-8", errors="replace")
+        add(Finding(
+            "malformed-line", malformed.severity if malformed else Severity.WARNING,
+            f"not a Claude Code transcript: none of its {len(bad_lines)} lines is a transcript entry "
+            f"(line {first.line}: {first.reason})",
+            line_position(first.line, text, 0), line_position(first.line, text, len(text)),
+        ))
+        bad_lines = ()
     for bad in bad_lines:
         text = fetch(bad.offset, 1 << 16).split(b"\n", 1)[0].decode("utf-8", errors="replace")
         col = min(bad.column - 1, len(text))

@@ -6,11 +6,10 @@ import argparse
 import io
 import json
 import os
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .findings import Finding, Severity
@@ -54,13 +53,16 @@ def _jobs(text: str) -> int:
 
 
 def _check_all(
-    paths: Sequence[str], rules: RuleSet | None, jobs: int = 1
-) -> tuple[list[tuple[str, Finding]], list[str]]:
+    paths: Sequence[str], rules: RuleSet | None, jobs: int = 1, count: bool = False
+) -> Any:
+    """(findings, problems), and with `count` how many files were read."""
     from .check import check_path, discover, is_regular_file
 
     results: list[tuple[str, Finding]] = []
     problems: list[str] = []
+    checked = 0
     for path in discover(paths):
+        checked += 1
         if os.path.exists(path) and not os.path.isdir(path) and not is_regular_file(path):
             problems.append(f"{path}: not a regular file (a pipe or device is never read)")
             continue
@@ -74,7 +76,7 @@ def _check_all(
             problems.append(f"{path}: is a folder")
         except OSError as exc:
             problems.append(f"{path}: cannot read: {exc.strerror or exc}")
-    return results, problems
+    return (results, problems, checked) if count else (results, problems)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -82,10 +84,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     # Without --rule-dir the shipped rules load only when a finding needs one: a clean check skips them.
     rules = _rules(args.rule_dir) if args.rule_dir else None
-    results, problems = _check_all(args.paths, rules, args.jobs)
+    results, problems, checked = _check_all(args.paths, rules, args.jobs, count=True)
     if args.min_severity:
         limit = Severity.parse(args.min_severity)
         results = [(p, f) for p, f in results if f.severity <= limit]
+    if not checked and not problems:
+        # Nothing to say on stdout, but never silence: a wrong folder would look like a healthy one.
+        print(f"rewind-lsp: checked 0 sessions, 0 logs in {', '.join(args.paths)}", file=sys.stderr)
     if args.format == "json":
         print(to_json(results))
     elif args.format == "sarif":
@@ -99,70 +104,194 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_FOUND if any(f.severity == Severity.ERROR for _, f in results) else EXIT_OK
 
 
+def _is_subagent_path(path: str) -> bool:
+    """`<session>/subagents/agent-<id>.jsonl`, or `agent-<id>.jsonl` beside the sessions (1.0.x)."""
+    return "/subagents/" in path.replace(os.sep, "/") or os.path.basename(path).startswith("agent-")
+
+
+def _owner_session(agent: str, sessions: set[str]) -> str | None:
+    """The session a subagent transcript belongs to: its folder's, or (1.0.x) the one its lines name."""
+    norm = agent.replace(os.sep, "/")
+    if "/subagents/" in norm:
+        candidate = norm.split("/subagents/", 1)[0] + ".jsonl"
+        return candidate if candidate in sessions else None
+    try:
+        with open(agent, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    import re
+
+    m = re.search(rb'"sessionId"\s*:\s*"([0-9a-f-]{36})"', head)
+    if m is None:
+        return None
+    named = os.path.join(os.path.dirname(agent), m.group(1).decode() + ".jsonl")
+    return named if named in sessions else None
+
+
+def _first(f: Finding) -> dict[str, object]:
+    return {"line": f.start.line, "rule": f.rule, "message": redact(f.message)}
+
+
 def cmd_scan_machine(args: argparse.Namespace) -> int:
-    """No arguments: check every Claude Code session on this machine; list the broken ones."""
+    """No arguments: check every Claude Code session on this machine; list the broken ones.
+
+    Words, the same on every surface: a *session* is a `<id>.jsonl` one can resume; a *subagent
+    transcript* belongs to a session and is reported under it; terminal logs are not sessions."""
+    from .advice import rewind_command
     from .check import claude_projects_dir, discover
 
     root = claude_projects_dir()
+    as_json = args.format == "json"
     if not root.is_dir():
-        print(f"No Claude Code sessions found: {root} does not exist (set CLAUDE_CONFIG_DIR if yours is elsewhere).")
+        message = f"No Claude Code sessions found: {root} does not exist (set CLAUDE_CONFIG_DIR if yours is elsewhere)."
+        print(json.dumps({"root": str(root), "sessions": 0, "subagent_transcripts": 0, "broken": [], "warnings": [],
+                          "note": message}, indent=2) if as_json else message)
         return EXIT_OK
-    rules = None  # the shipped rules, loaded by the checks when a finding needs them
-    # Subagent transcripts (`<session>/subagents/agent-<id>.jsonl`, or `agent-<id>.jsonl` beside the
-    # sessions in older versions) are not sessions one can resume.
-    sessions = [p for p in discover([str(root)], (".jsonl",))
-                if "/subagents/" not in p.replace(os.sep, "/") and not os.path.basename(p).startswith("agent-")]
-    broken: dict[str, list[Finding]] = {}
+    files = list(discover([str(root)], (".jsonl",)))
+    sessions = [p for p in files if not _is_subagent_path(p)]
+    agents = [p for p in files if _is_subagent_path(p)]
+    session_set = set(sessions)
     problems: list[str] = []
-    for path in sessions:
-        results, errs = _check_all([path], rules, 0)
+    errors_of: dict[str, list[Finding]] = {}
+    warnings_of: dict[str, list[Finding]] = {}
+    agent_errors: dict[str, list[tuple[str, list[Finding]]]] = {}
+    for path in sessions + agents:
+        results, errs = _check_all([path], None, 0)
         problems.extend(errs)
         errors = [f for _, f in results if f.severity == Severity.ERROR]
-        if errors:
-            broken[path] = errors
-    print(f"Checked {len(sessions)} Claude Code session(s) under {root}.")
-    if not broken:
-        print("No broken sessions: every tool call pairs.")
-    for path, errors in broken.items():
-        first = errors[0]
-        print(f"\nBROKEN  {path}")
-        print(f"  {len(errors)} error(s); first: line {first.start.line}: {first.rule}: {redact(first.message)}")
-        print(f"  fix:    rewind-lsp rewind {path}            (cut back to the last good point)")
-        print(f"     or:  rewind-lsp rewind --mode patch {path}   (keep everything)")
-        print("  then run the `claude --resume <id>` line it prints.")
+        if path in session_set:
+            if errors:
+                errors_of[path] = errors
+            else:
+                recorded = [f for _, f in results if f.rule == "tool-use-concurrency-400"
+                            and f.severity == Severity.WARNING]
+                if recorded:
+                    warnings_of[path] = recorded
+        elif errors:
+            owner = _owner_session(path, session_set) or path  # an orphaned subagent transcript: on its own
+            agent_errors.setdefault(owner, []).append((path, errors))
+    broken = sorted(set(errors_of) | set(agent_errors))
+    report: list[dict[str, object]] = []
+    for path in broken:
+        own = errors_of.get(path, [])
+        subs = agent_errors.get(path, [])
+        if own:
+            fixes = [rewind_command(path, "--mode", "patch"), rewind_command(path)]
+        else:
+            fixes = [rewind_command(a, "--mode", "patch", "--in-place") for a, _ in subs]
+        report.append({
+            "session": path, "errors": len(own), "first": _first(own[0]) if own else None,
+            "subagents": [{"path": a, "errors": len(fs), "first": _first(fs[0])} for a, fs in subs],
+            "fix": fixes,
+        })
+    warned: list[dict[str, object]] = [{"session": path, "first": _first(fs[0]), "fix": [rewind_command(path),
+                                                               rewind_command(path, "--mode", "patch")]}
+              for path, fs in sorted(warnings_of.items()) if path not in errors_of and path not in agent_errors]
+    if as_json:
+        print(json.dumps({"root": str(root), "sessions": len(sessions), "subagent_transcripts": len(agents),
+                          "broken": report, "warnings": warned}, indent=2))
+    else:
+        _print_scan(root, len(sessions), len(agents), report, warned)
     for p in problems:
         print(f"rewind-lsp: {p}", file=sys.stderr)
     return EXIT_FOUND if broken else (EXIT_USAGE if problems else EXIT_OK)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _print_scan(root: Path, sessions: int, agents: int, report: list[dict[str, object]],
+                warned: list[dict[str, object]]) -> None:
+    counted = f"{_plural(sessions, 'Claude Code session')} ({_plural(agents, 'subagent transcript')})"
+    print(f"Checked {counted} under {root}.")
+    if not report:
+        print("No broken sessions: every tool call pairs.")
+    for item in report:
+        print(f"\nBROKEN  {item['session']}")
+        first = item["first"]
+        if isinstance(first, dict):
+            print(f"  {_plural(int(str(item['errors'])), 'error')}; first: line {first['line']}: {first['rule']}: "
+                  f"{first['message']}")
+        for sub in item["subagents"]:  # type: ignore[attr-defined]
+            f = sub["first"]
+            print(f"  subagent transcript {sub['path']}: {_plural(sub['errors'], 'error')}; first: line {f['line']}: "
+                  f"{f['rule']}: {f['message']}")
+        fixes = item["fix"]
+        assert isinstance(fixes, list)
+        if first is not None:
+            print(f"  fix:    {fixes[0]}")
+            print("          (keeps everything; a new session beside the original, which stays untouched)")
+            print(f"     or:  {fixes[1]}")
+            print("          (cuts back to the last point where every tool call pairs)")
+            print("  then run the `claude --resume <id>` line it prints.")
+        else:
+            print("  fix (each subagent transcript in place, a timestamped backup kept):")
+            for cmd in fixes:
+                print(f"    {cmd}")
+    for item in warned:
+        first = item["first"]
+        fixes = item["fix"]
+        assert isinstance(first, dict) and isinstance(fixes, list)
+        print(f"\nWARNING {item['session']}")
+        print(f"  line {first['line']}: {first['rule']}: {first['message']}")
+        print(f"  fix:    {fixes[0]}")
+        print("          (cuts before the prompt whose request was refused)")
+        print(f"     or:  {fixes[1]}")
+        print("          (keeps everything but the recorded error)")
+
+
+def _rewind_error(args: argparse.Namespace, message: str) -> int:
+    """A refused rewind: plain on stderr, or (JSON mode) an object on stdout too, scripts read one stream."""
+    if args.format == "json":
+        print(json.dumps({"error": redact(message)}, indent=2))
+    print(f"rewind-lsp: {redact(message)}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _out_problem(out: str) -> str | None:
+    """`--out DIR/` (a trailing slash: a folder is meant) that does not exist: say so, not the name rule."""
+    if out.endswith(("/", os.sep)) and not os.path.isdir(out):
+        return f"--out {out}: no such folder; nothing was written"
+    return None
+
+
 def cmd_rewind(args: argparse.Namespace) -> int:
     from .check import is_transcript_path
-    from .rewind import RewindError, rewind
+    from .rewind import RewindError, preview, rewind
 
     if not is_transcript_path(args.file):
-        print(f"rewind-lsp: {args.file}: not a transcript (.jsonl)", file=sys.stderr)
-        return EXIT_USAGE
+        return _rewind_error(args, f"{args.file}: not a transcript (.jsonl)")
+    if args.out and (problem := _out_problem(args.out)):
+        return _rewind_error(args, problem)
+    if args.to is not None and args.mode == "patch":
+        return _rewind_error(args, "--to cuts the conversation back to a prompt: it goes with --mode truncate only")
     try:
-        result = rewind(args.file, mode=args.mode, out=args.out, in_place=args.in_place)
+        if args.dry_run:
+            return _print_preview(args, preview(args.file, to=args.to))
+        result = rewind(args.file, mode=args.mode, out=args.out, in_place=args.in_place, to=args.to)
     except RewindError as exc:
-        print(f"rewind-lsp: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _rewind_error(args, str(exc))
     except OSError as exc:
         # The file the call failed on (a link's or a rename's destination first), not always FILE.
-        print(f"rewind-lsp: {exc.filename2 or exc.filename or args.file}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _rewind_error(args, f"{exc.filename2 or exc.filename or args.file}: {exc.strerror or exc}")
+    from .advice import resume_command
+
     # Claude Code looks a session up by id in the project folder of its working directory: a copy
     # written elsewhere (--out) must be moved beside the original first.
     elsewhere = result.path.resolve().parent != Path(args.file).resolve().parent
+    resume, note = resume_command(result.session_id, result.cwd, args.file)
     for w in result.warnings:
         print(f"rewind-lsp: warning: {redact(w)}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps({
             "path": str(result.path), "session_id": result.session_id, "mode": result.mode,
-            "backup": str(result.backup) if result.backup else None, "fixed": result.fixed,
+            "backup": str(result.backup) if result.backup else None, "fixed": [redact(x) for x in result.fixed],
             # null when the file's name is no session id: no command would find it.
-            "resume_command": result.resume_command if result.resumable else None, "cwd": result.cwd,
-            "beside_original": not elsewhere, "warnings": result.warnings,
+            "resume_command": resume if result.resumable else None, "cwd": result.cwd,
+            "beside_original": not elsewhere, "warnings": [redact(w) for w in result.warnings],
+            "kept_messages": result.kept_messages, "dropped_messages": result.dropped_messages,
         }, indent=2))
         return EXIT_OK
     print(f"Wrote {result.path} ({result.mode}); the original is untouched" if not result.backup
@@ -177,9 +306,37 @@ def cmd_rewind(args: argparse.Namespace) -> int:
         what = f"{result.path} (and its folder {sub})" if sub.is_dir() else str(result.path)
         print(f"\nClaude Code finds a session only in its project folder: move {what} "
               f"into {Path(args.file).resolve().parent} (where the original is) before resuming.")
-    # Quoted: a folder with spaces must work, and a cwd from a shared transcript must not run code.
-    where = f"cd {shlex.quote(result.cwd)} && " if result.cwd else ""
-    print(f"\nResume it with:\n  {where}{result.resume_command}")
+    print(f"\nResume it with:\n  {resume}")
+    if note:
+        print(f"  ({redact(note)})")
+    return EXIT_OK
+
+
+def _print_preview(args: argparse.Namespace, previews: list[Any]) -> int:
+    if args.format == "json":
+        print(json.dumps({"path": args.file, "modes": {p.mode: (
+            {"refused": redact(p.refused)} if p.refused else {
+                "kept_messages": p.kept_messages, "dropped_messages": p.dropped_messages,
+                "total_messages": p.total_messages,
+                "last_prompt_kept": {"line": p.last_prompt_line, "text": redact(p.last_prompt_text or "")}
+                if p.last_prompt_line else None,
+                "added_results": p.added_results, "fixed": [redact(x) for x in p.fixed],
+                "left_out": [redact(x) for x in p.left_out],
+            }) for p in previews}}, indent=2))
+        return EXIT_OK
+    print(f"What each mode would do to {args.file} (nothing written):")
+    for p in previews:
+        print(f"\n{p.mode}:")
+        if p.refused:
+            print(f"  refused: {redact(p.refused)}")
+            continue
+        print(f"  keeps {p.kept_messages} of {p.total_messages} messages (drops {p.dropped_messages})")
+        if p.last_prompt_line:
+            print(f"  last prompt kept: line {p.last_prompt_line}: {redact(p.last_prompt_text or '')!r}")
+        if p.added_results:
+            print(f"  adds {p.added_results} tool_result(s) marked as errors for calls that never got one")
+        for line in p.fixed + p.left_out:
+            print(f"  - {redact(line)}")
     return EXIT_OK
 
 
@@ -225,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
         "'API Error: 400 due to tool use concurrency issues'. With no command: check every session on this machine."
     ))
     parser.add_argument("--version", action="version", version=f"rewind-lsp {__version__}")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="with no command: the list of broken sessions as text or JSON")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     p = sub.add_parser("check", help="check transcripts (*.jsonl) and terminal logs (*.log)")
@@ -256,6 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--in-place", action="store_true", help=(
         "replace the original (same session id), keeping a timestamped backup beside it; a line the "
         "still-running session appends during the swap is kept at the end of the backup, with a warning"))
+    p.add_argument("--to", metavar="LINE|UUID", help=(
+        "cut back to just before this user prompt of the live conversation (its line number or uuid), as "
+        "Claude Code's /rewind menu does; truncate only"))
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what each mode would do (messages kept and dropped, the last prompt kept, results "
+                        "added, entries left out); nothing is written")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_rewind)
 
@@ -287,13 +452,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        return cmd_scan_machine(args)
     try:
-        return int(args.func(args))
+        return cmd_scan_machine(args) if args.command is None else int(args.func(args))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        # `rewind-lsp | head`: the reader left. Quietly: stdout goes nowhere, so the final flush
+        # at exit cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
 
 

@@ -40,7 +40,10 @@ class Plan:
     insert_after: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     fixed: list[str] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)  # what the copy does not carry, said in the summary
-    dropped_messages: int = 0
+    kept_messages: int = 0  # of the main conversation
+    total_messages: int = 0
+    last_prompt: Entry | None = None  # the last user prompt the copy keeps
+    added_results: int = 0  # synthetic tool_results (patch)
 
 
 class SourceLines:
@@ -186,6 +189,7 @@ def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan) -> None:
             result = {"type": "tool_result", "tool_use_id": fault.tool_use_id, "content": MISSING_RESULT_TEXT,
                       "is_error": True}
             new_results[mi].append(result)
+            plan.added_results += 1
             plan.fixed.append(f"line {e.line}: added the missing tool_result for {fault.tool_use_id}")
         elif fault.rule == "orphan-tool-result" and fault.block is not None:
             d = obj(e)
@@ -317,7 +321,24 @@ def _relink(
         prev_uuid = this_uuid
 
 
-def plan_truncate(check: TranscriptCheck, plan: Plan) -> None:
+def rewind_points(main: Conversation) -> list[Entry]:
+    """The user prompts of the live conversation, in order: where `--to` may cut (as `/rewind`'s menu)."""
+    msg_of = _message_index(main)
+    return [e for e in main.order if _is_prompt(e) and id(e) in msg_of]
+
+
+def _point(main: Conversation, to: str) -> Entry:
+    points = rewind_points(main)
+    for e in points:
+        if to == e.uuid or (to.isdigit() and int(to) == e.line):
+            return e
+    listed = ", ".join(f"line {e.line} ({e.uuid})" for e in points[-10:]) or "none"
+    more = f" (the last 10 of {len(points)})" if len(points) > 10 else ""
+    raise RewindError(f"--to {to}: not a user prompt of the live conversation; the prompts it can rewind to are"
+                      f"{more}: {listed}")
+
+
+def plan_truncate(check: TranscriptCheck, plan: Plan, to: str | None = None) -> None:
     main = check.main
     if main is None:
         if any(c.kind == "sidechain" for c in check.conversations):
@@ -326,8 +347,19 @@ def plan_truncate(check: TranscriptCheck, plan: Plan) -> None:
         raise RewindError("no conversation to rewind: the file has no user or assistant entries")
     faults = [f for f in validate(main)]
     msg_of = _message_index(main)
-    cut = min(msg_of[id(f.entry)] for f in faults) if faults else _before_recorded_400(check, main, msg_of)
     msgs = main.messages
+    if to is not None:
+        point = _point(main, to)
+        keep = msg_of[id(point)]
+        earlier = sorted(f.entry.line for f in faults if msg_of.get(id(f.entry), 0) < keep)
+        if earlier:
+            raise RewindError(f"--to {to}: the conversation already breaks before it, at line {earlier[0]}; "
+                              f"choose a prompt before line {earlier[0]}")
+        if keep == 0:
+            raise RewindError(f"--to {to}: that is the first prompt; nothing would be left to resume")
+        _cut(check, main, keep, plan)
+        return
+    cut = min(msg_of[id(f.entry)] for f in faults) if faults else _before_recorded_400(check, main, msg_of)
     keep = cut
     while keep > 0 and msgs[keep - 1].role == "assistant" and any(
         b.kind == TOOL_USE for e in msgs[keep - 1].entries for b in e.blocks
@@ -339,10 +371,15 @@ def plan_truncate(check: TranscriptCheck, plan: Plan) -> None:
         keep -= 1
     if keep == 0:
         raise RewindError("the conversation is broken from its first message: nothing to keep; use --mode patch")
+    _cut(check, main, keep, plan)
+
+
+def _cut(check: TranscriptCheck, main: Conversation, keep: int, plan: Plan) -> None:
+    """Drop the live conversation from message `keep` on, and every main-scope line after it."""
+    msgs = main.messages
     kept = {id(e) for m in msgs[:keep] for e in m.entries}
     last_kept_line = max(e.line for m in msgs[:keep] for e in m.entries)
     dropped = {id(e) for m in msgs[keep:] for e in m.entries}
-    plan.dropped_messages = len(msgs) - keep
     in_main_order = {id(e) for e in main.order}
     for e in check.transcript.entries:
         late = e.line > last_kept_line and id(e) not in kept
@@ -353,6 +390,9 @@ def plan_truncate(check: TranscriptCheck, plan: Plan) -> None:
         late_linked = late and not e.sidechain and e.uuid is not None
         if id(e) in dropped or late_message or late_chain or late_linked:
             plan.drop.add(e.line)
+    plan.kept_messages = keep
+    plan.total_messages = len(msgs)
+    plan.last_prompt = next((e for e in reversed(rewind_points(main)) if id(e) in kept), None)
     plan.fixed.append(
         f"kept {keep} of {len(msgs)} messages; cut before line {min(e.line for m in msgs[keep:] for e in m.entries)}"
     )

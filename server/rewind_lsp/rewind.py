@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import placement
-from .check import check_transcript_file
+from .check import TranscriptCheck, check_transcript_file
 from .findings import Severity
 from .placement import STALE_TEMP_SECONDS, TEMP_SUFFIX, choose_target, session_id_of
 from .repair_plan import (
@@ -22,12 +22,22 @@ from .repair_plan import (
     leave_out_recorded_errors,
     plan_patch,
     plan_truncate,
+    rewind_points,
 )
+from .transcript import Entry
 
 MODES = ("truncate", "patch")
 
 __all__ = [
-    "MISSING_RESULT_TEXT", "MODES", "STALE_TEMP_SECONDS", "TEMP_SUFFIX", "RewindError", "RewindResult", "rewind",
+    "MISSING_RESULT_TEXT",
+    "MODES",
+    "STALE_TEMP_SECONDS",
+    "TEMP_SUFFIX",
+    "Preview",
+    "RewindError",
+    "RewindResult",
+    "preview",
+    "rewind",
     "session_id_of",
 ]
 
@@ -54,23 +64,100 @@ class RewindResult:
         return session_id_of(self.path) == self.session_id
 
 
+@dataclass(slots=True)
+class Preview:
+    """What one mode would do, computed as the rewind itself plans it (nothing written)."""
+
+    mode: str
+    refused: str | None  # why this mode cannot repair the session
+    kept_messages: int = 0
+    total_messages: int = 0
+    last_prompt_line: int | None = None
+    last_prompt_text: str | None = None
+    added_results: int = 0
+    fixed: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+
+    @property
+    def dropped_messages(self) -> int:
+        return self.total_messages - self.kept_messages
+
+
 def rewind(
-    path: str | Path, mode: str = "truncate", out: str | Path | None = None, in_place: bool = False
+    path: str | Path, mode: str = "truncate", out: str | Path | None = None, in_place: bool = False,
+    to: str | None = None,
 ) -> RewindResult:
+    """Repair `path`; `to` (a line number or uuid of a user prompt of the live conversation) cuts
+    just before that prompt, as Claude Code's own `/rewind` does (truncate only)."""
     source = Path(path)
-    if mode not in MODES:
-        raise RewindError(f"unknown mode {mode!r}: use truncate or patch")
+    _check_arguments(source, mode, to)
     if out is not None and in_place:
         raise RewindError("--out and --in-place cannot be used together")
-    if not source.is_file():
-        raise RewindError(f"{source}: no such transcript file")
     target, session_id = choose_target(source, out, in_place)
     # Held open to the end: with `--in-place`, the old file can still be read once replaced.
     src_fd = os.open(source, os.O_RDONLY)
     try:
-        return _rewind(source, src_fd, mode, target, session_id)
+        return _rewind(source, src_fd, mode, target, session_id, to)
     finally:
         os.close(src_fd)
+
+
+def preview(path: str | Path, to: str | None = None) -> list[Preview]:
+    """What each mode would do to `path` (with `to`: only truncate, to that point)."""
+    source = Path(path)
+    modes = ("truncate",) if to is not None else MODES
+    for mode in modes:
+        _check_arguments(source, mode, to)
+    check = check_transcript_file(str(source))
+    lines = SourceLines(source)
+    out: list[Preview] = []
+    for mode in modes:
+        try:
+            plan = _plan(source, check, lines, mode, to)
+        except RewindError as exc:
+            out.append(Preview(mode, str(exc)))
+            continue
+        last = plan.last_prompt
+        out.append(Preview(
+            mode, None, plan.kept_messages, plan.total_messages, last.line if last else None,
+            _prompt_text(lines, last) if last else None, plan.added_results, plan.fixed, plan.left_out,
+        ))
+    return out
+
+
+def _prompt_text(lines: SourceLines, e: Entry) -> str:
+    content = lines.get(e).get("message", {}).get("content")
+    if isinstance(content, list):
+        content = " ".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+    text = " ".join(str(content or "").split())
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _check_arguments(source: Path, mode: str, to: str | None) -> None:
+    if mode not in MODES:
+        raise RewindError(f"unknown mode {mode!r}: use truncate or patch")
+    if to is not None and mode != "truncate":
+        raise RewindError("--to cuts the conversation back to a prompt: it goes with --mode truncate only")
+    if not source.is_file():
+        raise RewindError(f"{source}: no such transcript file")
+
+
+def _plan(source: Path, check: TranscriptCheck, lines: SourceLines, mode: str, to: str | None) -> Plan:
+    if to is None and not any(f.severity <= Severity.WARNING and f.rule != "malformed-line" for f in check.findings):
+        raise RewindError(f"{source}: the session already pairs; nothing to repair")
+    plan = Plan()
+    leave_out_recorded_errors(check, lines, plan)  # first: the patch's relinking then skips them
+    if mode == "truncate":
+        plan_truncate(check, plan, to)
+    else:
+        for conv in check.conversations:
+            if conv.kind != "history":
+                plan_patch(conv, lines, plan)
+        main = check.main
+        plan.kept_messages = plan.total_messages = len(main.messages) if main else 0
+        points = rewind_points(main) if main else []
+        plan.last_prompt = points[-1] if points else None
+    return plan
 
 
 def _verify(copy: Path) -> None:
@@ -84,27 +171,17 @@ def _verify(copy: Path) -> None:
         )
 
 
-def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str | None) -> RewindResult:
+def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str | None, to: str | None) -> RewindResult:
     before = placement.fingerprint(source)  # through the module: fault-injection tests wrap it
     if os.fstat(src_fd).st_ino != before[0]:  # replaced between the open and the fingerprint
         raise placement.changed_error(source)
     check = check_transcript_file(str(source))
-    if not any(f.severity <= Severity.WARNING and f.rule != "malformed-line" for f in check.findings):
-        raise RewindError(f"{source}: the session already pairs; nothing to repair")
     lines = SourceLines(source)
     # Read now: once `--in-place` has replaced the source, its old offsets point at other bytes.
     cwd = next((lines.get(e).get("cwd") for e in reversed(check.transcript.entries) if e.type in ("user", "assistant")),
                None)
-    plan = Plan()
-    leave_out_recorded_errors(check, lines, plan)  # first: the patch's relinking then skips them
-    if mode == "truncate":
-        plan_truncate(check, plan)
-    else:
-        for conv in check.conversations:
-            if conv.kind != "history":
-                plan_patch(conv, lines, plan)
-        plan.dropped_messages = 0
+    plan = _plan(source, check, lines, mode, to)
     placed = placement.place(source, src_fd, before, plan, target, session_id, _verify)
-    kept = len(check.main.messages) - plan.dropped_messages if check.main else 0
-    return RewindResult(target, session_id or source.stem, mode, placed.backup, plan.fixed + plan.left_out, kept,
-                        plan.dropped_messages, cwd if isinstance(cwd, str) else None, placed.warnings)
+    dropped = plan.total_messages - plan.kept_messages
+    return RewindResult(target, session_id or source.stem, mode, placed.backup, plan.fixed + plan.left_out,
+                        plan.kept_messages, dropped, cwd if isinstance(cwd, str) else None, placed.warnings)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from core_support import DATA, SID, Builder, broken, dumps, run_cli, text
+from core_support import CLI, DATA, SID, Builder, broken, dumps, run_cli, text
 
 JSON_KEYS = ["path", "line", "column", "end_line", "end_column", "rule", "severity", "message", "tool_use_id"]
 LOG_400 = "API Error: 400 due to tool use concurrency issues. Run /rewind to recover the conversation.\n"
@@ -159,13 +160,24 @@ def test_no_argument_mode_lists_only_the_broken_session(tmp_path: Path) -> None:
     sub = broken("orphan-tool-use").write(project / good_sid / "subagents" / "agent-a1.jsonl")
     old_style = broken("orphan-tool-use").write(project / "agent-b2c3d4e5.jsonl")  # 1.0.x layout
     assert sub.is_file() and old_style.is_file()
-    proc = run_cli(env={"CLAUDE_CONFIG_DIR": str(config)})
+    env = {"CLAUDE_CONFIG_DIR": str(config), "PATH": "/usr/bin:/bin"}
+    proc = run_cli(env=env)
     assert proc.returncode == 1, proc.stderr
-    assert "Checked 2 Claude Code session(s)" in proc.stdout
-    assert str(bad_path) in proc.stdout and str(good_path) not in proc.stdout
-    assert "agent-" not in proc.stdout
-    assert f"rewind-lsp rewind {bad_path}" in proc.stdout
+    cli = str(CLI)  # not on PATH here: the printed commands name this installation
+    assert proc.stdout.startswith(
+        f"Checked 2 Claude Code sessions (2 subagent transcripts) under {config / 'projects'}.\n")
+    # The session whose subagent broke is listed under its own name, with the subagent's fix.
+    assert f"\nBROKEN  {good_path}\n  subagent transcript {sub}: 1 error; first: line " in proc.stdout
+    assert f"    {cli} rewind --mode patch --in-place {sub}\n" in proc.stdout
+    assert f"\nBROKEN  {bad_path}\n" in proc.stdout
+    assert f"  fix:    {cli} rewind --mode patch {bad_path}\n" in proc.stdout
+    assert f"     or:  {cli} rewind {bad_path}\n" in proc.stdout
+    # A 1.0.x subagent file whose session is not there is listed on its own.
+    assert f"\nBROKEN  {old_style}\n" in proc.stdout
     assert "claude --resume" in proc.stdout
+    doc = json.loads(run_cli("--format", "json", env=env).stdout)
+    assert (doc["sessions"], doc["subagent_transcripts"]) == (2, 2)
+    assert sorted(x["session"] for x in doc["broken"]) == sorted(map(str, (bad_path, good_path, old_style)))
 
 
 def test_no_argument_mode_with_no_sessions(tmp_path: Path) -> None:
@@ -289,7 +301,8 @@ def test_resume_line_quotes_the_cwd(tmp_path: Path) -> None:
     for line in b.lines:
         if isinstance(line, dict) and "cwd" in line:
             line["cwd"] = evil
-    src = b.write(tmp_path / "s" / f"{SID}.jsonl")
+    os.makedirs(evil)
+    src = b.write(tmp_path / "projects" / re.sub(r"[^A-Za-z0-9]", "-", evil) / f"{SID}.jsonl")
     proc = run_cli("rewind", str(src))
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if "claude --resume" in x).strip()

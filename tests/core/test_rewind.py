@@ -212,16 +212,30 @@ def test_rewind_real_session_broken_by_removing_a_result(tmp_path: Path, path: P
 
 
 def test_cli_prints_the_resume_command_for_the_new_file(tmp_path: Path) -> None:
-    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    """`cd <cwd> && claude --resume <id>` when the cwd is the folder Claude Code files the session under;
+    without the `cd`, and saying why, when it is not (the project moved)."""
+    project = tmp_path / "app"
+    project.mkdir()
+    b = broken("orphan-tool-use")
+    for line in b.lines:
+        if isinstance(line, dict) and "cwd" in line:
+            line["cwd"] = str(project)
+    folder = tmp_path / "projects" / str(project).replace("/", "-").replace("_", "-")
+    src = b.write(folder / f"{SID}.jsonl")
     before = sha(src)
     proc = run_cli("rewind", str(src))
     assert proc.returncode == 0, proc.stderr
-    new = [p for p in tmp_path.iterdir() if p != src]
+    new = [p for p in folder.iterdir() if p != src]
     assert len(new) == 1
-    assert f"claude --resume {new[0].stem}" in proc.stdout
-    assert "cd /tmp/project && claude --resume" in proc.stdout
+    assert f"\nResume it with:\n  cd {project} && claude --resume {new[0].stem}\n" in proc.stdout
     assert sha(src) == before
     assert errors(findings(new[0])) == []
+    moved = b.write(tmp_path / "elsewhere" / f"{SID}.jsonl")
+    proc = run_cli("rewind", str(moved))
+    sid = next(p.stem for p in moved.parent.iterdir() if p != moved)
+    assert proc.stdout.endswith(
+        f"\nResume it with:\n  claude --resume {sid}\n  (the session was recorded in {project}, which is not the "
+        "folder Claude Code files it under (elsewhere): run the command from the folder whose path gives that name)\n")
 
 
 def test_cli_json_output(tmp_path: Path) -> None:

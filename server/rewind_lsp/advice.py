@@ -1,0 +1,42 @@
+"""The advice every surface prints (CLI, hook, server): built here once, so they never disagree.
+
+Commands are quoted with the one helper (`invocation.shell_command`) and run this installation
+(`invocation.command`); the resume command checks that the session's working folder is still the
+one Claude Code will look the session up from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .invocation import command, shell_command
+
+# Claude Code files a session under `projects/<cwd with every character but [A-Za-z0-9] as '-'>/`.
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+
+
+def project_folder_name(cwd: str) -> str:
+    return _NOT_ALNUM.sub("-", cwd)
+
+
+def rewind_command(transcript: str, *flags: str) -> str:
+    """`rewind-lsp rewind [flags] <transcript>`, runnable as printed."""
+    return command("rewind", *flags, transcript)
+
+
+def resume_command(session_id: str, cwd: str | None, transcript: str) -> tuple[str, str | None]:
+    """(the command that resumes the session, a note when the working folder cannot be trusted).
+
+    `claude --resume <id>` finds the session only when run from the folder whose project folder
+    holds the transcript; `cd` there first when that folder is the session's recorded cwd."""
+    resume = shell_command(["claude", "--resume", session_id])
+    folder = os.path.basename(os.path.dirname(os.path.abspath(transcript)))
+    if not cwd:
+        return resume, None
+    if project_folder_name(cwd) != folder:
+        return resume, (f"the session was recorded in {cwd}, which is not the folder Claude Code files it under "
+                        f"({folder}): run the command from the folder whose path gives that name")
+    if not os.path.isdir(cwd):
+        return resume, f"the session's folder {cwd} no longer exists (the project moved?): run it from where it is now"
+    return f"{shell_command(['cd', cwd])} && {resume}", None
