@@ -93,19 +93,37 @@ def _describe(path: str, errors: list[Finding], agent_errors: Sequence[tuple[str
 
 
 def _fix_text(path: str) -> str:
+    from .advice import rewind_command
+
     return (
         "Fix it without losing the session (the original file stays untouched):\n"
-        f"  rewind-lsp rewind --mode patch '{path}'\n"
+        f"  {rewind_command(path, '--mode', 'patch')}\n"
         "then run the `claude --resume <new id>` line it prints."
     )
 
 
 def _agent_fix_text(agents: list[str]) -> str:
     # In place (with a backup): the subagent keeps its file name, which is how it is found again.
-    import shlex
+    from .advice import rewind_command
 
-    commands = "\n".join(f"  rewind-lsp rewind --mode patch --in-place {shlex.quote(a)}" for a in agents)
+    commands = "\n".join(f"  {rewind_command(a, '--mode', 'patch', '--in-place')}" for a in agents)
     return f"Repair the subagent transcript (a timestamped backup of the original is kept):\n{commands}"
+
+
+def live_recorded_400(transcript_path: str) -> list[Finding]:
+    """The tool-use 400 recorded on the live conversation while every call pairs (a warning, the
+    same verdict `check` gives: docs/CONTRACT.md)."""
+    return [f for f in _findings(transcript_path) if f.rule == "tool-use-concurrency-400"
+            and f.severity == Severity.WARNING and f.facts.get("conversation") == MAIN]
+
+
+def _recorded_400_text(path: str, found: list[Finding]) -> str:
+    from .advice import rewind_command
+
+    f = found[0]
+    return (f"rewind-lsp: line {f.start.line}: {f.message}.\n"
+            f"  {rewind_command(path)}\n    (cuts before the prompt whose request was refused)\n"
+            f"  {rewind_command(path, '--mode', 'patch')}\n    (keeps everything but the recorded error)")
 
 
 def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str, str]:
@@ -122,7 +140,19 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
     errors = live_errors(path)
     agent_errors = subagent_errors(path)
     if not errors and not agent_errors:
-        return 0, "", ""
+        recorded = live_recorded_400(path)
+        if not recorded:
+            return 0, "", ""
+        import json
+
+        from .redact import redact
+
+        # Not blocked: every call pairs, so the next request may well go through; the user is told.
+        message = redact(_recorded_400_text(path, recorded))
+        out: dict[str, Any] = {"systemMessage": message}
+        if event == "SessionStart":
+            out["hookSpecificOutput"] = {"hookEventName": "SessionStart", "additionalContext": message}
+        return 0, json.dumps(out), ""
     import json
 
     from .redact import redact
@@ -149,15 +179,17 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
 
         try:
             result = rewind(path, mode="patch")
-        except RewindError as exc:
+        except (RewindError, OSError) as exc:
             _log(f"auto-repair of {path} failed: {exc}")
+            # Said to the user too: a failure only in hook.log would leave them blocked, not knowing why.
+            fix = f"rewind-lsp tried to repair it and could not: {exc}\n" + fix
         else:
-            import shlex
+            from .advice import resume_command
 
-            where = f"cd {shlex.quote(result.cwd)} && " if result.cwd else ""
+            resume, note = resume_command(result.session_id, result.cwd, path)
             reason = (
                 what + f"\nrewind-lsp repaired it into a new session (the original is untouched): {result.path}\n"
-                f"Resume that one instead:\n  {where}{result.resume_command}"
+                f"Resume that one instead:\n  {resume}" + (f"\n  ({note})" if note else "")
             )
             return 0, json.dumps({"decision": "block", "reason": redact(reason)}), ""
     return 0, json.dumps({"decision": "block", "reason": redact(what + "\n" + fix)}), ""
