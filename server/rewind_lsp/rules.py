@@ -29,7 +29,7 @@ MAX_PATTERN_BYTES = 4096  # one pattern or not_pattern, in UTF-8
 MAX_USER_PATTERNS = 200  # patterns + not_patterns over all user rule folders
 # RE2 program size (instructions): the cost per character scanned once RE2's DFA gives up (the
 # largest shipped pattern is ~220; `(.*){1,1000}z` is ~11000 and costs ~11 s on a 100 KB line).
-MAX_PROGRAM_SIZE = 1000
+MAX_PROGRAM_SIZE = 500
 RE2_MAX_MEM = 8 << 20  # RE2's own default, stated so that it cannot drift
 
 
@@ -182,7 +182,8 @@ def load_rule(path: Path) -> Rule:
     try:
         fix_markdown = read_rule_text(fix_path)
     except RuleError as exc:
-        raise RuleError(f"{path}: field 'fix_page': no readable UTF-8 fix page at {fix_path!s} ({exc})") from None
+        reason = str(exc).removeprefix(f"{fix_path}: ")
+        raise RuleError(f"{path}: field 'fix_page': no readable UTF-8 fix page at {fix_path!s} ({reason})") from None
     return Rule(
         id=spec.id,
         title=spec.title,

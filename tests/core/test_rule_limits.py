@@ -65,7 +65,15 @@ def test_a_fifo_as_fix_page_is_refused_without_blocking(tmp_path: Path) -> None:
     (folder / "my-rule.md").unlink()
     os.mkfifo(folder / "my-rule.md")
     assert _refused(folder) == (f"{path}: field 'fix_page': no readable UTF-8 fix page at {folder / 'my-rule.md'} "
-                                f"({folder / 'my-rule.md'}: not a regular file)")
+                                "(not a regular file)")
+
+
+def test_a_missing_fix_page_says_so(tmp_path: Path) -> None:
+    path = _rule(tmp_path / "rules")
+    (tmp_path / "rules" / "my-rule.md").unlink()
+    assert _refused(tmp_path / "rules") == (f"{path}: field 'fix_page': no readable UTF-8 fix page at "
+                                            f"{tmp_path / 'rules' / 'my-rule.md'} (cannot read: No such file or "
+                                            "directory)")
 
 
 def test_an_oversize_rule_file_is_refused(tmp_path: Path) -> None:
@@ -130,4 +138,4 @@ def test_a_pattern_with_a_huge_re2_program_is_refused(tmp_path: Path) -> None:
     path = _rule(tmp_path / "rules", patterns=["(.*){1,1000}z"])
     assert _refused(tmp_path / "rules") == (
         f"{path}: field 'patterns': pattern '(.*){{1,1000}}z' compiles to an RE2 program of 11004 "
-        "instructions, over the limit of 1000 (it would be slow on long lines)")
+        "instructions, over the limit of 500 (it would be slow on long lines)")
