@@ -5,6 +5,8 @@ cannot be redefined, and patterns are bounded in size, count and RE2 program siz
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -139,3 +141,16 @@ def test_a_pattern_with_a_huge_re2_program_is_refused(tmp_path: Path) -> None:
     assert _refused(tmp_path / "rules") == (
         f"{path}: field 'patterns': pattern '(.*){{1,1000}}z' compiles to an RE2 program of 11004 "
         "instructions, over the limit of 500 (it would be slow on long lines)")
+
+
+@pytest.mark.timeout(5)
+def test_the_cli_refuses_a_fifo_rule_folder_quickly_and_clearly(tmp_path: Path) -> None:
+    folder = tmp_path / "cloned project rules"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.toml")
+    log = tmp_path / "t.log"
+    log.write_text("fine\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "rewind_lsp", "check", "--rule-dir", str(folder), str(log)],
+                          capture_output=True, text=True, timeout=5)
+    assert proc.stderr == f"rewind-lsp: bad rule: {folder / 'pipe.toml'}: not a regular file\n"
+    assert proc.returncode == 2 and proc.stdout == ""
