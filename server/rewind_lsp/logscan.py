@@ -20,6 +20,7 @@ hit are decoded, cleaned and mapped back; the rest of the log is never copied or
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -514,7 +515,7 @@ class _Lines:
     """The lines of `body` by index, located on demand next to known ones: only the few lines
     around candidates are ever decoded."""
 
-    __slots__ = ("_raw", "_shown", "_written", "body", "bounds", "end")
+    __slots__ = ("_astral", "_raw", "_shown", "_written", "body", "bounds", "end")
 
     def __init__(self, body: Buffer, end: int) -> None:
         self.body, self.end = body, end  # the lines are those of body[:end]
@@ -522,6 +523,7 @@ class _Lines:
         self._raw: dict[int, str] = {}
         self._shown: dict[int, tuple[str, list[int]]] = {}
         self._written: dict[int, str] = {}
+        self._astral: dict[int, list[int]] = {}
 
     def add(self, k: int, start: int) -> None:
         end = self.body.find(b"\n", start, self.end)
@@ -558,6 +560,14 @@ class _Lines:
         if k not in self._shown:
             self._shown[k] = display_line(self.raw(k))
         return self._shown[k]
+
+    def utf16_column(self, k: int, index: int) -> int:
+        """The 0-based UTF-16 column of character `index` of raw line k: the index plus one per
+        character above U+FFFF before it (found once per line, not once per finding)."""
+        if k not in self._astral:
+            raw = self.raw(k)
+            self._astral[k] = [] if raw.isascii() else [i for i, c in enumerate(raw) if ord(c) > 0xFFFF]
+        return index + bisect.bisect_left(self._astral[k], index)
 
     def written(self, k: int) -> str:
         if k not in self._written:
@@ -597,14 +607,14 @@ def _position(logical: _Logical, offset: int, lines: _Lines, first_line_no: int)
     for start, k, origin, stripped in reversed(logical.parts):
         if offset >= start or start == 0:
             idx = stripped + (offset - start)
-            raw = lines.raw(k)
-            raw_index = origin[idx] if idx < len(origin) else len(raw)
-            prefix = raw[:raw_index]
-            return Position(first_line_no + k, raw_index + 1, len(prefix.encode("utf-16-le")) // 2)
+            raw_index = origin[idx] if idx < len(origin) else len(lines.raw(k))
+            return Position(first_line_no + k, raw_index + 1, lines.utf16_column(k, raw_index))
     raise AssertionError("offset before the logical line")
 
 
-def _finding(rule: Rule, logical: _Logical, span: tuple[int, int], lines: _Lines, first_line_no: int) -> Finding:
+def _line_facts(logical: _Logical) -> tuple[list[str], dict[str, str]]:
+    """The tool ids and facts of a logical line: the same for every match in it, so computed once
+    per line (a long line holding many matches would otherwise be read once per match)."""
     ids = list(dict.fromkeys(_TOOL_ID.findall(logical.text)))
     facts: dict[str, str] = {}
     if ids:
@@ -613,6 +623,12 @@ def _finding(rule: Rule, logical: _Logical, span: tuple[int, int], lines: _Lines
     if m:
         facts["messages_index"] = m.group(1)
     facts["text"] = logical.text[:2000]
+    return ids, facts
+
+
+def _finding(rule: Rule, logical: _Logical, span: tuple[int, int], lines: _Lines, first_line_no: int,
+             line_facts: tuple[list[str], dict[str, str]]) -> Finding:
+    ids, facts = line_facts[0], dict(line_facts[1])
     message = rule.title
     if ids:
         message += f" ({', '.join(ids[:5])}{'…' if len(ids) > 5 else ''})"
@@ -648,6 +664,7 @@ def _verify(lines: _Lines, candidates: list[int], rules: list[Rule], first_line_
     # (Spans are kept by start line; a span covers at most MAX_CONTINUATION lines, so only that many
     # lines are looked at per match: linear in the number of findings.)
     reported: dict[tuple[int, int], list[tuple[int, tuple[int, int]]]] = {}
+    furthest: dict[tuple[int, int], tuple[int, int]] = {}  # per (rule, line): the furthest end reported
     excluded: dict[int, set[int]] = {}
     done: set[int] = set()
     logicals: dict[int, _Logical] = {}
@@ -696,15 +713,21 @@ def _verify(lines: _Lines, candidates: list[int], rules: list[Rule], first_line_
                         if m.start() >= first_len:
                             break
                         starts.add((m.start(), m.end()))
+                line_facts = _line_facts(logical) if starts else ([], {})
                 for mspan in sorted(starts):
-                    f = _finding(rule, logical, mspan, lines, first_line_no)
+                    f = _finding(rule, logical, mspan, lines, first_line_no, line_facts)
                     at = (f.start.line, f.start.column)
+                    # A line's spans are looked at only if `at` is before the furthest end among
+                    # them: the many matches of one long line, in order, are each checked in O(1).
                     if any((line, col) <= at <= end
                            for line in range(f.start.line - MAX_CONTINUATION, f.start.line + 1)
+                           if at <= furthest.get((ri, line), (0, 0))
                            for col, end in reported.get((ri, line), ())):
                         continue
                     here = reported.setdefault((ri, f.start.line), [])
-                    here.append((f.start.column, (f.end.line, f.end.column)))
+                    f_end = (f.end.line, f.end.column)
+                    here.append((f.start.column, f_end))
+                    furthest[(ri, f.start.line)] = max(furthest.get((ri, f.start.line), (0, 0)), f_end)
                     findings.setdefault((f.start.line, rule.id), f)
     return sorted(findings.values(), key=lambda f: f.sort_key)
 

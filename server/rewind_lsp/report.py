@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,18 @@ _SARIF_LEVEL = {
 }
 
 
+def sarif_uri(path: str) -> str:
+    """A `file://` URI, percent-encoded (spaces, non-ASCII): SARIF's artifactLocation.uri is a URI,
+    and GitHub code scanning reads it as one. Relative paths are taken from the current folder."""
+    return Path(os.path.abspath(path)).as_uri()
+
+
+def _help(rule_id: str, rules: RuleSet) -> dict[str, str]:
+    rule = rules.get(rule_id)
+    text = rule.hover.strip() if rule else rule_id
+    return {"text": text, "markdown": text}  # SARIF requires `text`; `markdown` is the rich form
+
+
 def to_sarif(results: Sequence[tuple[str, Finding]], rules: RuleSet) -> str:
     used = sorted({f.rule for _, f in results})
     doc = {
@@ -61,18 +74,20 @@ def to_sarif(results: Sequence[tuple[str, Finding]], rules: RuleSet) -> str:
                     {
                         "id": rid,
                         "shortDescription": {"text": r.title if (r := rules.get(rid)) else rid},
-                        "help": {"markdown": r.hover.strip() if r else ""},
+                        "help": _help(rid, rules),
                     }
                     for rid in used
                 ],
             }},
+            # Our columns are 1-based and count characters (code points), not UTF-16 units.
+            "columnKind": "unicodeCodePoints",
             "results": [
                 {
                     "ruleId": f.rule,
                     "level": _SARIF_LEVEL[f.severity],
                     "message": {"text": redact(f.message)},
                     "locations": [{"physicalLocation": {
-                        "artifactLocation": {"uri": Path(path).as_posix()},
+                        "artifactLocation": {"uri": sarif_uri(path)},
                         "region": {
                             "startLine": f.start.line, "startColumn": f.start.column,
                             "endLine": f.end.line, "endColumn": f.end.column,

@@ -7,6 +7,8 @@ untrusted log lines and must never backtrack catastrophically.
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +21,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .findings import Severity
 
 RULE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+
+# Rule folders are hostile input (a cloned project's workspace settings can name one): these
+# bound what one can make the loader and the log scanner do. Documented in docs/CONTRACT.md.
+MAX_RULE_FILE_BYTES = 1_000_000  # a rule file or its fix page
+MAX_PATTERN_BYTES = 4096  # one pattern or not_pattern, in UTF-8
+MAX_USER_PATTERNS = 200  # patterns + not_patterns over all user rule folders
+# RE2 program size (instructions): the cost per character scanned once RE2's DFA gives up (the
+# largest shipped pattern is ~220; `(.*){1,1000}z` is ~11000 and costs ~11 s on a 100 KB line).
+MAX_PROGRAM_SIZE = 500
+RE2_MAX_MEM = 8 << 20  # RE2's own default, stated so that it cannot drift
 
 
 class RuleError(Exception):
@@ -86,19 +98,65 @@ class Rule:
 
 
 def _compile(pattern: str, where: str) -> Any:
+    size = len(pattern.encode("utf-8", "surrogatepass"))
+    if size > MAX_PATTERN_BYTES:
+        raise RuleError(f"{where}: a pattern of {size} bytes is over the limit of {MAX_PATTERN_BYTES} bytes")
+    options = re2.Options()
+    options.max_mem = RE2_MAX_MEM
     try:
-        return re2.compile(pattern)
+        compiled = re2.compile(pattern, options)
     except Exception as exc:  # re2.error has no stable public base across versions
         raise RuleError(f"{where}: not a valid RE2 pattern {pattern!r}: {exc}") from None
+    program = max(compiled.programsize, compiled.reverseprogramsize)
+    if program > MAX_PROGRAM_SIZE:
+        raise RuleError(f"{where}: pattern {pattern!r} compiles to an RE2 program of {program} instructions, "
+                        f"over the limit of {MAX_PROGRAM_SIZE} (it would be slow on long lines)")
+    return compiled
+
+
+def read_rule_text(path: Path) -> str:
+    """A rule file's (or fix page's) text, read only from a regular file of at most
+    MAX_RULE_FILE_BYTES: never block on a FIFO, never read a device such as /dev/zero."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise RuleError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError:  # a NUL in the name
+        raise RuleError(f"{path}: cannot read: bad file name") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RuleError(f"{path}: not a regular file")
+        if info.st_size > MAX_RULE_FILE_BYTES:
+            raise RuleError(f"{path}: {info.st_size} bytes, over the limit of {MAX_RULE_FILE_BYTES} bytes "
+                            "for a rule file")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > MAX_RULE_FILE_BYTES:  # it grew after fstat
+                raise RuleError(f"{path}: over the limit of {MAX_RULE_FILE_BYTES} bytes for a rule file")
+    except OSError as exc:
+        raise RuleError(f"{path}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise RuleError(f"{path}: not UTF-8 text") from None
+
+
+def too_many_patterns(path: Path) -> str:
+    return (f"{path}: more than {MAX_USER_PATTERNS} patterns in all user rule folders "
+            "(patterns and not_patterns together)")
 
 
 def load_rule(path: Path) -> Rule:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_rule_text(path))
     except OSError as exc:
         raise RuleError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise RuleError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(f"{path}: not valid TOML: {exc}") from None
     except RecursionError:
@@ -110,6 +168,8 @@ def load_rule(path: Path) -> Rule:
             f"field '{'.'.join(str(p) for p in err['loc']) or '(top)'}': {err['msg']}" for err in exc.errors()
         )
         raise RuleError(f"{path}: {problems}") from None
+    if len(spec.patterns) + len(spec.not_patterns) > MAX_USER_PATTERNS:  # before compiling them all
+        raise RuleError(too_many_patterns(path))
     fix_path = path.parent / (spec.fix_page or f"{spec.id}.md")
     # The fix page is opened in the user's editor: a rule (from a cloned project's ruleDirs, say)
     # must not point it at a file outside its own folder.
@@ -120,9 +180,10 @@ def load_rule(path: Path) -> Rule:
     if not inside:
         raise RuleError(f"{path}: field 'fix_page': {spec.fix_page!r} is outside the rule's folder")
     try:
-        fix_markdown = fix_path.read_text(encoding="utf-8")
-    except (OSError, ValueError):  # ValueError: a NUL in the name; UnicodeDecodeError: not UTF-8
-        raise RuleError(f"{path}: field 'fix_page': no readable UTF-8 fix page at {fix_path!s}") from None
+        fix_markdown = read_rule_text(fix_path)
+    except RuleError as exc:
+        reason = str(exc).removeprefix(f"{fix_path}: ")
+        raise RuleError(f"{path}: field 'fix_page': no readable UTF-8 fix page at {fix_path!s} ({reason})") from None
     return Rule(
         id=spec.id,
         title=spec.title,
@@ -152,7 +213,7 @@ class RuleSet:
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.by_id: dict[str, Rule] = {}
         for r in rules:
-            self.by_id[r.id] = r  # a user rule with a shipped id replaces the shipped one
+            self.by_id[r.id] = r  # a later user rule replaces an earlier one with its id
 
     def get(self, rule_id: str) -> Rule | None:
         return self.by_id.get(rule_id)
@@ -167,14 +228,28 @@ class RuleSet:
         return len(self.by_id)
 
 
+def _rule_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise RuleError(f"{folder}: rule folder not found")
+    return sorted(folder.glob("*.toml"))
+
+
 def load_rules(extra_dirs: Iterable[str | Path] = ()) -> RuleSet:
-    """Shipped rules, then each user folder in order (later ones override by id)."""
-    rules: list[Rule] = []
-    for folder in [builtin_rules_dir(), *map(Path, extra_dirs)]:
-        if not folder.is_dir():
-            raise RuleError(f"{folder}: rule folder not found")
-        for path in sorted(folder.glob("*.toml")):
-            rules.append(load_rule(path))
+    """Shipped rules, then each user folder in order (a later user rule replaces an earlier
+    user rule by id; a shipped id cannot be redefined: that would hide real breakage)."""
+    rules = [load_rule(path) for path in _rule_files(builtin_rules_dir())]
+    shipped = {r.id for r in rules}
+    user_patterns = 0
+    for folder in map(Path, extra_dirs):
+        for path in _rule_files(folder):
+            rule = load_rule(path)
+            if rule.id in shipped:
+                raise RuleError(f"{path}: rule id '{rule.id}' is a shipped rule and cannot be redefined "
+                                "(change its severity with the 'severity' setting instead)")
+            user_patterns += len(rule.patterns) + len(rule.not_patterns)
+            if user_patterns > MAX_USER_PATTERNS:
+                raise RuleError(too_many_patterns(path))
+            rules.append(rule)
     return RuleSet(rules)
 
 

@@ -465,3 +465,12 @@ def test_neighbour_messages_wrapped_mid_word_are_found_too(message: str, cut: in
     assert [(f.rule, f.start.line, f.start.column) for f in check_log_text(wrapped)] == [(rule, 2, 6)]
     # Not on one line: found only because the rule joins soft wraps (`wrap`, on by default).
     assert [f for f in check_log_text(f"x\n{message[:cut]}\r\n") if f.rule == rule] == []
+
+
+def test_utf16_columns_count_characters_above_u_ffff_twice() -> None:
+    # 😀 is one character (column) but two UTF-16 units (what LSP counts); é is one of each.
+    prefix = "😀é😀 ⎿  "
+    f = _one(f"{prefix}API Error: 400 due to tool use concurrency issues 😀\n")
+    assert (f.start.column, f.start.utf16) == (len(prefix) + 1, len(prefix) + 2)
+    end = len(prefix) + len("API Error: 400 due to tool use concurrency issues")
+    assert (f.end.column, f.end.utf16) == (end + 1, end + 2)

@@ -122,13 +122,23 @@ def test_user_rule_folder_adds_a_rule_that_matches(tmp_path: Path) -> None:
     assert '"rule": "my-rule"' in proc.stdout
 
 
-def test_user_rule_with_a_shipped_id_replaces_it(tmp_path: Path) -> None:
+def test_user_rule_with_a_shipped_id_is_refused(tmp_path: Path) -> None:
+    # Redefining a shipped rule (say as a hint matching nothing) would hide real breakage.
     body = GOOD.replace('id = "my-rule"', 'id = "rate-limit-429"').replace("frobnicator\\s+exploded", "slow down")
-    _write_rule(tmp_path / "rules", body, name="rate-limit-429")
-    rules = load_rules([tmp_path / "rules"])
-    assert len(rules) == len(PUBLIC_IDS)
-    assert [f.rule for f in check_log_text("please slow down\n", rules)] == ["rate-limit-429"]
-    assert check_log_text("API Error: 429\n", rules) == []
+    p = _write_rule(tmp_path / "rules", body, name="rate-limit-429")
+    with pytest.raises(RuleError) as exc:
+        load_rules([tmp_path / "rules"])
+    assert str(exc.value) == (f"{p}: rule id 'rate-limit-429' is a shipped rule and cannot be redefined "
+                              "(change its severity with the 'severity' setting instead)")
+
+
+def test_a_later_user_rule_replaces_an_earlier_one_with_its_id(tmp_path: Path) -> None:
+    _write_rule(tmp_path / "a", GOOD)
+    _write_rule(tmp_path / "b", GOOD.replace("frobnicator\\s+exploded", "widget\\s+melted"))
+    rules = load_rules([tmp_path / "a", tmp_path / "b"])
+    assert len(rules) == len(PUBLIC_IDS) + 1
+    assert [f.rule for f in check_log_text("the widget melted\n", rules)] == ["my-rule"]
+    assert check_log_text("the frobnicator exploded\n", rules) == []
 
 
 def test_explicit_fix_page_and_links(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,28 @@ def test_fix_page_stays_in_the_rule_folder(tmp_path: Path, page: str) -> None:
     (tmp_path / "outside.md").write_text("outside")
     got = load(rules, _base(f"fix_page = {toml_str(page)}\n").encode())
     assert isinstance(got, RuleError)
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "directory", "symlink-loop", "dangling-symlink"])
+def test_rule_files_that_are_not_regular_files_are_refused_at_once(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "r.toml"
+    if kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "symlink-loop":
+        path.symlink_to(path)
+    else:
+        path.symlink_to(tmp_path / "nowhere.toml")
+    expected = {
+        "dev-zero": "not a regular file", "fifo": "not a regular file", "directory": "not a regular file",
+        "symlink-loop": "cannot read: Too many levels of symbolic links",
+        "dangling-symlink": "cannot read: No such file or directory",
+    }[kind]
+    with pytest.raises(RuleError) as exc:
+        load_rules([tmp_path])
+    assert str(exc.value) == f"{path}: {expected}"
+    FUZZ_CASES["rules: hand-made hostile rule files"] += 1
