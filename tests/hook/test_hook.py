@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +97,8 @@ def test_broken_session_is_blocked_with_the_exact_fix(tmp_path: Path, env: dict[
     assert decision["decision"] == "block"
     reason = decision["reason"]
     assert "orphan-tool-use at line 2" in reason and "toolu_01HOOK" in reason
-    assert f"rewind-lsp rewind --mode patch '{path}'" in reason
+    fix = shlex.join([sys.executable, "-m", "rewind_lsp", "rewind", "--mode", "patch", str(path)])
+    assert f"\n  {fix}\n" in reason  # this installation, as it was run (not on PATH here)
     assert "claude --resume" in reason
     assert path.read_text() == BROKEN
 
@@ -125,7 +127,7 @@ def test_session_start_resume_warns_and_adds_context(tmp_path: Path, env: dict[s
     out = json.loads(run_hook(payload, env).stdout)
     assert "toolu_01HOOK" in out["systemMessage"]
     assert out["hookSpecificOutput"]["hookEventName"] == "SessionStart"
-    assert "rewind-lsp rewind" in out["hookSpecificOutput"]["additionalContext"]
+    assert "-m rewind_lsp rewind --mode patch" in out["hookSpecificOutput"]["additionalContext"]
     startup = {**payload, "source": "startup"}
     assert run_hook(startup, env).stdout == ""
 
@@ -196,7 +198,8 @@ def test_broken_subagent_transcript_is_blocked(tmp_path: Path, env: dict[str, st
     done = run_hook(prompt(path), env)
     reason = json.loads(done.stdout)["reason"]
     assert f"orphan-tool-use at line 2 of the subagent transcript {SESSION}/subagents/agent-a1b2c3d.jsonl" in reason
-    assert "rewind-lsp rewind --mode patch --in-place" in reason and "agent-a1b2c3d.jsonl" in reason
+    assert shlex.join([sys.executable, "-m", "rewind_lsp", "rewind", "--mode", "patch", "--in-place"]) in reason
+    assert "agent-a1b2c3d.jsonl" in reason
     assert path.read_text() == HEALTHY
 
 
@@ -267,3 +270,30 @@ def test_project_scope_and_invalid_settings_refused(tmp_path: Path, env: dict[st
     bad.unlink()
     assert cli(env, "install-hook", "--project", cwd=project).returncode == 0
     assert "UserPromptSubmit" in json.loads(bad.read_text())["hooks"]
+
+
+RECORDED = json.dumps({
+    "type": "assistant", "uuid": "e1", "parentUuid": "u3", "sessionId": SESSION, "cwd": "/tmp/proj",
+    "isApiErrorMessage": True,
+    "message": {"role": "assistant", "model": "<synthetic>", "id": "synthetic-1", "content": [
+        {"type": "text", "text": "API Error: 400 due to tool use concurrency issues. Run /rewind to recover the "
+                                 "conversation."}]},
+})
+
+
+def test_a_recorded_400_that_pairs_is_a_warning_as_in_check(tmp_path: Path, env: dict[str, str]) -> None:
+    path = tmp_path / f"{SESSION}.jsonl"
+    path.write_text(HEALTHY + line("user", "u3", "a2", "next") + "\n" + RECORDED + "\n")
+    done = run_hook(prompt(path), env)
+    out = json.loads(done.stdout)
+    assert "decision" not in out
+    check = subprocess.run([sys.executable, "-m", "rewind_lsp", "check", "--format", "json", str(path)],
+                           capture_output=True, text=True, env=env, timeout=60)
+    (finding,) = json.loads(check.stdout)
+    assert (finding["rule"], finding["severity"]) == ("tool-use-concurrency-400", "warning")
+    me = [sys.executable, "-m", "rewind_lsp", "rewind"]
+    assert out["systemMessage"] == (
+        f"rewind-lsp: line 6: {finding['message']}.\n  {shlex.join([*me, str(path)])}\n"
+        "    (cuts before the prompt whose request was refused)\n"
+        f"  {shlex.join([*me, '--mode', 'patch', str(path)])}\n    (keeps everything but the recorded error)"
+    )
