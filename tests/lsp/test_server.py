@@ -122,7 +122,10 @@ async def test_code_actions_and_rewind_writes_a_clean_session(client: LanguageCl
         )
     )
     titles = [a.title for a in actions]  # type: ignore[union-attr]
-    assert titles == ["Show fix steps", "Rewind session (truncate)", "Repair session (patch)", "Copy resume command"]
+    # Each repair says what it costs; the preferred one is the one that loses nothing.
+    assert titles == ["Show fix steps", "Repair session (keeps everything)", "Rewind session (drops 2 of 3 messages)",
+                      "Copy resume command"]
+    assert [a.title for a in actions if a.is_preferred] == ["Repair session (keeps everything)"]  # type: ignore[union-attr]
     assert all(a.kind == types.CodeActionKind.QuickFix for a in actions)  # type: ignore[union-attr]
     rewind = next(a for a in actions if a.title.startswith("Rewind"))  # type: ignore[union-attr]
     assert rewind.command is not None

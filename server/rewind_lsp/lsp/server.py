@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 import re
-import shlex
 import stat
 import sys
 import time
@@ -52,6 +51,7 @@ log = logging.getLogger(__name__)
 
 CMD_REWIND = "rewind-lsp.rewind"
 CMD_REPAIR = "rewind-lsp.repair"
+CMD_REWIND_TO = "rewind-lsp.rewindTo"
 CMD_SHOW_FIX = "rewind-lsp.showFix"
 CMD_COPY_RESUME = "rewind-lsp.copyResumeCommand"
 TERMINAL_OUTPUT = "rewindLsp/terminalOutput"
@@ -106,6 +106,7 @@ class RewindLanguageServer(LanguageServer):
         self.disk_changed = asyncio.Event()
         self.background: set[asyncio.Future[Any]] = set()  # strong references: a bare task may be collected
         # One worker: file checks never race each other, and the event loop stays free.
+        self.previews: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
         self.io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewind-lsp-check")
         # Jobs submitted to the worker and not done yet -> whether the job writes (a rewind).
         self.worker_jobs: dict[concurrent.futures.Future[Any], bool] = {}
@@ -540,23 +541,30 @@ class RewindLanguageServer(LanguageServer):
             raise ValueError(f"{_shown(path)} is not a regular file")
         return path
 
-    async def do_rewind(self, uri: Any, mode: str) -> dict[str, Any]:
+    async def do_rewind(self, uri: Any, mode: str, to: Any = None) -> dict[str, Any]:
+        from ..advice import resume_command
+        from ..redact import redact
         from ..rewind import RewindError, rewind
 
         try:
+            if to is not None and not isinstance(to, (str, int)):
+                raise ValueError(f"the rewind point must be a line number or a uuid, not {_shown(repr(to))}")
             path = await self.rewind_target(uri)
-            result = await self.on_worker(functools.partial(rewind, path, mode=mode), writes=True)
+            result = await self.on_worker(
+                functools.partial(rewind, path, mode=mode, to=None if to is None else str(to)), writes=True
+            )
         except (ValueError, RewindError, OSError) as exc:
-            message = f"rewind-lsp: {exc}"
+            message = redact(f"rewind-lsp: {exc}")
             self.window_show_message(types.ShowMessageParams(types.MessageType.Error, message))
             return {"error": message}
         self.rewound[path] = result
-        where = f"cd {shlex.quote(result.cwd)} && " if result.cwd else ""
+        self.previews.pop(path, None)
+        resume, note = resume_command(result.session_id, result.cwd, path)
         self.window_show_message(
             types.ShowMessageParams(
                 types.MessageType.Info,
-                f"rewind-lsp: wrote {result.path.name} ({mode}); the original is untouched. "
-                f"Resume it with: {where}{result.resume_command}",
+                redact(f"rewind-lsp: wrote {result.path.name} ({mode}); the original is untouched. "
+                       f"Resume it with: {resume}" + (f" ({note})" if note else "")),
             )
         )
         new_uri = from_fs_path(str(result.path)) or str(result.path)
@@ -564,10 +572,34 @@ class RewindLanguageServer(LanguageServer):
         return {
             "path": str(result.path),
             "sessionId": result.session_id,
-            "resumeCommand": result.resume_command,
+            "resumeCommand": resume,
             "uri": new_uri,
-            "fixed": result.fixed,
+            "fixed": [redact(x) for x in result.fixed],
+            "keptMessages": result.kept_messages,
+            "droppedMessages": result.dropped_messages,
         }
+
+    async def preview_costs(self, uri: str) -> dict[str, Any]:
+        """What Rewind and Repair would cost for the session at `uri` ({} when it cannot be said), cached
+        per file state: code actions are asked for on every cursor move."""
+        from ..rewind import RewindError, preview
+
+        try:
+            path = self.allowed_path(uri)
+            st = os.stat(path)
+        except (ValueError, OSError):
+            return {}
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self.previews.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            got = await self.on_worker(preview, path)
+        except (RewindError, OSError):
+            return {}
+        costs = {p.mode: p for p in got}
+        self.previews[path] = (key, costs)
+        return costs
 
     async def do_show_fix(self, rule_id: Any) -> dict[str, Any]:
         rule = self.rules.get(rule_id) if isinstance(rule_id, str) else None
@@ -910,40 +942,53 @@ async def code_action(ls: RewindLanguageServer, params: types.CodeActionParams) 
                 command=types.Command(title="Show fix steps", command=CMD_SHOW_FIX, arguments=[rule]),
             )
         )
-    if target is not None and any(d.severity == types.DiagnosticSeverity.Error for d in ours):
-        errs = [d for d in ours if d.severity == types.DiagnosticSeverity.Error]
-        actions.append(
-            types.CodeAction(
-                title="Rewind session (truncate)",
-                kind=types.CodeActionKind.QuickFix,
-                diagnostics=errs,
-                is_preferred=True,
-                command=types.Command(title="Rewind session (truncate)", command=CMD_REWIND, arguments=[target]),
-            )
-        )
-        actions.append(
-            types.CodeAction(
-                title="Repair session (patch)",
-                kind=types.CodeActionKind.QuickFix,
-                diagnostics=errs,
-                command=types.Command(title="Repair session (patch)", command=CMD_REPAIR, arguments=[target]),
-            )
-        )
-        actions.append(
-            types.CodeAction(
-                title="Copy resume command",
-                kind=types.CodeActionKind.QuickFix,
-                diagnostics=errs,
-                command=types.Command(title="Copy resume command", command=CMD_COPY_RESUME, arguments=[target]),
-            )
-        )
+    repairable = [d for d in ours if d.severity == types.DiagnosticSeverity.Error or (
+        str(d.code) == "tool-use-concurrency-400" and d.severity == types.DiagnosticSeverity.Warning)]
+    if target is not None and repairable:
+        costs = await ls.preview_costs(target)
+        actions.extend(_repair_actions(target, repairable, costs))
     return actions
+
+
+def _repair_actions(target: str, diags: list[types.Diagnostic], costs: dict[str, Any]) -> list[types.CodeAction]:
+    """Rewind, Repair and Copy resume command, each title saying what it costs; the preferred one is
+    the one that loses nothing (Repair), unless only Rewind can be made."""
+    cut, patch = costs.get("truncate"), costs.get("patch")
+    rewind_title = "Rewind session (truncate)"
+    if cut is not None and cut.refused is None:
+        rewind_title = f"Rewind session (drops {cut.dropped_messages} of {cut.total_messages} messages)"
+    repair_title = "Repair session (patch)"
+    if patch is not None and patch.refused is None:
+        repair_title = "Repair session (keeps everything)"
+    patch_works = patch is None or patch.refused is None
+    out: list[types.CodeAction] = []
+    for title, command, preferred in (
+        (repair_title, CMD_REPAIR, patch_works),
+        (rewind_title, CMD_REWIND, not patch_works),
+        ("Copy resume command", CMD_COPY_RESUME, False),
+    ):
+        out.append(types.CodeAction(
+            title=title, kind=types.CodeActionKind.QuickFix, diagnostics=diags, is_preferred=preferred or None,
+            command=types.Command(title=title, command=command, arguments=[target]),
+        ))
+    return out
 
 
 @server.command(CMD_REWIND)
 @_guard(CMD_REWIND)
 async def cmd_rewind(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
     return await ls.do_rewind(args[0] if args else None, "truncate")
+
+
+@server.command(CMD_REWIND_TO)
+@_guard(CMD_REWIND_TO)
+async def cmd_rewind_to(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
+    """`[uri, point]`: cut back to just before that user prompt (its line number or uuid), as `rewind --to`."""
+    if len(args) < 2:
+        message = "rewind-lsp: rewindTo needs [uri, line number or uuid of a user prompt]"
+        ls.window_show_message(types.ShowMessageParams(types.MessageType.Error, message))
+        return {"error": message}
+    return await ls.do_rewind(args[0], "truncate", args[1])
 
 
 @server.command(CMD_REPAIR)
@@ -965,10 +1010,13 @@ def cmd_copy_resume(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
         path = ls.allowed_path(args[0] if args else None)
     except ValueError as exc:
         return {"error": f"rewind-lsp: {exc}"}
+    from ..advice import resume_command, rewind_command
+
     done = ls.rewound.get(path)
     if done is not None:
-        return {"resumeCommand": done.resume_command, "path": str(done.path)}
-    message = f"rewind-lsp rewind '{path}'"
+        # The same command the Rewind/Repair message showed: built in one place (advice).
+        return {"resumeCommand": resume_command(done.session_id, done.cwd, path)[0], "path": str(done.path)}
+    message = rewind_command(path, "--mode", "patch")
     ls.window_show_message(
         types.ShowMessageParams(
             types.MessageType.Info,
