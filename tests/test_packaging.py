@@ -103,3 +103,35 @@ def test_printed_command_runs_without_the_install_on_path(installed: Path, env: 
 def test_bare_name_when_path_finds_this_installation(installed: Path, env: dict[str, str]) -> None:
     env["PATH"] = f"{installed}{os.pathsep}{env['PATH']}"
     assert written_command(["rewind-lsp"], env) == "rewind-lsp hook"
+
+
+def fake_python(folder: Path, version: str) -> Path:
+    """An interpreter that says it is `version` and is too old for anything."""
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = folder / "python"
+    exe.write_text(f'#!/bin/sh\n[ "$1" = -V ] && echo "Python {version}" && exit 0\nexit 1\n')
+    exe.chmod(0o755)
+    return exe
+
+
+def test_setup_refuses_an_old_python_and_replaces_an_old_venv(tmp_path: Path) -> None:
+    checkout = tmp_path / "o'neil dir"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy2(ROOT / "scripts" / "setup", checkout / "scripts" / "setup")
+    fake_python(checkout / ".venv" / "bin", "3.8.10")
+    old = fake_python(tmp_path / "old", "3.10.12")
+    done = subprocess.run([str(checkout / "scripts" / "setup")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": str(old)}, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (
+        "setup: .venv was made with Python 3.8.10 and rewind-lsp needs Python >= 3.11: "
+        "removing it and making it again\n"
+        f"setup: rewind-lsp needs Python >= 3.11, and {old} is Python 3.10.12.\n"
+        "setup: install one and point PYTHON= at it, e.g. PYTHON=python3.12 ./scripts/setup\n"
+    )
+    assert not (checkout / ".venv").exists()
+    missing = subprocess.run([str(checkout / "scripts" / "setup")], capture_output=True, text=True,
+                             env={**os.environ, "PYTHON": "python2.0-absent"}, timeout=60)
+    assert missing.returncode == 1
+    first = missing.stderr.splitlines()[0]
+    assert first == "setup: rewind-lsp needs Python >= 3.11, and python2.0-absent is not found."
