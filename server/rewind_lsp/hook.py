@@ -239,16 +239,42 @@ def settings_path(scope: str) -> Path:
 
 
 def hook_command(auto_repair: bool = False) -> str:
-    import shutil
+    """The settings' command: this installation (not whichever `rewind-lsp` PATH finds), quoted."""
+    from .invocation import command
 
-    exe = shutil.which("rewind-lsp")
-    base = f"'{exe}' hook" if exe and " " in exe else (f"{exe} hook" if exe else f"{sys.executable} -m rewind_lsp hook")
-    return base + (" --auto-repair" if auto_repair else "")
+    return command("hook", "--auto-repair") if auto_repair else command("hook")
 
 
 def _is_ours(hook: Any) -> bool:
     cmd = hook.get("command") if isinstance(hook, dict) else None
-    return isinstance(cmd, str) and ("rewind-lsp' hook" in cmd or "rewind-lsp hook" in cmd or "rewind_lsp hook" in cmd)
+    if not isinstance(cmd, str):
+        return False
+    import shlex
+
+    try:
+        words = shlex.split(cmd)
+    except ValueError:
+        words = cmd.split()
+    for i, word in enumerate(words[:-1]):
+        if words[i + 1] == "hook" and (
+            os.path.basename(word) in ("rewind-lsp", "rewind-lsp.exe")
+            or (word == "rewind_lsp" and i > 0 and words[i - 1] == "-m")
+        ):
+            return True
+    return False
+
+
+def _refuse_number(text: str) -> float:
+    """Python reads 1e400 as inf and would write it back as `Infinity`, which Node (Claude Code)
+    cannot parse: refuse instead of changing the number."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")) or value != value:
+        raise SettingsError(f"the number {text} is out of range (it would be written back as Infinity)")
+    return value
+
+
+def _refuse_constant(text: str) -> float:
+    raise SettingsError(f"{text} is not JSON (Claude Code cannot read it)")
 
 
 def _read_settings(path: Path) -> dict[str, Any]:
@@ -256,39 +282,90 @@ def _read_settings(path: Path) -> dict[str, Any]:
 
     if not path.exists():
         return {}
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{path}: not UTF-8 text (byte {exc.start}); fix it first, nothing was changed") from None
     if not text.strip():
         return {}
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_float=_refuse_number, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise SettingsError(
             f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); fix it first, nothing was changed"
         ) from None
+    except SettingsError as exc:
+        raise SettingsError(f"{path}: {exc}; fix it first, nothing was changed") from None
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: the settings are not a JSON object; nothing was changed")
     return data
 
 
-def _write_settings(path: Path, data: dict[str, Any]) -> Path | None:
+def _serialize(data: dict[str, Any]) -> bytes:
     import json
+    import re
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    # json.loads keeps a lone surrogate escape ("\ud800") as a lone surrogate, which UTF-8 cannot
+    # encode: write it back as the escape it was read from. (A valid pair is one code point here.)
+    text = re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text.encode("utf-8")
+
+
+def _open_new(path: Path, mode: int) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+
+
+def _backup(path: Path, content: bytes, mode: int) -> Path:
+    """A copy of `content` under a name no earlier backup has (O_EXCL): an install and an
+    uninstall in the same second must not overwrite the pristine copy."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        backup = path.with_name(f"{path.name}.{stamp}{f'.{n}' if n else ''}.bak")
+        try:
+            fd = _open_new(backup, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(content)
+        return backup
+    raise SettingsError(f"{path}: too many backups from this second; nothing was changed")
+
+
+def _write_settings(path: Path, data: dict[str, Any]) -> Path | None:
+    """Write `data` to `path` atomically, through a symlink (a dotfiles setup keeps its link),
+    keeping the file's mode; the old content goes to a backup first. A read-only file is refused."""
+    import stat
+
+    payload = _serialize(data)  # before touching anything: a failure here changes nothing
+    target = Path(os.path.realpath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
     backup = None
-    if path.exists():
-        import shutil
-
-        backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
-        shutil.copy2(path, backup)
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    else:
+        mode = stat.S_IMODE(st.st_mode)
+        # os.access alone says yes to root; the mode bits say what the user meant.
+        if not mode & 0o222 or not os.access(target, os.W_OK):
+            raise SettingsError(f"{path}: the file is read-only; nothing was changed")
+        backup = _backup(path, target.read_bytes(), mode)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{time.monotonic_ns()}.tmp")
+    fd = _open_new(tmp, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return backup
 
 
@@ -296,7 +373,9 @@ def install(scope: str, auto_repair: bool = False) -> tuple[Path, bool, Path | N
     """Merge our hook entries; returns (settings file, changed?, backup)."""
     path = settings_path(scope)
     data = _read_settings(path)
-    hooks = data.setdefault("hooks", {})
+    if data.get("hooks") is None:
+        data["hooks"] = {}
+    hooks = data["hooks"]
     if not isinstance(hooks, dict):
         raise SettingsError(f'{path}: "hooks" is not an object; nothing was changed')
     command = hook_command(auto_repair)
@@ -305,7 +384,9 @@ def install(scope: str, auto_repair: bool = False) -> tuple[Path, bool, Path | N
         groups = hooks.setdefault(event, [])
         if not isinstance(groups, list):
             raise SettingsError(f'{path}: "hooks.{event}" is not a list; nothing was changed')
-        mine = [h for g in groups if isinstance(g, dict) for h in g.get("hooks", []) if _is_ours(h)]
+        # Entries that are not what Claude Code documents (a number, a string) are left as found.
+        lists = [g["hooks"] for g in groups if isinstance(g, dict) and isinstance(g.get("hooks"), list)]
+        mine = [h for hs in lists for h in hs if _is_ours(h)]
         if mine and all(h.get("command") == command for h in mine):
             continue
         for g in groups:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from .rules import RuleSet
 
 FORMAT = 2
+# A state file is a few hundred KB; anything past this is not ours (a /dev/zero symlink would grow
+# the read without end): ignore it and rebuild.
+MAX_STATE_BYTES = 64 * 1024 * 1024
 
 
 class _Saved(msgspec.Struct, array_like=True):
@@ -69,6 +72,23 @@ def _unpack(data: bytes) -> array[int]:
     return a
 
 
+def _read_regular(file: Path) -> bytes | None:
+    """The bytes of `file` when it is a regular file of at most MAX_STATE_BYTES, else None.
+    O_NONBLOCK: opening a FIFO put in its place must not wait for a writer (the hook would hang)."""
+    import stat
+
+    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_STATE_BYTES:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_STATE_BYTES + 1)
+    finally:
+        os.close(fd)
+    return data if len(data) <= MAX_STATE_BYTES else None
+
+
 def save_state(state: TranscriptState, file: Path, path: str) -> None:
     """Write `state` (which must use stable hashes) atomically; errors are ignored (a cache)."""
     if not state.stable_hashes or state.findings is None:
@@ -101,8 +121,9 @@ def load_state(file: Path, path: str) -> TranscriptState:
     """The saved state for `path`, or a fresh one when there is none usable."""
     state = TranscriptState(stable_hashes=True)
     try:
-        with open(file, "rb") as f:
-            data = f.read()
+        data = _read_regular(file)
+        if data is None:
+            return state  # a FIFO, a device or an oversized file: not ours, rebuild
         payload = data[_DIGEST:]
         if data[:_DIGEST] != _digest(payload):
             return state  # torn or damaged: the hash arrays must be exactly as written (sorted)
