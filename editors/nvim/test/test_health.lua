@@ -39,6 +39,9 @@ H.run(function()
     H.setup({ cmd = { "rewind-lsp-does-not-exist", "serve" } })
     local report = checkhealth()
     H.ok(report:find("ERROR", 1, true) and report:find("rewind-lsp-does-not-exist", 1, true), report)
+    local advice = "rewind-lsp is not on PyPI: pipx install /path/to/a/clone (or pip install /path/to/a/clone), "
+      .. "or ./scripts/setup in the clone for its .venv/bin/rewind-lsp"
+    H.ok(report:find(advice, 1, true), "install advice missing:\n" .. report)
     vim.cmd("bwipeout!")
   end)
 

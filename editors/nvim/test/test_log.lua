@@ -49,7 +49,7 @@ H.run(function()
     H.eq(H.client(other).id, client.id, "client id of a second log")
     H.eq(H.client(H.open(named)).id, client.id, "client id of a transcript")
     local count = 0
-    for _, c in pairs(vim.lsp.get_active_clients()) do
+    for _, c in pairs(vim.lsp.get_clients and vim.lsp.get_clients() or vim.lsp.get_active_clients()) do
       count = count + (c.name == "rewind_lsp" and 1 or 0)
     end
     H.eq(count, 1, "rewind-lsp clients")

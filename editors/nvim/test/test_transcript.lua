@@ -63,8 +63,21 @@ H.run(function()
   H.test("transcript: Rewind code action writes a new session beside the original", function()
     rewind.last_result = nil
     vim.api.nvim_win_set_cursor(0, { diag.lnum + 1, diag.col })
+    local messages = {}
+    local notify = vim.notify
+    vim.notify = function(msg, ...)
+      table.insert(messages, msg)
+      return notify(msg, ...)
+    end
     H.choose_code_action("Rewind session (truncate)")
     local result = H.wait(function() return rewind.last_result end, "the rewind-lsp.rewind result")
+    if vim.fn.has("nvim-0.10") == 1 then -- older versions echo showMessage without vim.notify
+      H.wait(function() return #messages > 0 end, "the server's message")
+    end
+    vim.wait(300)
+    vim.notify = notify
+    local resume_lines = vim.tbl_filter(function(m) return m:find("claude --resume", 1, true) ~= nil end, messages)
+    H.eq(#resume_lines, vim.fn.has("nvim-0.10") == 1 and 1 or 0, "messages naming the resume command: " .. vim.inspect(messages))
     H.ok(type(result.path) == "string", "result.path: " .. vim.inspect(result))
     H.eq(vim.fn.fnamemodify(result.path, ":h"), vim.fn.fnamemodify(path, ":h"), "folder of the new session")
     H.ok(result.path ~= path and vim.fn.filereadable(result.path) == 1, "new session file exists: " .. result.path)

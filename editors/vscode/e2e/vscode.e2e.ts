@@ -74,8 +74,11 @@ async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T |
   }
 }
 
-async function screenshot(name: string): Promise<void> {
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+/** Saves test-output/screenshots/NAME.png and says in the test log what it should show. */
+async function screenshot(name: string, shows: string): Promise<void> {
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file });
+  console.log(`screenshot ${file}: ${shows}`);
 }
 
 /** Runs a test body, saving a screenshot named after it when it fails. */
@@ -83,7 +86,7 @@ async function withFailureShot(name: string, body: () => Promise<void>): Promise
   try {
     await body();
   } catch (error) {
-    await screenshot(`FAILED-${name}`).catch(() => undefined);
+    await screenshot(`FAILED-${name}`, `the screen when the ${name} test failed`).catch(() => undefined);
     throw error;
   }
 }
@@ -256,7 +259,7 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       const row = page.locator('.markers-panel .monaco-list-row', { hasText: 'orphan-tool-use' }).first();
       await row.waitFor({ timeout: UI_TIMEOUT });
       assert.match(await row.innerText(), /rewind-lsp/);
-      await screenshot('problems');
+      await screenshot('problems', 'the Problems panel listing the orphan-tool-use error of the transcript');
     });
   });
 
@@ -269,7 +272,7 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       const hover = page.locator('.monaco-hover .markdown-hover', { hasText: 'toolu_01ABC' }).first();
       await hover.waitFor({ state: 'visible', timeout: UI_TIMEOUT });
       await page.waitForTimeout(500); // let the hover finish fading in, for the screenshot
-      await screenshot('hover');
+      await screenshot('hover', 'the hover on the squiggle explaining the tool_use without a tool_result');
     });
   });
 
@@ -283,7 +286,7 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       await page.keyboard.press('Control+.');
       const action = page.locator('.action-widget .monaco-list-row', { hasText: 'Rewind session (truncate)' }).first();
       await action.waitFor({ timeout: UI_TIMEOUT });
-      await screenshot('quickfix');
+      await screenshot('quickfix', 'the quick fix menu with Rewind session (truncate)');
 
       const before = jsonlFiles();
       await action.click();
@@ -293,7 +296,16 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       assert.equal(fs.readFileSync(TRANSCRIPT, 'utf8'), original, 'the original transcript was changed');
       // The server shows the new file (window/showDocument).
       await page.locator('.tabs-container .tab', { hasText: created }).waitFor({ timeout: UI_TIMEOUT });
-      await screenshot('rewound');
+      await screenshot('rewound', 'the new session file opened beside the original after Rewind');
+      // The extension's toast names the resume command and copies it with one click.
+      const toast = page.locator('.notification-toast', { hasText: `rewind-lsp: wrote ${created}; resume it with: claude --resume` }).first();
+      await toast.waitFor({ timeout: UI_TIMEOUT });
+      const copy = toast.locator('.monaco-button', { hasText: 'Copy resume command' });
+      await copy.waitFor({ timeout: UI_TIMEOUT });
+      await screenshot('rewind-toast', 'the Rewind result toast with the resume command and its Copy resume command button');
+      await copy.click();
+      await page.locator('.notification-toast', { hasText: 'to the clipboard' }).first().waitFor({ timeout: UI_TIMEOUT });
+      assert.equal(await page.evaluate(() => navigator.clipboard.readText()), `claude --resume ${created.replace(/\.jsonl$/, '')}`);
     });
   });
 
@@ -326,10 +338,12 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
     await withFailureShot('show-fix', async () => {
       await openFile(TRANSCRIPT_NAME);
       await runPaletteCommand('rewind-lsp: Show fix steps');
-      // The server opens the rule's fix page, a Markdown file (window/showDocument).
-      await page.locator('.tabs-container .tab.active', { hasText: /\.md$/ }).waitFor({ timeout: UI_TIMEOUT });
-      await page.locator('.monaco-editor .view-lines', { hasText: '# Fix' }).first().waitFor({ timeout: UI_TIMEOUT });
-      await screenshot('show-fix');
+      // The server opens the rule's fix page (window/showDocument); the extension shows it as a rendered preview.
+      await page.locator('.tabs-container .tab.active', { hasText: /Preview .*\.md/ }).waitFor({ timeout: UI_TIMEOUT });
+      // The preview is a webview: its rendered heading sits two iframes down.
+      const preview = page.frameLocator('iframe.webview').first().frameLocator('iframe#active-frame');
+      await preview.locator('h1', { hasText: 'Fix' }).first().waitFor({ timeout: UI_TIMEOUT });
+      await screenshot('show-fix', 'the fix steps page as a rendered Markdown preview (not an editable file)');
     });
   });
 
@@ -352,7 +366,7 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       );
       await runPaletteCommand('View: Focus Problems');
       await page.locator('.markers-panel .monaco-list-row', { hasText: 'tool-use-concurrency-400' }).first().waitFor({ timeout: UI_TIMEOUT });
-      await screenshot('terminal-400');
+      await screenshot('terminal-400', 'the Problems panel with the tool-use-concurrency-400 error from the claude terminal');
     });
   });
 
@@ -363,10 +377,11 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       const settingsFile = path.join(WORKSPACE, '.vscode/settings.json');
       mkdirs(path.dirname(settingsFile));
       fs.writeFileSync(settingsFile, JSON.stringify({ 'rewind-lsp.server.command': ['rewind-lsp-not-installed', 'serve'] }));
-      const toast: Locator = page.locator('.notification-toast', { hasText: 'pip install rewind-lsp' }).first();
+      const toast: Locator = page.locator('.notification-toast', { hasText: 'rewind-lsp is not on PyPI' }).first();
       await toast.waitFor({ timeout: UI_TIMEOUT });
       assert.match(await toast.innerText(), /rewind-lsp-not-installed/);
-      await screenshot('missing-server');
+      await page.locator('.statusbar-item', { hasText: 'rewind-lsp not running: command not found' }).waitFor({ timeout: UI_TIMEOUT });
+      await screenshot('missing-server', 'the missing-server error toast and the status bar saying rewind-lsp is not running: command not found');
 
       fs.rmSync(settingsFile);
       await waitFor('the server to restart with the fixed setting', () => (starts() > started ? true : undefined));

@@ -51,7 +51,9 @@ export function countBrokenSessions(
   return broken.size;
 }
 
-export function statusText(count: number): string {
+/** The status bar text; `notRunning` is why the server is not running (then no check mark). */
+export function statusText(count: number, notRunning?: string): string {
+  if (notRunning !== undefined) return `$(error) rewind-lsp not running: ${notRunning}`;
   if (count === 0) return '$(check) rewind-lsp';
   return `$(error) ${count} broken session${count === 1 ? '' : 's'}`;
 }
@@ -68,4 +70,18 @@ export function resumeCommandOf(result: unknown): string | undefined {
   if (typeof result !== 'object' || result === null) return undefined;
   const value = (result as { resumeCommand?: unknown }).resumeCommand;
   return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/** The toast after Rewind/Repair: the new file and the resume command, on one line. */
+export function rewindResultText(result: unknown): string | undefined {
+  const resume = resumeCommandOf(result);
+  if (resume === undefined || typeof result !== 'object' || result === null) return undefined;
+  const file = (result as { path?: unknown }).path;
+  const name = typeof file === 'string' ? file.split(/[\\/]/).pop() : undefined;
+  return `rewind-lsp: wrote ${name ?? 'a new session'}; resume it with: ${resume}`;
+}
+
+/** Is `uri` a Markdown file (the rules' fix pages), to open as a rendered preview? */
+export function isMarkdownUri(uri: string): boolean {
+  return /\.md(?:[?#].*)?$/i.test(uri);
 }

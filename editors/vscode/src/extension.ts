@@ -7,7 +7,7 @@ import {
   type LanguageClientOptions,
   type ServerOptions as LspServerOptions,
 } from 'vscode-languageclient/node';
-import { commandErrorOf, countBrokenSessions, pickRuleId, resumeCommandOf, statusText } from './diagnostics';
+import { commandErrorOf, countBrokenSessions, isMarkdownUri, pickRuleId, resumeCommandOf, rewindResultText, statusText } from './diagnostics';
 import { resolveServerCommand } from './serverCommand';
 import { SECTION, documentPatterns, sectionToServerOptions, toServerOptions } from './settings';
 import { TERMINAL_OUTPUT_NOTIFICATION, isClaudeCommandLine, type TerminalOutputParams } from './terminal';
@@ -24,6 +24,10 @@ const SERVER = {
 let client: LanguageClient | undefined;
 let selector: DocumentSelector = [];
 let output: vscode.OutputChannel;
+/** Why the server is not running (shown in the status bar), or undefined while it runs. */
+let notRunning: string | undefined = 'starting';
+let updateStatus: () => void = () => undefined;
+const COPY_RESUME = 'Copy resume command';
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   output = vscode.window.createOutputChannel('rewind-lsp');
@@ -54,8 +58,13 @@ function createStatusItem(): vscode.Disposable {
   item.command = 'workbench.actions.view.problems';
   item.tooltip = 'Claude Code sessions with rewind-lsp errors: click to open the Problems panel';
   const update = (): void => {
-    item.text = statusText(countBrokenSessions(vscode.languages.getDiagnostics(), vscode.DiagnosticSeverity.Error));
+    item.text = statusText(countBrokenSessions(vscode.languages.getDiagnostics(), vscode.DiagnosticSeverity.Error), notRunning);
+    item.tooltip =
+      notRunning === undefined
+        ? 'Claude Code sessions with rewind-lsp errors: click to open the Problems panel'
+        : `The rewind-lsp language server is not running: ${notRunning} (see the rewind-lsp output)`;
   };
+  updateStatus = update;
   update();
   item.show();
   return vscode.Disposable.from(item, vscode.languages.onDidChangeDiagnostics(update));
@@ -70,6 +79,7 @@ async function startClient(): Promise<void> {
     workspaceFolder: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath,
   });
   if (!resolution.ok) {
+    setNotRunning(resolution.reason);
     output.appendLine(resolution.message);
     void vscode.window.showErrorMessage(resolution.message, 'Open Settings').then((choice) => {
       if (choice) void vscode.commands.executeCommand('workbench.action.openSettings', `${SECTION}.server.command`);
@@ -83,9 +93,19 @@ async function startClient(): Promise<void> {
   const clientOptions: LanguageClientOptions = {
     documentSelector: selector,
     initializationOptions: options,
-    synchronize: { configurationSection: SECTION },
     outputChannel: output,
     middleware: {
+      window: {
+        // Fix pages are Markdown: show them rendered, not as an editable file.
+        showDocument: async (params, next) => {
+          if (!isMarkdownUri(params.uri)) {
+            const result = await next(params, new vscode.CancellationTokenSource().token);
+            return 'success' in result ? result : { success: false };
+          }
+          await vscode.commands.executeCommand('markdown.showPreview', vscode.Uri.parse(params.uri));
+          return { success: true };
+        },
+      },
       executeCommand: async (command, args, next) => {
         const result: unknown = await next(command, args);
         const resumeCommand = logCommandResult(command, result);
@@ -93,6 +113,7 @@ async function startClient(): Promise<void> {
           await vscode.env.clipboard.writeText(resumeCommand);
           void vscode.window.showInformationMessage(`Copied \`${resumeCommand}\` to the clipboard.`);
         }
+        if (command === SERVER.rewind || command === SERVER.repair) void offerResumeCommand(result);
         return result;
       },
       workspace: {
@@ -117,14 +138,22 @@ async function startClient(): Promise<void> {
   client = newClient;
   try {
     await newClient.start();
+    setNotRunning(undefined);
   } catch (error) {
+    setNotRunning('failed to start');
     output.appendLine(`The language server failed to start: ${String(error)}`);
     void vscode.window.showErrorMessage(`rewind-lsp: the language server failed to start (see the rewind-lsp output).`);
   }
 }
 
+function setNotRunning(reason: string | undefined): void {
+  notRunning = reason;
+  updateStatus();
+}
+
 async function stopClient(): Promise<void> {
   const current = client;
+  setNotRunning('stopped');
   client = undefined;
   if (current === undefined) return;
   try {
@@ -172,8 +201,20 @@ function activeCheckedEditor(): vscode.TextEditor | undefined {
 async function runOnActiveDocument(command: typeof SERVER.rewind | typeof SERVER.repair): Promise<void> {
   const editor = activeCheckedEditor();
   if (editor === undefined) return;
-  // The server writes the new session file, then shows it and the resume command itself.
-  await executeServerCommand(command, [editor.document.uri.toString()]);
+  // The server writes the new session file and shows it; the toast here keeps the resume command one click away.
+  const result = await executeServerCommand(command, [editor.document.uri.toString()]);
+  void offerResumeCommand(result);
+}
+
+async function offerResumeCommand(result: unknown): Promise<void> {
+  const text = rewindResultText(result);
+  const resume = resumeCommandOf(result);
+  if (text === undefined || resume === undefined) return;
+  const choice = await vscode.window.showInformationMessage(text, COPY_RESUME);
+  if (choice === COPY_RESUME) {
+    await vscode.env.clipboard.writeText(resume);
+    void vscode.window.showInformationMessage(`Copied \`${resume}\` to the clipboard.`);
+  }
 }
 
 /** Logs a server command's answer to the output channel; returns its resume command, if any. */

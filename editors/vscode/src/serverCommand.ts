@@ -5,10 +5,12 @@ import * as path from 'node:path';
 export const DEFAULT_COMMAND = ['rewind-lsp', 'serve'];
 
 export const INSTALL_HINT =
-  'Install the server with `pip install rewind-lsp` (or run `scripts/setup` in the rewind-lsp repository), ' +
-  'then set `rewind-lsp.server.command` if it is not on PATH.';
+  'rewind-lsp is not on PyPI: install it from a clone with `pipx install /path/to/rewind-lsp` ' +
+  '(or `pip install /path/to/rewind-lsp`), or run `./scripts/setup` in the clone and set ' +
+  '`rewind-lsp.server.command` to its `.venv/bin/rewind-lsp`.';
 
-export type Resolution = { ok: true; command: string; args: string[] } | { ok: false; message: string };
+/** `reason` is the short why for the status bar ("command not found", ...); `message` the full error. */
+export type Resolution = { ok: true; command: string; args: string[] } | { ok: false; reason: string; message: string };
 
 export interface ResolveEnv {
   /** The PATH variable. */
@@ -65,6 +67,7 @@ export function resolveServerCommand(configured: unknown, env: ResolveEnv): Reso
   if (commandLine === undefined || commandLine[0].trim() === '') {
     return {
       ok: false,
+      reason: 'invalid rewind-lsp.server.command',
       message: `rewind-lsp: \`rewind-lsp.server.command\` must be a non-empty list of strings, like ${JSON.stringify(DEFAULT_COMMAND)}.`,
     };
   }
@@ -77,7 +80,8 @@ export function resolveServerCommand(configured: unknown, env: ResolveEnv): Reso
   const executable = hasDirectory(program) ? (isExecutable(program) ? program : undefined) : findOnPath(program, env);
   if (executable === undefined) {
     const where = hasDirectory(program) ? 'is not an executable file' : 'was not found on PATH';
-    return { ok: false, message: `rewind-lsp: the language server \`${program}\` ${where}. ${INSTALL_HINT}` };
+    const reason = hasDirectory(program) ? 'not an executable file' : 'command not found';
+    return { ok: false, reason, message: `rewind-lsp: the language server \`${program}\` ${where}. ${INSTALL_HINT}` };
   }
   return { ok: true, command: executable, args };
 }

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { commandErrorOf, countBrokenSessions, pickRuleId, resumeCommandOf, statusText, type DiagnosticLike } from '../src/diagnostics';
+import {
+  commandErrorOf,
+  countBrokenSessions,
+  isMarkdownUri,
+  pickRuleId,
+  resumeCommandOf,
+  rewindResultText,
+  statusText,
+  type DiagnosticLike,
+} from '../src/diagnostics';
 
 const ERROR = 0;
 const WARNING = 1;
@@ -24,6 +33,24 @@ test('status text pluralises', () => {
   assert.equal(statusText(0), '$(check) rewind-lsp');
   assert.equal(statusText(1), '$(error) 1 broken session');
   assert.equal(statusText(3), '$(error) 3 broken sessions');
+});
+
+test('status text says when the server is not running, and why, with no check mark', () => {
+  assert.equal(statusText(0, 'command not found'), '$(error) rewind-lsp not running: command not found');
+  assert.equal(statusText(2, 'failed to start'), '$(error) rewind-lsp not running: failed to start');
+});
+
+test('the Rewind/Repair toast names the new file and the resume command', () => {
+  const result = { path: '/p/-tmp-demo/abc.jsonl', sessionId: 'abc', resumeCommand: 'claude --resume abc' };
+  assert.equal(rewindResultText(result), 'rewind-lsp: wrote abc.jsonl; resume it with: claude --resume abc');
+  assert.equal(rewindResultText({ resumeCommand: 'claude --resume abc' }), 'rewind-lsp: wrote a new session; resume it with: claude --resume abc');
+  assert.equal(rewindResultText({ error: 'rewind-lsp: not a regular file' }), undefined);
+});
+
+test('fix pages (Markdown) are recognised for the rendered preview', () => {
+  assert.equal(isMarkdownUri('file:///repo/rules/tool-pairing.md'), true);
+  assert.equal(isMarkdownUri('file:///repo/rules/tool-pairing.md#fix'), true);
+  assert.equal(isMarkdownUri('file:///p/abc.jsonl'), false);
 });
 
 test('the rule under the cursor wins, else the first in the file', () => {

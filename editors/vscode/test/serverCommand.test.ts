@@ -29,9 +29,14 @@ test('a missing executable gives the install hint', () => {
   const result = resolveServerCommand(DEFAULT_COMMAND, { path: '/nonexistent' });
   assert.equal(result.ok, false);
   assert.ok(!result.ok);
-  assert.match(result.message, /`rewind-lsp` was not found on PATH/);
-  assert.match(result.message, /pip install rewind-lsp/);
-  assert.match(result.message, /scripts\/setup/);
+  assert.equal(result.reason, 'command not found');
+  assert.equal(
+    result.message,
+    'rewind-lsp: the language server `rewind-lsp` was not found on PATH. rewind-lsp is not on PyPI: install it from a clone ' +
+      'with `pipx install /path/to/rewind-lsp` (or `pip install /path/to/rewind-lsp`), or run `./scripts/setup` in the clone ' +
+      'and set `rewind-lsp.server.command` to its `.venv/bin/rewind-lsp`.',
+  );
+  assert.doesNotMatch(result.message, /pip install rewind-lsp/);
 });
 
 test('an absolute path is used as is, if executable', () => {
@@ -42,7 +47,8 @@ test('an absolute path is used as is, if executable', () => {
   });
   const bad = resolveServerCommand([path.join(dir, 'not-executable'), 'serve'], { path: '' });
   assert.ok(!bad.ok);
-  assert.match(bad.message, /is not an executable file.*pip install rewind-lsp/);
+  assert.equal(bad.reason, 'not an executable file');
+  assert.match(bad.message, /is not an executable file\. rewind-lsp is not on PyPI/);
 });
 
 test('~, ${workspaceFolder} and relative paths are expanded', () => {

@@ -17,7 +17,7 @@ local function check_server(cmd)
   local path = vim.fn.exepath(cmd[1])
   if path == "" then
     fail(("server executable not found: %s"):format(cmd[1]), {
-      "pip install rewind-lsp (or pipx install rewind-lsp)",
+      "rewind-lsp is not on PyPI: pipx install /path/to/a/clone (or pip install /path/to/a/clone), or ./scripts/setup in the clone for its .venv/bin/rewind-lsp",
       "or set cmd in require('rewind_lsp').setup({ cmd = { '/path/to/rewind-lsp', 'serve' } })",
     })
     return

@@ -9,8 +9,26 @@ local M = {}
 M.name = "rewind_lsp" -- client name; also the vim.lsp.config() name on 0.11+
 M.source = "rewind-lsp" -- `source` of the server's diagnostics
 
+local has = function(feature) return vim.fn.has(feature) == 1 end
+
+--- The server command: `rewind-lsp serve` when rewind-lsp is on PATH, else the
+--- `.venv/bin/rewind-lsp` of the clone this plugin lives in (made by
+--- `./scripts/setup`) when it exists, else `rewind-lsp serve` (checkhealth
+--- then says it is missing).
+function M.default_cmd()
+  if vim.fn.executable("rewind-lsp") == 1 then
+    return { "rewind-lsp", "serve" }
+  end
+  local here = debug.getinfo(1, "S").source:sub(2) -- <clone>/editors/nvim/lua/rewind_lsp/init.lua
+  local venv = vim.fn.fnamemodify(here, ":p:h:h:h:h:h") .. "/.venv/bin/rewind-lsp"
+  if vim.fn.executable(venv) == 1 then
+    return { venv, "serve" }
+  end
+  return { "rewind-lsp", "serve" }
+end
+
 local defaults = {
-  cmd = { "rewind-lsp", "serve" },
+  cmd = M.default_cmd(),
   patterns = { "*.jsonl", "*.log" },
   settings = {}, -- the `rewind-lsp` settings section (docs/CONTRACT.md)
   attach_terminals = true,
@@ -24,8 +42,6 @@ local defaults = {
 }
 
 M.config = nil -- the options in effect once setup() has run
-
-local has = function(feature) return vim.fn.has(feature) == 1 end
 local api_level = has("nvim-0.11") and "config" or (has("nvim-0.8") and "start" or "start_client")
 
 local function notify(msg, level)
@@ -274,7 +290,9 @@ function M.on_command_result(err, result, ctx)
     copy(resume)
   end
   if str(result.path) and command ~= "rewind-lsp.copyResumeCommand" then
-    notify(("new session %s\nresume with: %s (copied)"):format(result.path, resume or "?"))
+    -- The server's window/showMessage already names the new session and its
+    -- resume command: a second message here meant two "Press ENTER" prompts.
+    return
   elseif resume then
     notify("copied: " .. resume)
   end
@@ -401,6 +419,21 @@ local function client_config()
     handlers = handlers,
     on_attach = opts.on_attach,
   }
+end
+
+--- The vim.lsp.Config of lsp/rewind_lsp.lua (Neovim 0.11+): the client of
+--- setup() with its root_dir, for `vim.lsp.enable("rewind_lsp")` alone. It
+--- attaches to transcripts (filetype jsonl); logs (no filetype) and
+--- terminals need setup()'s autocommands.
+function M.lsp_config()
+  local cfg = client_config()
+  cfg.filetypes = { "jsonl" }
+  cfg.root_dir = function(bufnr, on_dir)
+    if M.matches(bufnr) then
+      on_dir(M.root_for(bufnr))
+    end
+  end
+  return cfg
 end
 
 local clients_by_root = {} -- 0.7: root -> client id
