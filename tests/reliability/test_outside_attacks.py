@@ -1,0 +1,210 @@
+"""What the world outside rewind does to a session while it is repaired, with real files and processes.
+
+A writer cut off mid-line, recorded content that carries its own `sessionId`, an editor saving
+over the source, a second rewind of the same session, a full disk, a symlinked subagent folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rel_support import SID, broken_lines, entry, tool_use, wait_until
+
+from rewind_lsp import placement
+from rewind_lsp.repair_plan import Plan
+from rewind_lsp.rewind import rewind
+
+TORN = b'{"type":"user","uuid":"u9","parentUuid":"u2","sessionId":"' + SID.encode() + b'","message":{"role":"us'
+
+
+def lines_of(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    assert data.endswith(b"\n"), f"{path} ends in a partial line: {data[-60:]!r}"
+    return data[:-1].split(b"\n")
+
+
+def assert_all_complete(path: Path) -> None:
+    for n, raw in enumerate(lines_of(path), 1):
+        assert isinstance(json.loads(raw), dict), f"{path}:{n} is not one JSON object: {raw[:80]!r}"
+
+
+def backups(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.bak"))
+
+
+# --- 1. a torn last line --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["truncate", "patch"])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_torn_last_line_is_left_out_and_the_copy_ends_in_a_newline(tmp_path: Path, mode: str,
+                                                                   in_place: bool) -> None:
+    src = tmp_path / f"{SID}.jsonl"
+    original = ("\n".join(broken_lines()) + "\n").encode() + TORN
+    src.write_bytes(original)
+    result = rewind(src, mode=mode, in_place=in_place)
+    assert_all_complete(result.path)
+    assert TORN not in result.path.read_bytes()
+    if in_place:
+        (backup,) = backups(tmp_path)
+        assert backup.read_bytes() == original  # the torn bytes are kept
+    else:
+        assert src.read_bytes() == original
+
+
+@pytest.mark.parametrize("mode", ["truncate", "patch"])
+def test_a_complete_last_line_without_newline_gets_one(tmp_path: Path, mode: str) -> None:
+    """The synthetic tool_result patch adds after the last assistant line starts a line of its own."""
+    src = tmp_path / f"{SID}.jsonl"
+    lines = broken_lines()[:2]  # ends with the assistant's tool_use, no final newline
+    src.write_text("\n".join(lines))
+    result = rewind(src, mode=mode)
+    assert_all_complete(result.path)
+
+
+def write_copy_of(src: Path, plan: Plan, session_id: str | None) -> tuple[bytes, list[str]]:
+    out = src.with_name("copy.out")
+    src_fd = os.open(src, os.O_RDONLY)
+    try:
+        tmp_fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        left_out = placement.write_copy(src_fd, tmp_fd, plan, session_id, os.fstat(src_fd))
+    finally:
+        os.close(src_fd)
+    return out.read_bytes(), left_out
+
+
+def test_write_copy_says_what_it_left_out(tmp_path: Path) -> None:
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_bytes(("\n".join(broken_lines()) + "\n").encode() + TORN)
+    data, left_out = write_copy_of(src, Plan(), None)
+    assert data == ("\n".join(broken_lines()) + "\n").encode()
+    assert left_out == [f"line 4: a half-written last line ({len(TORN)} bytes) was left out; it stays in the original"]
+
+
+def test_write_copy_inserts_after_an_unterminated_last_line_on_a_line_of_its_own(tmp_path: Path) -> None:
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_text("\n".join(broken_lines()))
+    plan = Plan()
+    plan.insert_after[3].append({"type": "user", "uuid": "x"})
+    data, left_out = write_copy_of(src, plan, None)
+    assert data == ("\n".join(broken_lines()) + "\n" + '{"type":"user","uuid":"x"}\n').encode()
+    assert left_out == []
+
+
+# --- 2. only the entry's own sessionId is rewritten ------------------------------------------------
+
+NESTED = "99999999-9999-4999-8999-999999999999"
+
+
+def nested_lines() -> list[str]:
+    lines = broken_lines()
+    lines[1] = entry("assistant", "a1", "u1", [tool_use("toolu_01ABC", sessionId=NESTED)], "msg_1",
+                     toolUseResult={"sessionId": NESTED, "text": 'say "sessionId":"x"'})
+    return lines
+
+
+def test_nested_session_ids_in_recorded_content_are_kept(tmp_path: Path) -> None:
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_text("\n".join(nested_lines()) + "\n")
+    agent = tmp_path / SID / "subagents" / "agent-a1.jsonl"
+    agent.parent.mkdir(parents=True)
+    agent_line = entry("user", "s1", None, [tool_use("toolu_S", sessionId=NESTED)], isSidechain=True)
+    agent.write_text(agent_line + "\n")
+    result = rewind(src, mode="patch")
+    new = result.session_id
+    copied = lines_of(result.path)
+    # Every byte but the entry's own id is as it was.
+    assert copied[1] == nested_lines()[1].replace(f'"sessionId":"{SID}"', f'"sessionId":"{new}"', 1).encode()
+    d = json.loads(copied[1])
+    assert d["sessionId"] == new
+    assert d["message"]["content"][0]["input"]["sessionId"] == NESTED
+    assert d["toolUseResult"]["sessionId"] == NESTED
+    (agent_copy,) = (tmp_path / new).rglob("agent-a1.jsonl")
+    want = agent_line.replace(f'"sessionId":"{SID}"', f'"sessionId":"{new}"', 1)
+    assert agent_copy.read_bytes() == want.encode() + b"\n"
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    (b'{"a":{"sessionId":"x"},"sessionId" : "old"}', b'{"a":{"sessionId":"x"},"sessionId" : "new"}'),
+    (b'{"a":"\\"sessionId\\":\\"x\\"", "sessionId":"old"}\r\n',
+     b'{"a":"\\"sessionId\\":\\"x\\"", "sessionId":"new"}\r\n'),
+    (b'{"sessionId":"old","t":"\xff\xfe"}', b'{"sessionId":"new","t":"\xff\xfe"}'),
+    (b'{"a":{"sessionId":"x"}', b'{"a":{"sessionId":"x"}'),  # not one object: left as it is
+    (b'[{"sessionId":"x"}]', b'[{"sessionId":"x"}]'),
+])
+def test_with_session_id_changes_only_the_top_level_value(raw: bytes, want: bytes) -> None:
+    assert placement.with_session_id(raw, "new") == want
+
+
+# --- 3. a source replaced by rename while rewind runs ----------------------------------------------
+
+REWIND_IN_CHILD = (
+    "import sys\n"
+    "from rewind_lsp import placement\n"
+    "from rewind_lsp.rewind import RewindError, rewind\n"
+    "placement.LOCK_WAIT_SECONDS = float(sys.argv[3])\n"
+    "try:\n"
+    "    r = rewind(sys.argv[1], mode='patch', in_place=sys.argv[2] == 'in-place')\n"
+    "except RewindError as e:\n"
+    "    print('refused:', e)\n"
+    "    sys.exit(3)\n"
+    "print('done:', r.path)\n"
+)
+
+
+def start_rewind(src: Path, in_place: bool, wait: float) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", REWIND_IN_CHILD, str(src), "in-place" if in_place else "copy",
+                             str(wait)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def has_open(pid: int, path: Path) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) == str(path) for fd in fds.iterdir())
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_source_replaced_by_rename_is_refused_cleanly(tmp_path: Path, in_place: bool) -> None:
+    """The test holds the session lock, so the child is stopped at the latest at the lock; once it
+    has the source open, an editor-style save (write a new file, rename it over) replaces it."""
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_text("\n".join(broken_lines()) + "\n")
+    saved = "\n".join([*broken_lines(), entry("user", "u3", "u2", "typed in an editor")]) + "\n"
+    with open(src, "rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        child = start_rewind(src, in_place, 60)
+        wait_until(lambda: has_open(child.pid, src), timeout=30)
+        other = tmp_path / "editor.tmp"
+        other.write_text(saved)
+        os.replace(other, src)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 3, (out, err)
+    assert out == (f"refused: {src} changed while it was being repaired (is the session still running?); nothing "
+                   "was written. Close the session and try again.\n")
+    assert err == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+    assert src.read_text() == saved
+
+
+def test_write_copy_reads_the_file_it_was_given_not_the_path(tmp_path: Path) -> None:
+    src = tmp_path / f"{SID}.jsonl"
+    first = "\n".join(broken_lines()) + "\n"
+    src.write_text(first)
+    src_fd = os.open(src, os.O_RDONLY)
+    try:
+        other = tmp_path / "other"
+        other.write_text("something else\n")
+        os.replace(other, src)
+        tmp_fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        placement.write_copy(src_fd, tmp_fd, Plan(), None, os.fstat(src_fd))
+    finally:
+        os.close(src_fd)
+    assert (tmp_path / "out").read_text() == first
