@@ -6,6 +6,7 @@ over the source, a second rewind of the same session, a full disk, a symlinked s
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -293,3 +294,64 @@ def test_two_in_place_rewinds_racing_keep_the_original(tmp_path: Path, run: int)
     assert_all_complete(src)
     with pytest.raises(RewindError, match="nothing to repair"):
         rewind(src, mode="patch", in_place=True)
+
+
+# --- 5. a full disk at every write step -------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> object:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def big_broken_session(folder: Path) -> Path:
+    """About 40 KB, with a subagent transcript: the copy, the subagent copy and the backup each need pages."""
+    lines = broken_lines()
+    lines[0] = entry("user", "u1", None, "list files " + "x" * 40_000)
+    src = folder / f"{SID}.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    agent = folder / SID / "subagents" / "agent-a1.jsonl"
+    agent.parent.mkdir(parents=True)
+    agent.write_text(entry("user", "s1", None, "y" * 20_000, isSidechain=True) + "\n")
+    return src
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_full_disk_at_every_step_leaves_the_original_and_no_temporary(small_disk: Path, in_place: bool) -> None:
+    """The free space is cut down 4 KB at a time below what a rewind needs: each run either completes or
+    is refused saying the disk is full, with the original as it was and nothing else in the folder."""
+    refused = completed = 0
+    for free_pages in range(0, 40):
+        folder = small_disk / f"run{free_pages}"
+        folder.mkdir()
+        src = big_broken_session(folder)
+        before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        filler = small_disk / "filler"
+        free = os.statvfs(small_disk)
+        with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):
+            f.write(b"\0" * max(0, free.f_bavail * free.f_frsize - free_pages * 4096))
+        try:
+            rewind(src, mode="patch", in_place=in_place)
+        except RewindError as exc:
+            assert str(exc) == (f"no space left on the disk holding {folder}; nothing was written (the original is "
+                                "untouched)")
+            now = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+            assert now == before, f"{free_pages} pages free: the folder changed"
+            assert sorted(p.name for p in folder.iterdir()) == sorted([src.name, SID]), free_pages
+            refused += 1
+        else:
+            completed += 1
+        filler.unlink()
+        subprocess.run(["rm", "-rf", str(folder)], check=True)
+        if completed >= 2:
+            break
+    assert refused >= 3 and completed >= 1, (refused, completed)
