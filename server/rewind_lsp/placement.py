@@ -266,23 +266,52 @@ def sweep_stale_temps(folder: Path) -> None:
             continue
 
 
+def is_subagent_file(name: str) -> bool:
+    """A subagent transcript Claude Code writes (`agent-<id>.jsonl`) or its `.meta.json` sibling."""
+    return name.startswith("agent-") and (name.endswith(".jsonl") or name.endswith(".meta.json"))
+
+
+def leaving_link_error(link: Path, folder: Path) -> RewindError:
+    return RewindError(
+        f"{link} is a symbolic link out of the session's folder {folder}; nothing was written. "
+        "Replace the link with the files themselves and try again."
+    )
+
+
 def copy_subagents(src_dir: Path, dest_dir: Path, session_id: str) -> None:
     """Copy the subagent transcripts in `src_dir` into the empty `dest_dir`, their sessionId replaced,
-    every file and folder fsynced and with its source's permission bits."""
+    every file and folder fsynced and with its source's permission bits. Only regular
+    `agent-*.jsonl` files and their `.meta.json` siblings are copied, never through a symlink:
+    `src_dir` itself, its `subagents` folder or a subagent file being a symlink out of `src_dir` is
+    refused (its target is not the session's); any other symlink is left out."""
+    if src_dir.is_symlink():
+        raise leaving_link_error(src_dir, src_dir.parent)
+    inside = src_dir.resolve()
+
+    def check_link(link: Path) -> None:
+        if not link.resolve().is_relative_to(inside):
+            raise leaving_link_error(link, src_dir)
+
     folders: list[tuple[Path, int]] = [(dest_dir, stat.S_IMODE(src_dir.stat().st_mode))]
     for root, dirs, files in os.walk(src_dir):  # symlinked folders are not followed
         here = Path(root)
         to_dir = dest_dir / here.relative_to(src_dir)
         for name in sorted(dirs):
             s = here / name
-            # A symlinked folder is not followed out of the session folder: it becomes an empty one.
-            mode = 0o700 if s.is_symlink() else stat.S_IMODE(s.stat().st_mode)
+            if s.is_symlink():
+                if here == src_dir and name == "subagents":
+                    check_link(s)
+                continue  # not followed: within the folder its target is copied where it is
             os.mkdir(to_dir / name, 0o700)  # opened up once filled (below)
-            folders.append((to_dir / name, mode))
+            folders.append((to_dir / name, stat.S_IMODE(s.stat().st_mode)))
         for name in sorted(files):
             s = here / name
             st0 = os.lstat(s)
-            if not stat.S_ISREG(st0.st_mode):
+            if stat.S_ISLNK(st0.st_mode):
+                if is_subagent_file(name):
+                    check_link(s)
+                continue
+            if not stat.S_ISREG(st0.st_mode) or not is_subagent_file(name):
                 continue
             with open(s, "rb") as f:
                 data = f.read()

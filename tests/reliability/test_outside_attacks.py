@@ -355,3 +355,57 @@ def test_a_full_disk_at_every_step_leaves_the_original_and_no_temporary(small_di
         if completed >= 2:
             break
     assert refused >= 3 and completed >= 1, (refused, completed)
+
+
+# --- 6. a symlinked subagent folder ----------------------------------------------------------------
+
+
+def outside_secrets(tmp_path: Path) -> Path:
+    outside = tmp_path / "outside"
+    (outside / "subagents").mkdir(parents=True)
+    (outside / "subagents" / "agent-x.jsonl").write_text(entry("user", "s1", None, "secret", isSidechain=True) + "\n")
+    (outside / "id_rsa").write_text("private\n")
+    return outside
+
+
+@pytest.mark.parametrize("link", ["session folder", "subagents folder", "subagent file"])
+def test_a_symlink_out_of_the_session_folder_is_refused(tmp_path: Path, link: str) -> None:
+    folder = tmp_path / "projects" / "p"
+    folder.mkdir(parents=True)
+    src = folder / f"{SID}.jsonl"
+    src.write_text("\n".join(broken_lines()) + "\n")
+    outside = outside_secrets(tmp_path)
+    if link == "session folder":
+        named = folder / SID
+        os.symlink(outside, named)
+    elif link == "subagents folder":
+        (folder / SID).mkdir()
+        named = folder / SID / "subagents"
+        os.symlink(outside / "subagents", named)
+    else:
+        (folder / SID / "subagents").mkdir(parents=True)
+        named = folder / SID / "subagents" / "agent-y.jsonl"
+        os.symlink(outside / "subagents" / "agent-x.jsonl", named)
+    with pytest.raises(RewindError) as refused:
+        rewind(src, mode="patch")
+    inside = folder / SID
+    assert str(refused.value) == (f"{named} is a symbolic link out of the session's folder "
+                                  f"{inside.parent if link == 'session folder' else inside}; nothing was written. "
+                                  "Replace the link with the files themselves and try again.")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([src.name, SID])
+
+
+def test_only_subagent_transcripts_are_copied(tmp_path: Path) -> None:
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_text("\n".join(broken_lines()) + "\n")
+    agents = tmp_path / SID / "subagents"
+    agents.mkdir(parents=True)
+    (agents / "agent-1.jsonl").write_text(entry("user", "s1", None, "x", isSidechain=True) + "\n")
+    (agents / "agent-1.meta.json").write_text('{"agentType":"general"}')
+    (agents / "notes.txt").write_text("not a transcript\n")
+    os.mkfifo(agents / "agent-2.jsonl")
+    os.symlink(agents / "agent-1.jsonl", agents / "agent-3.jsonl")  # within the folder: left out, not refused
+    result = rewind(src, mode="patch")
+    copied = tmp_path / result.session_id / "subagents"
+    assert sorted(p.name for p in copied.iterdir()) == ["agent-1.jsonl", "agent-1.meta.json"]
+    assert (copied / "agent-1.meta.json").read_text() == '{"agentType":"general"}'
