@@ -409,3 +409,114 @@ def test_only_subagent_transcripts_are_copied(tmp_path: Path) -> None:
     copied = tmp_path / result.session_id / "subagents"
     assert sorted(p.name for p in copied.iterdir()) == ["agent-1.jsonl", "agent-1.meta.json"]
     assert (copied / "agent-1.meta.json").read_text() == '{"agentType":"general"}'
+
+
+# --- 7. a writer holding the file open while --in-place swaps it ------------------------------------
+
+WRITER = (
+    "import os, sys, json, random, time\n"
+    "path, stop = sys.argv[1], sys.argv[2]\n"
+    "random.seed(int(sys.argv[3]))\n"
+    "fd = os.open(path, os.O_WRONLY | os.O_APPEND)\n"
+    "print('open', flush=True)\n"
+    "i = 0\n"
+    "while not os.path.exists(stop):\n"
+    "    os.write(fd, (json.dumps({'type': 'system', 'uuid': f'late-{i}'}) + '\\n').encode())\n"
+    "    i += 1\n"
+    "    time.sleep(random.choice((0, 0, 0.001, 0.005, 0.02)))  # bursts and pauses, like a live session\n"
+    "print(i, flush=True)\n"
+)
+
+
+def test_a_writer_appending_during_the_swap_loses_nothing_rewind_saw(tmp_path: Path) -> None:
+    """A real process appends lines in a loop (Claude Code still running) while --in-place runs, 20 times.
+    Each run is refused with the file left as it is, or completes; then the backup holds the original
+    and, after it, exactly the lines that reached the old file up to the moment rewind last looked
+    (one write each: whole lines, in order). What the writer appends later still goes to the old file,
+    which no name reaches any more: no rewind can keep that, so it is measured, not asserted."""
+    outcomes: dict[str, int] = {"refused": 0, "completed": 0, "rescued": 0}
+    for run in range(20):
+        folder = tmp_path / f"run{run}"
+        folder.mkdir()
+        src = folder / f"{SID}.jsonl"
+        original = ("\n".join(broken_lines()) + "\n").encode()
+        src.write_bytes(original)
+        stop = folder / ".stop"
+        held = os.open(src, os.O_RDONLY)  # the old file, to read once it is unlinked
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(src), str(stop), str(run)], stdout=subprocess.PIPE,
+                                  text=True)
+        try:
+            assert writer.stdout is not None and writer.stdout.readline() == "open\n"
+            try:
+                result = rewind(src, mode="patch", in_place=True)
+            except RewindError as exc:
+                result = None
+                assert str(exc) == changed_error_text(src)
+            stop.touch()
+            written = int(writer.communicate(timeout=60)[0])
+            size = os.fstat(held).st_size
+            old = os.pread(held, size, 0)
+        finally:
+            os.close(held)
+        late = [json.dumps({"type": "system", "uuid": f"late-{i}"}).encode() for i in range(written)]
+        assert old == original + b"".join(line + b"\n" for line in late)
+        stop.unlink()
+        if result is None:
+            outcomes["refused"] += 1
+            assert src.read_bytes() == old  # refused: the file is the one the writer wrote to, all of it
+            assert sorted(p.name for p in folder.iterdir()) == [src.name]
+            continue
+        outcomes["completed"] += 1
+        assert result.backup is not None
+        kept = result.backup.read_bytes()
+        assert old.startswith(kept) and kept.startswith(original) and kept.endswith(b"\n")
+        assert_all_complete(src)
+        # Lines written before rewind first looked are part of what it repaired; the rescued ones,
+        # written after its last check, follow them in the backup and are announced.
+        if result.warnings:
+            outcomes["rescued"] += 1
+            n = int(result.warnings[0].split(" ", 1)[0])
+            assert 0 < n <= len(kept) - len(original) and kept[: len(kept) - n].endswith(b"\n")
+            assert result.warnings == [
+                f"{n} byte(s) were appended to {src} while it was being replaced (is the "
+                f"session still running?): they are not in the repaired file; they are kept at the end of the "
+                f"backup {result.backup}"
+            ]
+    assert outcomes["refused"] + outcomes["completed"] == 20, outcomes
+
+
+def changed_error_text(src: Path) -> str:
+    return (f"{src} changed while it was being repaired (is the session still running?); nothing was written. "
+            "Close the session and try again.")
+
+
+def test_rescue_late_bytes_keeps_what_reached_the_replaced_file(tmp_path: Path) -> None:
+    """After the swap, a line a real process appends to the old file (it opened it before) is put at the
+    end of the backup."""
+    src = tmp_path / f"{SID}.jsonl"
+    original = ("\n".join(broken_lines()) + "\n").encode()
+    src.write_bytes(original)
+    backup = tmp_path / "b.bak"
+    backup.write_bytes(original)
+    src_fd = os.open(src, os.O_RDONLY)
+    try:
+        writer = subprocess.Popen([sys.executable, "-c", "import os, sys\n"
+                                   "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)\n"
+                                   "print('open', flush=True)\n"
+                                   "sys.stdin.readline()\n"
+                                   "os.write(fd, b'{\"type\":\"system\",\"uuid\":\"late\"}\\n')\n", str(src)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert writer.stdout is not None and writer.stdin is not None
+        assert writer.stdout.readline() == "open\n"
+        new = tmp_path / "new"
+        new.write_text("repaired\n")
+        os.replace(new, src)  # the swap --in-place makes
+        writer.stdin.write("go\n")
+        writer.stdin.close()
+        assert writer.wait(timeout=30) == 0
+        late = placement.rescue_late_bytes(src_fd, len(original), backup)
+    finally:
+        os.close(src_fd)
+    assert late == len(b'{"type":"system","uuid":"late"}\n')
+    assert backup.read_bytes() == original + b'{"type":"system","uuid":"late"}\n'
+    assert src.read_text() == "repaired\n"
