@@ -520,3 +520,50 @@ def test_rescue_late_bytes_keeps_what_reached_the_replaced_file(tmp_path: Path) 
     assert late == len(b'{"type":"system","uuid":"late"}\n')
     assert backup.read_bytes() == original + b'{"type":"system","uuid":"late"}\n'
     assert src.read_text() == "repaired\n"
+
+
+# --- what place() reports, and a failing disk ------------------------------------------------------
+
+
+def place_directly(src: Path, in_place: bool) -> placement.Placed:
+    src_fd = os.open(src, os.O_RDONLY)
+    try:
+        target, sid = placement.choose_target(src, None, in_place)
+        return placement.place(src, src_fd, placement.fingerprint(src), Plan(), target, sid, lambda _copy: None)
+    finally:
+        os.close(src_fd)
+
+
+def test_place_reports_the_half_written_line_it_left_out(tmp_path: Path) -> None:
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_bytes(("\n".join(broken_lines()) + "\n").encode() + TORN)
+    copy = place_directly(src, False)
+    assert copy.left_out == [
+        f"line 4: a half-written last line ({len(TORN)} bytes) was left out; it stays in the original"
+    ]
+    swapped = place_directly(src, True)
+    assert swapped.left_out == [
+        f"line 4: a half-written last line ({len(TORN)} bytes) was left out; it is kept in the backup {swapped.backup}"
+    ]
+
+
+def test_a_disk_that_fails_to_write_is_refused_with_nothing_written(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """EIO at fsync (a failing disk, a pulled USB stick): the boundary is the OS call, so it is faked there."""
+    import errno
+
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_text("\n".join(broken_lines()) + "\n")
+    original = src.read_bytes()
+
+    def failing_fsync(_fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    for in_place in (False, True):
+        with pytest.raises(RewindError) as refused:
+            rewind(src, mode="patch", in_place=in_place)
+        assert str(refused.value) == (f"the disk holding {tmp_path} failed to write (Input/output error); nothing "
+                                      "was written (the original is untouched)")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+        assert src.read_bytes() == original
