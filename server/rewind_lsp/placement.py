@@ -10,10 +10,11 @@ The copy gets the original's permission bits. The source is never written (excep
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import stat
 import tempfile
@@ -27,8 +28,6 @@ from typing import Any
 from .repair_plan import Plan, RewindError
 from .transcript import iter_lines
 
-# Also with spaces around the colon: transcripts re-serialized by other tools are still sessions.
-_SESSION_ID = re.compile(rb'(?<!\\)"sessionId"\s*:\s*"[^"\\]*"')
 TEMP_SUFFIX = ".rewind-tmp"
 # A leftover of a killed rewind older than this cannot belong to a rewind still running.
 STALE_TEMP_SECONDS = 3600
@@ -85,27 +84,112 @@ def choose_target(source: Path, out: str | Path | None, in_place: bool) -> tuple
     return dest, named
 
 
-def write_copy(source: Path, tmp_fd: int, plan: Plan, session_id: str | None, like: os.stat_result) -> None:
-    new_sid = f'"sessionId":"{session_id}"'.encode() if session_id else None
+_DECODER = json.JSONDecoder()
+_SPACE = " \t\n\r"
+
+
+def top_level_value_spans(text: str, key: str) -> list[tuple[int, int]]:
+    """Where the values of `text`'s own top-level `key` fields lie (start, end); [] when `text` is
+    not one JSON object. The same key nested deeper (a tool's input, a recorded result) is not one."""
+    spans: list[tuple[int, int]] = []
+    n = len(text)
+    i = 0
+    try:
+        while i < n and text[i] in _SPACE:
+            i += 1
+        if i >= n or text[i] != "{":
+            return []
+        i += 1
+        first = True
+        while True:
+            while i < n and text[i] in _SPACE:
+                i += 1
+            if i < n and text[i] == "}" and first:
+                return spans
+            name, i = _DECODER.raw_decode(text, i)
+            if not isinstance(name, str):
+                return []
+            while i < n and text[i] in _SPACE:
+                i += 1
+            if i >= n or text[i] != ":":
+                return []
+            i += 1
+            while i < n and text[i] in _SPACE:
+                i += 1
+            start = i
+            _value, i = _DECODER.raw_decode(text, i)
+            if name == key:
+                spans.append((start, i))
+            while i < n and text[i] in _SPACE:
+                i += 1
+            if i < n and text[i] == ",":
+                i += 1
+                first = False
+                continue
+            if i < n and text[i] == "}":
+                i += 1
+                while i < n and text[i] in _SPACE:
+                    i += 1
+                return spans if i == n else []
+            return []
+    except (ValueError, RecursionError):
+        return []
+
+
+def with_session_id(raw: bytes, session_id: str) -> bytes:
+    """`raw` with its own top-level `sessionId` set to `session_id`; every other byte kept
+    (invalid UTF-8 included: it round-trips through surrogateescape)."""
+    if b'"sessionId"' not in raw:
+        return raw
+    text = raw.decode("utf-8", errors="surrogateescape")
+    spans = top_level_value_spans(text, "sessionId")
+    if not spans:
+        return raw
+    value = json.dumps(session_id)
+    for start, end in reversed(spans):
+        text = text[:start] + value + text[end:]
+    return text.encode("utf-8", errors="surrogateescape")
+
+
+def is_json_object(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw.decode("utf-8", errors="replace")), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, like: os.stat_result) -> list[str]:
+    """Stream the source (read through `src_fd`, the file that was analysed, even if its path has
+    been replaced since) through `plan` into `tmp_fd`. Every line written ends in `\n`, so the
+    first line Claude Code appends on resume starts a line of its own. Returns what was left out."""
+    left_out: list[str] = []
 
     def encode(d: dict[str, Any]) -> bytes:
         if session_id and "sessionId" in d:
             d = {**d, "sessionId": session_id}
         return json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
-    with os.fdopen(tmp_fd, "wb") as out, open(source, "rb") as src:
+    with os.fdopen(tmp_fd, "wb") as out, os.fdopen(os.dup(src_fd), "rb") as src:
+        src.seek(0)
         same_owner_and_mode(out.fileno(), like)
         for line, _offset, body, ended in iter_lines(src):
             if line not in plan.drop:
                 if line in plan.replace:
-                    data = encode(plan.replace[line])
-                else:
-                    data = _SESSION_ID.sub(new_sid, body) if new_sid else body
-                out.write(data + (b"\n" if ended else b""))
+                    out.write(encode(plan.replace[line]) + b"\n")
+                elif ended or is_json_object(body):
+                    out.write((with_session_id(body, session_id) if session_id else body) + b"\n")
+                elif body.strip():
+                    # A writer mid-write: its bytes stay in the original, never fused with the
+                    # line Claude Code appends next.
+                    left_out.append(
+                        f"line {line}: a half-written last line ({len(body)} bytes) was left out; "
+                        "it stays in the original"
+                    )
             for extra in plan.insert_after.get(line, ()):
                 out.write(encode(extra) + b"\n")
         out.flush()
         os.fsync(out.fileno())
+    return left_out
 
 
 def same_owner_and_mode(fd: int, like: os.stat_result) -> None:
@@ -127,8 +211,13 @@ def changed_error(source: Path) -> RewindError:
 
 
 def ensure_unchanged(source: Path, before: tuple[int, int, int, str]) -> None:
-    """Refuse when the source is not what was analysed (a session still running appends to it)."""
-    if fingerprint(source) != before:
+    """Refuse when the source is not what was analysed (a session still running appends to it,
+    an editor saved over it, it was removed)."""
+    try:
+        now = fingerprint(source)
+    except OSError:
+        raise changed_error(source) from None
+    if now != before:
         raise changed_error(source)
 
 
@@ -177,24 +266,52 @@ def sweep_stale_temps(folder: Path) -> None:
             continue
 
 
+def is_subagent_file(name: str) -> bool:
+    """A subagent transcript Claude Code writes (`agent-<id>.jsonl`) or its `.meta.json` sibling."""
+    return name.startswith("agent-") and (name.endswith(".jsonl") or name.endswith(".meta.json"))
+
+
+def leaving_link_error(link: Path, folder: Path) -> RewindError:
+    return RewindError(
+        f"{link} is a symbolic link out of the session's folder {folder}; nothing was written. "
+        "Replace the link with the files themselves and try again."
+    )
+
+
 def copy_subagents(src_dir: Path, dest_dir: Path, session_id: str) -> None:
     """Copy the subagent transcripts in `src_dir` into the empty `dest_dir`, their sessionId replaced,
-    every file and folder fsynced and with its source's permission bits."""
-    new_sid = f'"sessionId":"{session_id}"'.encode()
+    every file and folder fsynced and with its source's permission bits. Only regular
+    `agent-*.jsonl` files and their `.meta.json` siblings are copied, never through a symlink:
+    `src_dir` itself, its `subagents` folder or a subagent file being a symlink out of `src_dir` is
+    refused (its target is not the session's); any other symlink is left out."""
+    if src_dir.is_symlink():
+        raise leaving_link_error(src_dir, src_dir.parent)
+    inside = src_dir.resolve()
+
+    def check_link(link: Path) -> None:
+        if not link.resolve().is_relative_to(inside):
+            raise leaving_link_error(link, src_dir)
+
     folders: list[tuple[Path, int]] = [(dest_dir, stat.S_IMODE(src_dir.stat().st_mode))]
     for root, dirs, files in os.walk(src_dir):  # symlinked folders are not followed
         here = Path(root)
         to_dir = dest_dir / here.relative_to(src_dir)
         for name in sorted(dirs):
             s = here / name
-            # A symlinked folder is not followed out of the session folder: it becomes an empty one.
-            mode = 0o700 if s.is_symlink() else stat.S_IMODE(s.stat().st_mode)
+            if s.is_symlink():
+                if here == src_dir and name == "subagents":
+                    check_link(s)
+                continue  # not followed: within the folder its target is copied where it is
             os.mkdir(to_dir / name, 0o700)  # opened up once filled (below)
-            folders.append((to_dir / name, mode))
+            folders.append((to_dir / name, stat.S_IMODE(s.stat().st_mode)))
         for name in sorted(files):
             s = here / name
             st0 = os.lstat(s)
-            if not stat.S_ISREG(st0.st_mode):
+            if stat.S_ISLNK(st0.st_mode):
+                if is_subagent_file(name):
+                    check_link(s)
+                continue
+            if not stat.S_ISREG(st0.st_mode) or not is_subagent_file(name):
                 continue
             with open(s, "rb") as f:
                 data = f.read()
@@ -205,7 +322,7 @@ def copy_subagents(src_dir: Path, dest_dir: Path, session_id: str) -> None:
                 raise RewindError(f"{s} changed while it was being copied (is a subagent still running?); "
                                   "nothing was written. Close the session and try again.")
             if s.suffix == ".jsonl":
-                data = _SESSION_ID.sub(new_sid, data)
+                data = b"".join(with_session_id(raw, session_id) for raw in data.splitlines(keepends=True))
             with open(to_dir / name, "xb") as out:
                 same_owner_and_mode(out.fileno(), st0)
                 out.write(data)
@@ -238,12 +355,77 @@ def rescue_late_bytes(src_fd: int, size: int, backup: Path) -> int:
     return done - size
 
 
+# How long a rewind waits for another rewind of the same session to finish.
+LOCK_WAIT_SECONDS = 10.0
+
+
+def busy_error(source: Path) -> RewindError:
+    return RewindError(
+        f"{source} is being repaired by another rewind; nothing was written. Wait for it to finish and try again."
+    )
+
+
+def lock_session(src_fd: int, source: Path, wait: float) -> None:
+    """Serialise rewinds of one session across processes: an exclusive flock on the file analysed
+    (released when `src_fd` is closed). A second rewind waits for the first, then works on what
+    the first left (or is refused: its fingerprint no longer matches)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(src_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise busy_error(source) from None
+            time.sleep(0.02)
+
+
+def no_space_error(folder: Path) -> RewindError:
+    return RewindError(f"no space left on the disk holding {folder}; nothing was written (the original is untouched)")
+
+
+def io_error(folder: Path, exc: OSError) -> RewindError:
+    return RewindError(
+        f"the disk holding {folder} failed to write ({exc.strerror or exc}); nothing was written "
+        "(the original is untouched)"
+    )
+
+
+def make_backup(source: Path, src_fd: int, like: os.stat_result) -> Path:
+    """A new backup file of the analysed source, created exclusively (never an existing file,
+    which another rewind may own), with the original's mode and times, fsynced."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    n = 0
+    while True:
+        backup = source.with_name(f"{source.name}.{stamp}{f'-{n}' if n else ''}.bak")
+        try:
+            out = open(backup, "xb")  # noqa: SIM115 (closed below) O_EXCL: exactly one rewind ever owns this name
+        except FileExistsError:
+            n += 1
+            continue
+        break
+    try:
+        with out:
+            same_owner_and_mode(out.fileno(), like)
+            done = 0
+            while chunk := os.pread(src_fd, 1 << 20, done):
+                out.write(chunk)
+                done += len(chunk)
+            out.flush()
+            os.utime(out.fileno(), ns=(like.st_atime_ns, like.st_mtime_ns))
+            os.fsync(out.fileno())
+    except BaseException:
+        remove_ours(backup)
+        raise
+    return backup
 
 
 @dataclass(slots=True)
 class Placed:
     backup: Path | None
     warnings: list[str] = field(default_factory=list)  # done, but the user must know (data kept elsewhere)
+    # What the copy does not hold that the source does (a half-written last line): one message each.
+    left_out: list[str] = field(default_factory=list)
 
 
 def place(
@@ -257,18 +439,44 @@ def place(
 ) -> Placed:
     """Write the repaired copy and put it at `target` (a new session, or the source itself with
     `session_id` None: in place, after a backup). `verify` is given the finished temporary copy
-    and raises RewindError to refuse it."""
+    and raises RewindError to refuse it. The copy is read through `src_fd` (the file analysed);
+    a full disk or a failing one is a RewindError, with nothing written."""
+    folder = target.parent
+    try:
+        return _place(source, src_fd, before, plan, target, session_id, verify)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise no_space_error(folder) from None
+        if exc.errno == errno.EIO:
+            raise io_error(folder, exc) from None
+        raise
+
+
+def _place(
+    source: Path,
+    src_fd: int,
+    before: tuple[int, int, int, str],
+    plan: Plan,
+    target: Path,
+    session_id: str | None,
+    verify: Callable[[Path], None],
+) -> Placed:
     in_place = session_id is None
+    folder = target.parent
     src_stat = os.fstat(src_fd)
+    if src_stat.st_ino != before[0]:
+        raise changed_error(source)
+    lock_session(src_fd, source, LOCK_WAIT_SECONDS)
+    # The lock may have been waited for: what the other rewind did is seen here.
+    ensure_unchanged(source, before)
     if not in_place and (target.exists() or target.is_symlink()):
         raise RewindError(f"{target}: already exists; refusing to overwrite it")
     # Subagent transcripts live in `<session id>/` beside the session: they go along with a new session.
     sub_src = source.with_suffix("")
     sub_dest = target.with_suffix("")
-    with_subagents = session_id is not None and sub_src.is_dir()
+    with_subagents = session_id is not None and (sub_src.is_dir() or sub_src.is_symlink())
     if with_subagents and (sub_dest.exists() or sub_dest.is_symlink()):
         raise RewindError(f"{sub_dest}: already exists (left by an interrupted rewind?); refusing to overwrite it")
-    folder = target.parent
     sweep_stale_temps(folder)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=folder)
     tmp = Path(tmp_name)
@@ -276,30 +484,25 @@ def place(
     placed_dir = False  # sub_dest is ours until the session file is linked
     backup: Path | None = None
     warnings: list[str] = []
+    left_out: list[str] = []
     try:
-        write_copy(source, fd, plan, session_id, src_stat)
+        left_out = write_copy(src_fd, fd, plan, session_id, src_stat)
         verify(tmp)
         if with_subagents and session_id is not None:
             tmp_dir = Path(tempfile.mkdtemp(prefix=f".{sub_dest.name}.", suffix=TEMP_SUFFIX, dir=folder))
             copy_subagents(sub_src, tmp_dir, session_id)
         ensure_unchanged(source, before)
         if in_place:
-            backup = source.with_name(f"{source.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
-            n = 1
-            while backup.exists():
-                backup = source.with_name(f"{source.name}.{time.strftime('%Y%m%d-%H%M%S')}-{n}.bak")
-                n += 1
-            shutil.copy2(source, backup)
-            with open(backup, "rb") as b:
-                os.fsync(b.fileno())
+            backup = make_backup(source, src_fd, src_stat)
             try:
                 ensure_unchanged(source, before)
                 if sha256(backup) != before[3]:
                     raise RewindError(f"{backup}: the backup does not match {source}; nothing was replaced")
             except RewindError:
-                backup.unlink()
+                backup.unlink()  # ours: make_backup created it exclusively
                 raise
             os.replace(tmp, target)
+            left_out = [m.replace("it stays in the original", f"it is kept in the backup {backup}") for m in left_out]
             late = rescue_late_bytes(src_fd, before[1], backup)
             if late:
                 warnings.append(
@@ -328,4 +531,4 @@ def place(
             tmp.unlink()
         if tmp_dir is not None:
             remove_ours(tmp_dir)
-    return Placed(backup, warnings)
+    return Placed(backup, warnings, left_out)
