@@ -97,6 +97,9 @@ def rewind(
     # Held open to the end: with `--in-place`, the old file can still be read once replaced.
     src_fd = os.open(source, os.O_RDONLY)
     try:
+        # One rewind of a session at a time, across processes: a second waits, then works on what
+        # the first left or is refused (its fingerprint no longer matches).
+        placement.lock_session(src_fd, source, placement.LOCK_WAIT_SECONDS)
         return _rewind(source, src_fd, mode, target, session_id, to)
     finally:
         os.close(src_fd)
@@ -160,6 +163,15 @@ def _plan(source: Path, check: TranscriptCheck, lines: SourceLines, mode: str, t
     return plan
 
 
+def _fd_path(fd: int, source: Path) -> Path:
+    """A path that opens the very file `fd` holds (Linux's /proc/self/fd, or /dev/fd), else the source."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        candidate = Path(folder) / str(fd)
+        if candidate.exists():
+            return candidate
+    return source
+
+
 def _verify(copy: Path) -> None:
     result = check_transcript_file(str(copy))
     remaining = [f for f in result.findings if f.severity == Severity.ERROR]
@@ -175,13 +187,17 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
     before = placement.fingerprint(source)  # through the module: fault-injection tests wrap it
     if os.fstat(src_fd).st_ino != before[0]:  # replaced between the open and the fingerprint
         raise placement.changed_error(source)
-    check = check_transcript_file(str(source))
-    lines = SourceLines(source)
+    # Everything is read through the descriptor analysed: a file renamed over the source meanwhile
+    # (an editor's save, another --in-place) is never read at the old offsets.
+    through_fd = _fd_path(src_fd, source)
+    check = check_transcript_file(str(through_fd))
+    lines = SourceLines(through_fd)
     # Read now: once `--in-place` has replaced the source, its old offsets point at other bytes.
     cwd = next((lines.get(e).get("cwd") for e in reversed(check.transcript.entries) if e.type in ("user", "assistant")),
                None)
     plan = _plan(source, check, lines, mode, to)
     placed = placement.place(source, src_fd, before, plan, target, session_id, _verify)
     dropped = plan.total_messages - plan.kept_messages
-    return RewindResult(target, session_id or source.stem, mode, placed.backup, plan.fixed + plan.left_out,
+    return RewindResult(target, session_id or source.stem, mode, placed.backup,
+                        plan.fixed + plan.left_out + placed.left_out,
                         plan.kept_messages, dropped, cwd if isinstance(cwd, str) else None, placed.warnings)

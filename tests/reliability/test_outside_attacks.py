@@ -266,11 +266,6 @@ def test_backups_never_overwrite_an_existing_file(tmp_path: Path) -> None:
     assert {p: p.read_bytes() for p in taken} == taken
 
 
-@pytest.mark.xfail(
-    reason="rewind.py checks and reads the source by path before place() takes the lock: the loser can read the "
-           "winner's file at the old offsets (a JSONDecodeError traceback). Needs rewind() to call "
-           "placement.lock_session(src_fd, ...) right after it opens the source, and SourceLines to read "
-           "through src_fd", strict=False)
 @pytest.mark.parametrize("run", range(5))
 def test_two_in_place_rewinds_racing_keep_the_original(tmp_path: Path, run: int) -> None:
     """Two real processes repair one session at once: whatever the interleaving, the original is in a

@@ -127,12 +127,20 @@ def test_cli_rewind_writes_only_beside_its_source(tmp_path: Path) -> None:
     before = snapshot(outside)
     env = isolated_env(tmp_path)
     out = run_cli(["rewind", "--mode", "patch", str(src)], env)
+    # A subagent file linked out of the session's folder: refused, named, nothing written.
+    assert out.returncode == 2
+    assert out.stderr == (f"rewind-lsp: {agents / 'agent-2.jsonl'} is a symbolic link out of the session's folder "
+                          f"{folder / SID}; nothing was written. Replace the link with the files themselves and "
+                          "try again.\n")
+    assert [p for p in folder.iterdir() if p.suffix == ".jsonl"] == [src]
+    (agents / "agent-2.jsonl").unlink()
+    out = run_cli(["rewind", "--mode", "patch", str(src)], env)
     assert out.returncode == 0, out.stderr
     new = [p for p in folder.iterdir() if p.suffix == ".jsonl" and p != src]
     assert len(new) == 1
     copied = folder / new[0].stem
-    assert sorted(p.name for p in copied.rglob("*")) == ["agent-1.jsonl", "linked-folder", "subagents"]
-    assert not list((copied / "subagents" / "linked-folder").iterdir())
+    # Only the subagent transcripts are copied: the linked folder is not followed, nor recreated.
+    assert sorted(p.name for p in copied.rglob("*")) == ["agent-1.jsonl", "subagents"]
     assert all(b"private" not in p.read_bytes() for p in copied.rglob("*") if p.is_file())
     # --out onto a symlink that points outside, and onto a dangling one: refused, nothing written there.
     os.symlink(victim, folder / "out-link.jsonl")
@@ -322,10 +330,11 @@ def test_cli_text_output_is_redacted(tmp_path: Path) -> None:
 
 def test_resume_command_quotes_the_cwd(tmp_path: Path) -> None:
     """The CLI's resume line, pasted into a shell. (Until fixed: `cd /tmp/My Projects/$(touch pwned) && …`.)"""
-    folder = tmp_path / "p"
+    evil = str(tmp_path / "My Projects" / "$(touch pwned)")
+    os.makedirs(evil)  # the cd is printed only for a folder that exists and files the session
+    folder = tmp_path / re.sub(r"[^A-Za-z0-9]", "-", evil)
     folder.mkdir()
     src = folder / f"{SID}.jsonl"
-    evil = "/tmp/My Projects/$(touch pwned)"
     src.write_text(broken().replace('"cwd":"/tmp/proj"', json.dumps({"cwd": evil})[1:-1]))
     out = run_cli(["rewind", str(src)], isolated_env(tmp_path))
     line = next(x for x in out.stdout.splitlines() if "claude --resume" in x).strip()
@@ -340,9 +349,10 @@ def test_resume_command_quotes_the_cwd(tmp_path: Path) -> None:
 
 def test_server_resume_message_quotes_the_cwd(tmp_path: Path) -> None:
     projects = tmp_path / "claude" / "projects"
-    src = projects / "p" / f"{SID}.jsonl"
+    evil = str(tmp_path / "My Projects" / "$(touch pwned)")
+    os.makedirs(evil)
+    src = projects / re.sub(r"[^A-Za-z0-9]", "-", evil) / f"{SID}.jsonl"
     src.parent.mkdir(parents=True)
-    evil = "/tmp/My Projects/$(touch pwned)"
     src.write_text(broken().replace('"cwd":"/tmp/proj"', json.dumps({"cwd": evil})[1:-1]))
     with raw_server(tmp_path, {"watchRoots": [str(projects)]}) as srv:
         srv.request("workspace/executeCommand", {"command": "rewind-lsp.repair", "arguments": [src.as_uri()]})
