@@ -37,6 +37,7 @@ from ..incremental import TranscriptState, check_transcript_incremental
 from ..paths import user_log_dir
 from .diagnostics import hover_markdown, to_diagnostic
 from .protocol import RewindProtocol
+from .summary import broken_summary
 from .watch import Watcher
 
 if TYPE_CHECKING:
@@ -456,11 +457,11 @@ class RewindLanguageServer(LanguageServer):
                 )
             except Exception:
                 token = None
-        broken = 0
+        broken: list[str] = []
         for i, path in enumerate(files):
             await self.refresh_path(path, announce=self.changed_since_watching(path))
             if any(f.severity == Severity.ERROR for f in self.disk_findings.get(path, [])):
-                broken += 1
+                broken.append(path)
             if token and (i % 20 == 0 or i == len(files) - 1):
                 self.work_done_progress.report(
                     token,
@@ -468,15 +469,12 @@ class RewindLanguageServer(LanguageServer):
                         message=f"{i + 1}/{len(files)} files", percentage=int(100 * (i + 1) / len(files))
                     ),
                 )
+        summary = broken_summary(broken)
         if token:
-            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"{broken} broken session(s)"))
-        if broken and self.settings.notifications:
-            self.window_show_message(
-                types.ShowMessageParams(
-                    types.MessageType.Warning,
-                    f"rewind-lsp: {broken} broken Claude Code session file(s); see the Problems list.",
-                )
-            )
+            done = summary.removeprefix("rewind-lsp: ").partition(":")[0] if summary else "nothing broken"
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=done))
+        if summary and self.settings.notifications:
+            self.window_show_message(types.ShowMessageParams(types.MessageType.Warning, summary))
         self.startup_done.set()
 
     def changed_since_watching(self, path: str) -> bool:
