@@ -35,7 +35,8 @@ from ..check import check_transcript_bytes, check_transcript_file, is_regular_fi
 from ..findings import Finding, Severity
 from ..incremental import TranscriptState, check_transcript_incremental
 from ..paths import user_log_dir
-from .diagnostics import hover_markdown, to_diagnostic
+from .diagnostics import to_diagnostic
+from .hover import hover_text, wants_markdown
 from .protocol import RewindProtocol
 from .summary import broken_summary
 from .watch import Watcher
@@ -892,8 +893,12 @@ def hover(ls: RewindLanguageServer, params: types.HoverParams) -> types.Hover | 
     if not here:
         return None
     diags = ls.diagnostics(uri, here)
+    td = ls.client_capabilities.text_document
+    asked = td.hover.content_format if td is not None and td.hover is not None else None
+    markdown = wants_markdown([str(k.value) for k in asked] if asked else None)
+    kind = types.MarkupKind.Markdown if markdown else types.MarkupKind.PlainText
     return types.Hover(
-        contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=hover_markdown(here, ls.rules)),
+        contents=types.MarkupContent(kind=kind, value=hover_text(here, ls.rules, markdown)),
         range=diags[0].range,
     )
 
