@@ -17,12 +17,14 @@ MARKDOWN = (
     "\n"
     "- `orphan-tool-use` (error) at line 2, in the main conversation\n"
     "- line 3: the message that should begin with its tool_result\n"
+    "- Repair (patch) or Rewind (truncate) writes a fixed copy of the session; the original stays\n"
     f"- [Fix steps]({FIX})"
 )
 PLAINTEXT = (
     "tool_use without a tool_result in the next message: messages.1, toolu_01ABC\n"
     "orphan-tool-use (error) at line 2, in the main conversation\n"
     "line 3: the message that should begin with its tool_result\n"
+    "Repair (patch) or Rewind (truncate) writes a fixed copy of the session; the original stays\n"
     f"Fix steps: {FIX}"
 )
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..findings import Finding
+from ..findings import Finding, Severity
 from ..redact import redact
 
 if TYPE_CHECKING:
     from ..rules import RuleSet
 
+FIX_ACTIONS = "Repair (patch) or Rewind (truncate) writes a fixed copy of the session; the original stays"
 MAX_RELATED = 3  # related lines shown per finding; the rest are in the diagnostic's related information
 
 
@@ -47,6 +48,8 @@ def _finding_lines(f: Finding, rules: RuleSet, markdown: bool) -> list[str]:
         place += f", in the {f.facts['conversation']}"
     facts = [place]
     facts += [f"line {p.line}: {note}" for p, note in f.related[:MAX_RELATED]]
+    if f.severity == Severity.ERROR:  # what the code actions on it do
+        facts.append(FIX_ACTIONS)
     if rule:
         links = [("Fix steps", rule.fix_uri), *((link.title, link.url) for link in rule.links)]
         if markdown:
