@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -68,3 +70,20 @@ def parse_settings(raw: Any) -> tuple[Settings, str | None]:
         except ValidationError:
             settings = Settings()
         return settings, f"rewind-lsp: bad settings ({problems}); using the defaults for {', '.join(sorted(bad))}"
+
+
+def rule_dir_problem(folder: str) -> str | None:
+    """Why a `ruleDirs` entry cannot be used, or None: it must be an absolute path to a real folder whose
+    `*.toml` files are regular files (a FIFO would block the rules loader in open(), a device never end)."""
+    if not os.path.isabs(folder):
+        return "not an absolute path"
+    try:
+        if not stat.S_ISDIR(os.stat(folder).st_mode):
+            return "not a folder"
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(".toml") and not stat.S_ISREG(os.stat(entry.path).st_mode):
+                    return f"{entry.name} in it is not a regular file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None

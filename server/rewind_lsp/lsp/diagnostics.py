@@ -1,4 +1,4 @@
-"""Findings as LSP diagnostics and hover text."""
+"""Findings as LSP diagnostics."""
 
 from __future__ import annotations
 
@@ -58,27 +58,3 @@ def to_diagnostic(
         related_information=related or None,
         data={"rule": f.rule, "toolUseId": f.tool_use_id},
     )
-
-
-def hover_markdown(findings: list[Finding], rules: RuleSet) -> str:
-    parts: list[str] = []
-    for f in findings:
-        rule = rules.get(f.rule)
-        facts = [f"**{f.rule}** ({f.severity.label}) at line {f.start.line}, column {f.start.column}"]
-        if f.tool_use_id:
-            facts.append(f"tool_use id: `{f.tool_use_id}`")
-        if f.facts.get("tool_use_ids") and f.facts["tool_use_ids"] != f.tool_use_id:
-            facts.append(f"tool_use ids: `{f.facts['tool_use_ids']}`")
-        if "messages_index" in f.facts:
-            facts.append(f"API message index: `messages.{f.facts['messages_index']}`")
-        if f.facts.get("conversation"):
-            facts.append(f"in the {f.facts['conversation']}")
-        for p, note in f.related:
-            facts.append(f"{note}: line {p.line}")
-        section = "\n\n".join([f"### {rule.title if rule else f.rule}", f.message, "- " + "\n- ".join(facts)])
-        if rule:
-            section += "\n\n" + rule.hover.strip() + f"\n\n[Fix steps]({rule.fix_uri})"
-            for link in rule.links:
-                section += f" · [{link.title}]({link.url})"
-        parts.append(section)
-    return redact("\n\n---\n\n".join(parts))

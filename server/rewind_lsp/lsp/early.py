@@ -24,9 +24,10 @@ import json
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from .. import __version__
+from .framing import FrameReader, LockedWriter
 
 ENV_SWITCH = "REWIND_LSP_EARLY_INITIALIZE"
 # pygls's ServerCapabilitiesBuilder.choose_position_encoding: the client's first of these, else UTF-16.
@@ -35,6 +36,14 @@ _TRACE = ("off", "messages", "verbose")
 _WILL_SAVE = ("willSave", "willSaveWaitUntil")
 _CONTENT_TYPE = b"application/vscode-jsonrpc; charset=utf-8"  # as pygls writes it
 _MAX_HEADER = 64 * 1024  # header lines of a first message, at most (an unframed stream is no LSP client)
+
+
+class Reader(Protocol):
+    """What is read from: a binary stream, or framing.FrameReader."""
+
+    def readline(self) -> bytes: ...
+
+    def read(self, n: int = -1) -> bytes: ...
 
 
 class EarlyAnswer:
@@ -50,7 +59,7 @@ class EarlyAnswer:
 class Replay:
     """A binary stream that gives `head` first, then the rest of `stream` (what pygls reads from)."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+    def __init__(self, head: bytes, stream: Reader) -> None:
         self._head = head
         self._stream = stream
 
@@ -75,15 +84,12 @@ class Replay:
             data += self._stream.read(n - len(data))
         return data
 
-    def close(self) -> None:
-        self._stream.close()
-
 
 def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def read_message(stream: BinaryIO) -> tuple[bytes, Any]:
+def read_message(stream: Reader) -> tuple[bytes, Any]:
     """The raw bytes of the first message (headers and body, as read) and its JSON (None when the
     bytes are no well-framed JSON message: pygls will say so)."""
     raw = b""
@@ -216,23 +222,24 @@ class _Loader(threading.Thread):
 
 def serve_stdio(stdin: BinaryIO, stdout: BinaryIO) -> None:
     """Run the language server on these streams, answering `initialize` early when it can."""
+    writer = LockedWriter(stdout)
+    frames = FrameReader(stdin.fileno(), writer.notify_log)  # pygls reads well-formed frames only
     if not enabled():
         from .server import server
 
-        server.start_io(stdin, stdout)
+        server.start_io(frames, writer)  # type: ignore[arg-type]  # both have the methods pygls calls
         return
     loader = _Loader()
     loader.start()
-    raw, message = read_message(stdin)
+    raw, message = read_message(frames)
     early = None
     if answerable(message):
         early = EarlyAnswer(message["id"], initialize_result(message["params"]))
         body = json.dumps({"jsonrpc": "2.0", "id": early.msg_id, "result": early.result}).encode()
-        stdout.write(b"Content-Length: %d\r\nContent-Type: %s\r\n\r\n%s" % (len(body), _CONTENT_TYPE, body))
-        stdout.flush()
+        writer.write(b"Content-Length: %d\r\nContent-Type: %s\r\n\r\n%s" % (len(body), _CONTENT_TYPE, body))
     loader.join()
     if loader.error is not None:
         raise loader.error
     server = loader.module.server
     server.protocol.early_answer = early
-    server.start_io(Replay(raw, stdin), stdout)
+    server.start_io(Replay(raw, frames), writer)  # the module is Any: no type check here

@@ -34,8 +34,10 @@ from ..check import check_transcript_bytes, check_transcript_file, is_regular_fi
 from ..findings import Finding, Severity
 from ..incremental import TranscriptState, check_transcript_incremental
 from ..paths import user_log_dir
-from .diagnostics import hover_markdown, to_diagnostic
+from .diagnostics import to_diagnostic
+from .hover import hover_text, wants_markdown
 from .protocol import RewindProtocol
+from .summary import broken_summary
 from .watch import Watcher
 
 if TYPE_CHECKING:
@@ -170,18 +172,30 @@ class RewindLanguageServer(LanguageServer):
         return self._rules
 
     def apply_settings(self, raw: Any) -> None:
-        from .config import parse_settings
+        from .config import parse_settings, rule_dir_problem
 
         settings, problem = parse_settings(raw)
         if problem:
             self.window_show_message(types.ShowMessageParams(types.MessageType.Error, problem))
+        usable = []
+        for folder in settings.rule_dirs:
+            why = rule_dir_problem(folder)
+            if why is None:
+                usable.append(folder)
+            else:
+                self.window_show_message(
+                    types.ShowMessageParams(
+                        types.MessageType.Error, f"rewind-lsp: rule folder {_shown(folder)}: {why}; it is not used"
+                    )
+                )
+        settings = settings.model_copy(update={"rule_dirs": usable})
         rules: RuleSet | None = None  # the shipped rules alone are loaded when first needed
         if settings.rule_dirs:  # the user's rules are loaded now, so that a bad one is reported now
             from ..rules import RuleError, load_rules
 
             try:
                 rules = load_rules(settings.rule_dirs)
-            except RuleError as exc:
+            except (RuleError, OSError, UnicodeDecodeError) as exc:
                 self.window_show_message(
                     types.ShowMessageParams(
                         types.MessageType.Error, f"rewind-lsp: {exc}; using the shipped rules only"
@@ -457,11 +471,11 @@ class RewindLanguageServer(LanguageServer):
                 )
             except Exception:
                 token = None
-        broken = 0
+        broken: list[str] = []
         for i, path in enumerate(files):
             await self.refresh_path(path, announce=self.changed_since_watching(path))
             if any(f.severity == Severity.ERROR for f in self.disk_findings.get(path, [])):
-                broken += 1
+                broken.append(path)
             if token and (i % 20 == 0 or i == len(files) - 1):
                 self.work_done_progress.report(
                     token,
@@ -469,15 +483,12 @@ class RewindLanguageServer(LanguageServer):
                         message=f"{i + 1}/{len(files)} files", percentage=int(100 * (i + 1) / len(files))
                     ),
                 )
+        summary = broken_summary(broken)
         if token:
-            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"{broken} broken session(s)"))
-        if broken and self.settings.notifications:
-            self.window_show_message(
-                types.ShowMessageParams(
-                    types.MessageType.Warning,
-                    f"rewind-lsp: {broken} broken Claude Code session file(s); see the Problems list.",
-                )
-            )
+            done = summary.removeprefix("rewind-lsp: ").partition(":")[0] if summary else "nothing broken"
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=done))
+        if summary and self.settings.notifications:
+            self.window_show_message(types.ShowMessageParams(types.MessageType.Warning, summary))
         self.startup_done.set()
 
     def changed_since_watching(self, path: str) -> bool:
@@ -507,17 +518,19 @@ class RewindLanguageServer(LanguageServer):
 
     # --- commands ---------------------------------------------------------------------------
 
-    def allowed_path(self, uri: Any) -> str:
-        """A transcript path from a command argument, confined to the roots the server serves."""
+    def allowed_path(self, uri: Any, roots: list[str] | None = None) -> str:
+        """A transcript path from a command argument, confined to `roots` (default: every folder the
+        server serves for reading: the watch roots, the workspace folders, the open documents' folders)."""
         if not isinstance(uri, str) or not uri:
             raise ValueError("expected a document URI")
         path = to_fs_path(uri) if uri.startswith("file:") else (uri if os.path.isabs(uri) else None)
         if not path:
             raise ValueError(f"not a file: {_shown(uri)}")
         real = os.path.realpath(path)
-        roots = [*self.settings.watch_roots]
-        roots += [to_fs_path(f.uri) or "" for f in (self.workspace.folders or {}).values()]
-        roots += [os.path.dirname(to_fs_path(u) or "") for u in self.workspace.text_documents]
+        if roots is None:
+            roots = [*self.settings.watch_roots]
+            roots += [to_fs_path(f.uri) or "" for f in (self.workspace.folders or {}).values()]
+            roots += [os.path.dirname(to_fs_path(u) or "") for u in self.workspace.text_documents]
         for root in filter(None, roots):
             r = os.path.realpath(root)
             if real == r or real.startswith(r.rstrip(os.sep) + os.sep):
@@ -525,8 +538,9 @@ class RewindLanguageServer(LanguageServer):
         raise ValueError(f"{_shown(path)} is outside the folders rewind-lsp serves")
 
     async def rewind_target(self, uri: Any) -> str:
-        """The transcript a Rewind/Repair argument means, confined to the served folders: a transcript's
-        URI, or a log or terminal document the server serves (then the session it names). Anything else
+        """The transcript a Rewind/Repair argument means: a transcript's URI, or a log or terminal document
+        the server serves (then the session it names). What is written is written beside it, so it must lie
+        under the watch roots: an open document elsewhere may be read, never written beside. Anything else
         is refused, never read."""
         if not isinstance(uri, str) or not uri:
             raise ValueError("expected a document URI")
@@ -537,6 +551,13 @@ class RewindLanguageServer(LanguageServer):
             if not found:
                 raise ValueError("no Claude Code transcript found for this log")
             path = self.allowed_path(found)
+        try:
+            path = self.allowed_path(path, self.settings.watch_roots)
+        except ValueError:
+            raise ValueError(
+                f"{_shown(path)} is outside the watched folders (watchRoots): "
+                "rewind-lsp rewinds and repairs only sessions there"
+            ) from None
         if not is_regular_file(path):  # a FIFO would block the worker, a device never end
             raise ValueError(f"{_shown(path)} is not a regular file")
         return path
@@ -904,8 +925,12 @@ def hover(ls: RewindLanguageServer, params: types.HoverParams) -> types.Hover | 
     if not here:
         return None
     diags = ls.diagnostics(uri, here)
+    td = ls.client_capabilities.text_document
+    asked = td.hover.content_format if td is not None and td.hover is not None else None
+    markdown = wants_markdown([str(k.value) for k in asked] if asked else None)
+    kind = types.MarkupKind.Markdown if markdown else types.MarkupKind.PlainText
     return types.Hover(
-        contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=hover_markdown(here, ls.rules)),
+        contents=types.MarkupContent(kind=kind, value=hover_text(here, ls.rules, markdown)),
         range=diags[0].range,
     )
 

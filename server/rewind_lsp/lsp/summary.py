@@ -1,0 +1,33 @@
+"""The startup scan's one-line summary of what it found broken, in words every client can act on
+(Neovim and Emacs have no Problems list: the user opens a file to see where it breaks)."""
+
+from __future__ import annotations
+
+import os
+
+from ..check import is_transcript_path
+
+
+def kind_of(path: str) -> str:
+    """`subagent transcript` (<session>/subagents/agent-*.jsonl), `session` (any other transcript) or `log`."""
+    if not is_transcript_path(path):
+        return "log"
+    if os.path.basename(os.path.dirname(path)) == "subagents":
+        return "subagent transcript"
+    return "session"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} broken {word}{'' if n == 1 else 's'}"
+
+
+def broken_summary(paths: list[str]) -> str:
+    """`rewind-lsp: 2 broken Claude Code sessions, 1 broken subagent transcript and 1 broken log: open one to
+    see where it breaks` for these broken files; "" when there are none."""
+    kinds = [kind_of(p) for p in paths]
+    parts = [_count(kinds.count(k), k) for k in ("session", "subagent transcript", "log") if k in kinds]
+    if not parts:
+        return ""
+    parts[0] = parts[0].replace(" broken ", " broken Claude Code ", 1)
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"rewind-lsp: {listed}: open one to see where it breaks"
