@@ -170,8 +170,8 @@
     (let* ((diag (rewind-test-diagnostic "orphan-tool-use"))
            (actions (eglot-code-actions (flymake-diagnostic-beg diag) (flymake-diagnostic-end diag)))
            (titles (rewind-test-titles actions)))
-      (dolist (title '("Show fix steps" "Rewind session (truncate)"
-                       "Repair session (patch)" "Copy resume command"))
+      (dolist (title '("Show fix steps" "Rewind session (drops 2 of 3 messages)"
+                       "Repair session (keeps everything)" "Copy resume command"))
         (should (member title titles)))
       (dolist (a actions)
         (should (equal (plist-get a :kind) "quickfix"))))))
@@ -183,7 +183,7 @@
            (original (cdr rewind-test--transcript))
            (diag (rewind-test-diagnostic "orphan-tool-use"))
            (actions (eglot-code-actions (flymake-diagnostic-beg diag) (flymake-diagnostic-end diag)))
-           (action (cl-find "Rewind session (truncate)" actions
+           (action (cl-find "Rewind session (drops 2 of 3 messages)" actions
                             :key (lambda (a) (plist-get a :title)) :test #'equal))
            (command (plist-get action :command))
            (kill-ring nil)

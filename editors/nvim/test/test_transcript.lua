@@ -41,7 +41,7 @@ H.run(function()
     H.ok(diag, "needs the diagnostic")
     local actions = H.code_actions(buf, diag)
     local titles = H.titles(actions)
-    for _, title in ipairs({ "Show fix steps", "Rewind session (truncate)", "Repair session (patch)", "Copy resume command" }) do
+    for _, title in ipairs({ "Show fix steps", "Rewind session (drops 2 of 3 messages)", "Repair session (keeps everything)", "Copy resume command" }) do
       H.contains(titles, title, "code action titles")
     end
     for _, action in ipairs(actions) do
@@ -69,7 +69,7 @@ H.run(function()
       table.insert(messages, msg)
       return notify(msg, ...)
     end
-    H.choose_code_action("Rewind session (truncate)")
+    H.choose_code_action("Rewind session (drops 2 of 3 messages)")
     local result = H.wait(function() return rewind.last_result end, "the rewind-lsp.rewind result")
     if vim.fn.has("nvim-0.10") == 1 then -- older versions echo showMessage without vim.notify
       H.wait(function() return #messages > 0 end, "the server's message")

@@ -276,7 +276,7 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
     });
   });
 
-  it('offers "Rewind session (truncate)" and running it writes a repaired session', async () => {
+  it('offers "Rewind session (drops 2 of 3 messages)" and running it writes a repaired session', async () => {
     await withFailureShot('quickfix', async () => {
       const original = fs.readFileSync(TRANSCRIPT, 'utf8');
       const box = await (await visibleSquiggle()).boundingBox();
@@ -284,9 +284,9 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       await page.mouse.click(box.x + Math.min(20, box.width / 2), box.y + box.height / 2);
       await page.keyboard.press('Escape');
       await page.keyboard.press('Control+.');
-      const action = page.locator('.action-widget .monaco-list-row', { hasText: 'Rewind session (truncate)' }).first();
+      const action = page.locator('.action-widget .monaco-list-row', { hasText: 'Rewind session (drops 2 of 3 messages)' }).first();
       await action.waitFor({ timeout: UI_TIMEOUT });
-      await screenshot('quickfix', 'the quick fix menu with Rewind session (truncate)');
+      await screenshot('quickfix', 'the quick fix menu with Rewind session (drops 2 of 3 messages)');
 
       const before = jsonlFiles();
       await action.click();
