@@ -40,3 +40,14 @@ def resume_command(session_id: str, cwd: str | None, transcript: str) -> tuple[s
     if not os.path.isdir(cwd):
         return resume, f"the session's folder {cwd} no longer exists (the project moved?): run it from where it is now"
     return f"{shell_command(['cd', cwd])} && {resume}", None
+
+
+def already_repaired(transcript: str) -> str | None:
+    """`already repaired as <id>: <resume command>` when a repaired copy of this unchanged original exists."""
+    from .repairs import repaired_copy
+
+    done = repaired_copy(transcript)
+    if done is None:
+        return None
+    resume, _ = resume_command(done.session_id, done.cwd, transcript)
+    return f"already repaired as {done.session_id}: {resume}"

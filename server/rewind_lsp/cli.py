@@ -99,6 +99,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(to_text(results))
     for p in problems:
         print(f"rewind-lsp: {p}", file=sys.stderr)
+    from .advice import already_repaired
+
+    for path in sorted({p for p, f in results if f.severity == Severity.ERROR}):
+        note = already_repaired(path)
+        if note:
+            print(f"rewind-lsp: {path}: {redact(note)}", file=sys.stderr)
     if problems:
         return EXIT_USAGE
     return EXIT_FOUND if any(f.severity == Severity.ERROR for _, f in results) else EXIT_OK
@@ -171,7 +177,17 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
         elif errors:
             owner = _owner_session(path, session_set) or path  # an orphaned subagent transcript: on its own
             agent_errors.setdefault(owner, []).append((path, errors))
+    from .advice import already_repaired
+    from .repairs import repaired_copy
+
     broken = sorted(set(errors_of) | set(agent_errors))
+    repaired: list[dict[str, object]] = []
+    for path in list(broken):
+        note = already_repaired(path) if path in errors_of else None
+        done = repaired_copy(path) if note else None
+        if note and done:  # said instead of a new repair: repairs must not pile up
+            repaired.append({"session": path, "copy": str(done.copy), "session_id": done.session_id, "note": note})
+            broken.remove(path)
     report: list[dict[str, object]] = []
     for path in broken:
         own = errors_of.get(path, [])
@@ -190,9 +206,11 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
               for path, fs in sorted(warnings_of.items()) if path not in errors_of and path not in agent_errors]
     if as_json:
         print(json.dumps({"root": str(root), "sessions": len(sessions), "subagent_transcripts": len(agents),
-                          "broken": report, "warnings": warned}, indent=2))
+                          "broken": report, "warnings": warned, "repaired": repaired}, indent=2))
     else:
         _print_scan(root, len(sessions), len(agents), report, warned)
+        for item in repaired:
+            print(f"\nREPAIRED {item['session']}\n  {item['note']}")
     for p in problems:
         print(f"rewind-lsp: {p}", file=sys.stderr)
     return EXIT_FOUND if broken else (EXIT_USAGE if problems else EXIT_OK)
@@ -207,7 +225,8 @@ def _print_scan(root: Path, sessions: int, agents: int, report: list[dict[str, o
     counted = f"{_plural(sessions, 'Claude Code session')} ({_plural(agents, 'subagent transcript')})"
     print(f"Checked {counted} under {root}.")
     if not report:
-        print("No broken sessions: every tool call pairs.")
+        print("No broken sessions: every tool call pairs." if not warned else
+              "No broken sessions; a recorded 400 to look at:")
     for item in report:
         print(f"\nBROKEN  {item['session']}")
         first = item["first"]

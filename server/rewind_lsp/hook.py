@@ -162,6 +162,13 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
         "'API Error: 400 due to tool use concurrency issues'.\n" + _describe(path, errors, agent_errors)
     )
     fix = _fix_text(path) if errors else _agent_fix_text(sorted({a for a, _ in agent_errors}))
+    from .advice import already_repaired
+
+    note = already_repaired(path) if errors else None
+    if note:
+        # One copy per broken state: resume the one already written, never write another.
+        fix = f"rewind-lsp {note}\nResume that session instead (the original is untouched)."
+        auto_repair = False
     if event == "SessionStart":
         message = what + "\n" + fix
         return (

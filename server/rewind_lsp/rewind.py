@@ -197,6 +197,10 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
                None)
     plan = _plan(source, check, lines, mode, to)
     placed = placement.place(source, src_fd, before, plan, target, session_id, _verify)
+    if session_id is not None:  # a new session beside (or away from) the untouched original
+        from .repairs import remember
+
+        remember(source, os.fstat(src_fd), target, session_id, mode, cwd if isinstance(cwd, str) else None)
     dropped = plan.total_messages - plan.kept_messages
     return RewindResult(target, session_id or source.stem, mode, placed.backup,
                         plan.fixed + plan.left_out + placed.left_out,

@@ -151,3 +151,31 @@ def test_a_jsonl_that_is_no_transcript_is_one_finding(tmp_path: Path) -> None:
     assert (f["rule"], f["line"], f["severity"]) == ("malformed-line", 1, "warning")
     assert f["message"] == ("not a Claude Code transcript: none of its 1146 lines is a transcript entry "
                             "(line 1: not valid JSON (Expecting value))")
+
+
+def test_repairs_do_not_pile_up(tmp_path: Path) -> None:
+    """Once repaired, the unchanged original is named with its copy on every surface, never repaired again."""
+    config, src = session_in_project(tmp_path, broken("orphan-tool-use"))
+    env = {**NO_PATH, "CLAUDE_CONFIG_DIR": str(config), "REWIND_LSP_CACHE_DIR": str(tmp_path / "cache")}
+    done = run_cli("rewind", str(src), "--mode", "patch", "--format", "json", env=env)
+    out = json.loads(done.stdout)
+    note = f"already repaired as {out['session_id']}: {out['resume_command']}"
+    main = run_cli(env=env)
+    assert main.returncode == 0, main.stdout
+    assert f"\nREPAIRED {src}\n  {note}\n" in main.stdout
+    assert f"BROKEN  {src}" not in main.stdout
+    check = run_cli("check", str(src), env=env)
+    assert check.returncode == 1
+    assert f"rewind-lsp: {src}: {note}\n" in check.stderr
+    hook = subprocess.run(
+        [str(CLI), "hook", "--auto-repair"], capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+        input=json.dumps({"hook_event_name": "UserPromptSubmit", "transcript_path": str(src)}))
+    reason = json.loads(hook.stdout)["reason"]
+    assert f"rewind-lsp {note}\nResume that session instead (the original is untouched)." in reason
+    assert len(list(src.parent.glob("*.jsonl"))) == 2  # the original and its one copy: no second copy
+    # Once the original changes, it is broken again and a repair is proposed again.
+    last = json.loads(src.read_text().splitlines()[-1])["uuid"]
+    with src.open("a") as f:
+        f.write(json.dumps({"type": "user", "uuid": "late", "parentUuid": last, "sessionId": SID,
+                            "message": {"role": "user", "content": "more"}}) + "\n")
+    assert f"BROKEN  {src}" in run_cli(env=env).stdout

@@ -371,6 +371,13 @@ class RewindLanguageServer(LanguageServer):
                 transcript = None
         name = Path(transcript or path).name
         what = "hit the tool-use 400" if finding.rule == "tool-use-concurrency-400" else f"broke ({finding.rule})"
+        from ..advice import already_repaired
+
+        note = already_repaired(transcript) if transcript else None
+        if note:  # repaired already and unchanged since: say where, propose no second copy
+            self.window_show_message(types.ShowMessageParams(
+                types.MessageType.Info, f"rewind-lsp: Claude Code session {name} {what}; {note}"))
+            return
         actions = ["Rewind", "Repair"] if transcript else []
         actions += ["Show fix", "Ignore"]
         params = types.ShowMessageRequestParams(
@@ -1036,11 +1043,15 @@ def cmd_copy_resume(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
     except ValueError as exc:
         return {"error": f"rewind-lsp: {exc}"}
     from ..advice import resume_command, rewind_command
+    from ..repairs import repaired_copy
 
     done = ls.rewound.get(path)
     if done is not None:
         # The same command the Rewind/Repair message showed: built in one place (advice).
         return {"resumeCommand": resume_command(done.session_id, done.cwd, path)[0], "path": str(done.path)}
+    earlier = repaired_copy(path)  # repaired before (the CLI, the hook, another editor), unchanged since
+    if earlier is not None:
+        return {"resumeCommand": resume_command(earlier.session_id, earlier.cwd, path)[0], "path": str(earlier.copy)}
     message = rewind_command(path, "--mode", "patch")
     ls.window_show_message(
         types.ShowMessageParams(
