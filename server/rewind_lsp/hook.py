@@ -170,7 +170,7 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
         fix = f"rewind-lsp {note}\nResume that session instead (the original is untouched)."
         auto_repair = False
     if event == "SessionStart":
-        message = what + "\n" + fix
+        message = redact(what + "\n" + fix)  # shown to the user and added to the model's context
         return (
             0,
             json.dumps(

@@ -297,3 +297,17 @@ def test_a_recorded_400_that_pairs_is_a_warning_as_in_check(tmp_path: Path, env:
         "    (cuts before the prompt whose request was refused)\n"
         f"  {shlex.join([*me, '--mode', 'patch', str(path)])}\n    (keeps everything but the recorded error)"
     )
+
+
+@pytest.mark.parametrize("secret", ["sk-ant-api03-" + "K" * 40, "AKIA" + "Q" * 16, "ghp_" + "z" * 36])
+def test_session_start_output_is_redacted(tmp_path: Path, env: dict[str, str], secret: str) -> None:
+    """A secret planted in the tool_use id reaches the fault's message: redacted in both fields."""
+    path = tmp_path / f"{SESSION}.jsonl"
+    path.write_text(BROKEN.replace("toolu_01HOOK", f"toolu_{secret}"))
+    payload = {"session_id": SESSION, "transcript_path": str(path), "hook_event_name": "SessionStart",
+               "source": "resume"}
+    done = run_hook(payload, env)
+    assert secret not in done.stdout
+    out = json.loads(done.stdout)
+    assert "[redacted]" in out["systemMessage"]
+    assert out["systemMessage"] == out["hookSpecificOutput"]["additionalContext"]

@@ -372,6 +372,7 @@ class RewindLanguageServer(LanguageServer):
         name = Path(transcript or path).name
         what = "hit the tool-use 400" if finding.rule == "tool-use-concurrency-400" else f"broke ({finding.rule})"
         from ..advice import already_repaired
+        from ..redact import redact
 
         note = already_repaired(transcript) if transcript else None
         if note:  # repaired already and unchanged since: say where, propose no second copy
@@ -382,7 +383,7 @@ class RewindLanguageServer(LanguageServer):
         actions += ["Show fix", "Ignore"]
         params = types.ShowMessageRequestParams(
             type=types.MessageType.Error,
-            message=f"Claude Code session {name} {what} at line {finding.start.line}: {finding.message}",
+            message=redact(f"Claude Code session {name} {what} at line {finding.start.line}: {finding.message}"),
             actions=[types.MessageActionItem(title=a) for a in actions],
         )
         try:
