@@ -8,10 +8,11 @@ _PATTERNS = [
     # Anthropic keys and OAuth tokens.
     (re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"), "sk-ant-…[redacted]"),
     # Other common API key shapes (OpenAI-style, GitHub, AWS access keys, Slack).
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), "sk-…[redacted]"),
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), "gh…[redacted]"),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "AKIA…[redacted]"),
-    (re.compile(r"\bxox[baprs]-[A-Za-z0-9-]{10,}"), "xox…[redacted]"),
+    # Not `\b`: an underscore before a key (`toolu_ghp_…`, a planted id) must not hide it.
+    (re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"), "sk-…[redacted]"),
+    (re.compile(r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{20,}"), "gh…[redacted]"),
+    (re.compile(r"(?<![A-Za-z0-9])AKIA[0-9A-Z]{16}(?![A-Z0-9])"), "AKIA…[redacted]"),
+    (re.compile(r"(?<![A-Za-z0-9])xox[baprs]-[A-Za-z0-9-]{10,}"), "xox…[redacted]"),
     # Bearer tokens and Authorization headers.
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]{8,}"), r"\1 [redacted]"),
     (re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{8,}"), r"\1[redacted]"),
