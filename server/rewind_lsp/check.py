@@ -248,6 +248,12 @@ def check_log_text(text: str, rules: RuleSet | None = None) -> list[Finding]:
     return scan_text(text, (rules or default_rules()).for_logs())
 
 
+def is_subagent_transcript(path: str) -> bool:
+    """`<session>/subagents/agent-<id>.jsonl`, or `agent-<id>.jsonl` beside the sessions (1.0.x): part of a
+    session, never a session of its own (the words every surface uses: docs/CONTRACT.md)."""
+    return "/subagents/" in path.replace(os.sep, "/") or os.path.basename(path).startswith("agent-")
+
+
 def is_transcript_path(path: str) -> bool:
     return path.endswith(TRANSCRIPT_SUFFIXES)
 

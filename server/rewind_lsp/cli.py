@@ -110,11 +110,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_FOUND if any(f.severity == Severity.ERROR for _, f in results) else EXIT_OK
 
 
-def _is_subagent_path(path: str) -> bool:
-    """`<session>/subagents/agent-<id>.jsonl`, or `agent-<id>.jsonl` beside the sessions (1.0.x)."""
-    return "/subagents/" in path.replace(os.sep, "/") or os.path.basename(path).startswith("agent-")
-
-
 def _owner_session(agent: str, sessions: set[str]) -> str | None:
     """The session a subagent transcript belongs to: its folder's, or (1.0.x) the one its lines name."""
     norm = agent.replace(os.sep, "/")
@@ -145,7 +140,7 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
     Words, the same on every surface: a *session* is a `<id>.jsonl` one can resume; a *subagent
     transcript* belongs to a session and is reported under it; terminal logs are not sessions."""
     from .advice import rewind_command
-    from .check import claude_projects_dir, discover
+    from .check import claude_projects_dir, discover, is_subagent_transcript
 
     root = claude_projects_dir()
     as_json = args.format == "json"
@@ -155,8 +150,8 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
                           "note": message}, indent=2) if as_json else message)
         return EXIT_OK
     files = list(discover([str(root)], (".jsonl",)))
-    sessions = [p for p in files if not _is_subagent_path(p)]
-    agents = [p for p in files if _is_subagent_path(p)]
+    sessions = [p for p in files if not is_subagent_transcript(p)]
+    agents = [p for p in files if is_subagent_transcript(p)]
     session_set = set(sessions)
     problems: list[str] = []
     errors_of: dict[str, list[Finding]] = {}

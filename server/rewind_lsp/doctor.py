@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import __version__
-from .check import check_transcript_file, claude_config_dir, claude_projects_dir, discover
+from .check import check_transcript_file, claude_config_dir, claude_projects_dir, discover, is_subagent_transcript
 from .findings import Severity
 from .paths import user_log_dir
 from .redact import redact
@@ -50,13 +50,18 @@ def report(paths: list[str] | None = None) -> str:
                     versions[e.version] += 1
                 if e.model:
                     models[e.model] += 1
-            errors = [f for f in check_transcript_file(path).findings if f.severity == Severity.ERROR]
+            # The same verdict as `check`: errors, and a recorded 400 that pairs now (a warning).
+            errors = [f for f in check_transcript_file(path).findings if f.severity == Severity.ERROR or (
+                f.rule == "tool-use-concurrency-400" and f.severity == Severity.WARNING)]
         except OSError:
             unreadable += 1
             continue
         for f in errors[:3]:
-            last_errors.append(f"{_home_relative(path)}:{f.start.line}: {f.rule}: {f.message}")
-    lines.append(f"sessions: {len(files)} found, {min(len(files), RECENT_SESSIONS)} most recent examined"
+            last_errors.append(
+                f"{_home_relative(path)}:{f.start.line}: {f.severity.label} {f.rule}: {f.message}")
+    agents = sum(1 for p in files if is_subagent_transcript(p))
+    lines.append(f"sessions: {len(files) - agents} found ({agents} subagent transcripts), "
+                 f"{min(len(files), RECENT_SESSIONS)} most recent files examined"
                  + (f", {unreadable} unreadable" if unreadable else ""))
     seen = ", ".join(f"{v} ({n} entries)" for v, n in versions.most_common(8))
     lines.append("Claude Code versions seen: " + (seen or "none"))

@@ -179,3 +179,16 @@ def test_repairs_do_not_pile_up(tmp_path: Path) -> None:
         f.write(json.dumps({"type": "user", "uuid": "late", "parentUuid": last, "sessionId": SID,
                             "message": {"role": "user", "content": "more"}}) + "\n")
     assert f"BROKEN  {src}" in run_cli(env=env).stdout
+
+
+def test_doctor_and_the_main_job_count_sessions_alike(tmp_path: Path) -> None:
+    config = tmp_path / "cfg"
+    project = config / "projects" / "p"
+    broken("orphan-tool-use").write(project / f"{SID}.jsonl")
+    broken("orphan-tool-use").write(project / SID / "subagents" / "agent-a1.jsonl")
+    broken("orphan-tool-use").write(project / SID / "subagents" / "agent-a2.jsonl")
+    env = {"CLAUDE_CONFIG_DIR": str(config)}
+    main = run_cli(env=env)
+    assert main.stdout.startswith("Checked 1 Claude Code session (2 subagent transcripts) under ")
+    doctor = run_cli("doctor", env=env)
+    assert "\nsessions: 1 found (2 subagent transcripts), 3 most recent files examined\n" in doctor.stdout
