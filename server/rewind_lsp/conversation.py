@@ -42,6 +42,9 @@ class Conversation(msgspec.Struct):
     order: list[Entry]
     leaf: Entry | None
     label: str = ""
+    # Lines of the chain whose parentUuid names no line of the file: the rebuild bridges over them,
+    # but Claude Code's loader stops its walk up there, so the API's `messages.N` counts from the last.
+    missing_parent: list[Entry] = msgspec.field(default_factory=list)
 
     @property
     def entry_ids(self) -> set[int]:
@@ -239,7 +242,9 @@ def _assemble(chain: list[Entry], ix: _Index, kind: str, label: str) -> Conversa
                 push("user", sorted(results.values(), key=lambda r: r.line))
         else:
             push("user", [e])
-    return Conversation(kind, messages, order, chain[-1] if chain else None, label)
+    by_uuid = ix.by_uuid
+    missing = [e for e in chain if e.parent is not None and e.parent not in by_uuid and not e.is_compact_boundary]
+    return Conversation(kind, messages, order, chain[-1] if chain else None, label, missing)
 
 
 def _last_message(entries: Sequence[Entry]) -> Entry | None:

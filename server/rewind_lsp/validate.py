@@ -64,6 +64,7 @@ def _written_between(first: Entry, last: Entry, splitters: list[Entry]) -> Entry
 def validate(conv: Conversation) -> list[Fault]:
     faults: list[Fault] = []
     splitters = [e for e in conv.order if _is_splitter(e)]
+    missing_parent = {id(e) for e in conv.missing_parent}
     seen_use: dict[str, tuple[Entry, Block]] = {}
     msgs = conv.messages
     blocks = [_blocks(m) for m in msgs]  # each message's blocks are looked at up to three times
@@ -195,6 +196,9 @@ def validate(conv: Conversation) -> list[Fault]:
                 if tid not in offered:
                     why = "the previous message is not an assistant message" if prev is None else \
                         f"the previous assistant message (line {prev.entries[0].line}) has no tool_use with this id"
+                    if id(e) in missing_parent:
+                        why = (f"its parentUuid {e.parent} names no line of the file: the assistant message it "
+                               "answered is missing")
                     related = [(prev.entries[0], None, "the assistant message it should answer")] if prev else []
                     faults.append(Fault(
                         "orphan-tool-result", e, b.index,
@@ -216,4 +220,20 @@ def validate(conv: Conversation) -> list[Fault]:
                         b.tool_id, related=[(seen_other[0], seen_other[1], "content placed before the tool_result")],
                         facts={"messages_index": str(i)},
                     ))
+    if missing_parent:
+        _count_from_the_break(conv, faults)
     return faults
+
+
+def _count_from_the_break(conv: Conversation, faults: list[Fault]) -> None:
+    """The API's `messages.N`: Claude Code's loader walks up from the leaf and stops at a line whose
+    parent is missing, so what it sends starts at the last such line of the chain."""
+    index = {id(e): i for i, m in enumerate(conv.messages) for e in m.entries}
+    starts = [index[id(e)] for e in conv.missing_parent if id(e) in index]
+    if not starts:
+        return
+    start = max(starts)
+    for f in faults:
+        n = f.facts.get("messages_index")
+        if n is not None and int(n) >= start:
+            f.facts["messages_index"] = str(int(n) - start)

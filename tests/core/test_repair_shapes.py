@@ -208,3 +208,20 @@ def test_a_line_written_twice_collapses_as_in_claude_code(tmp_path: Path, which:
     assert findings(src) == []
     done = run_cli("check", str(src), "--format", "json")
     assert (done.returncode, json.loads(done.stdout)) == (0, [])
+
+
+def test_an_orphan_result_whose_parent_is_missing_says_so_and_counts_from_the_break(tmp_path: Path) -> None:
+    """Claude Code's loader stops at a missing parent: the API's messages.N counts from that line."""
+    b = Builder()
+    b.user("one")
+    b.assistant(text("reply one"))
+    b.user("two")
+    b.assistant(text("reply two"))
+    lost = b.result("toolu_01LOSTUSE", parent="u-not-in-the-file")
+    b.assistant(text("went on"))
+    src = b.write(tmp_path / f"{SID}.jsonl")
+    (f,) = errors(findings(src))
+    assert (f.rule, f.start.line) == ("orphan-tool-result", b.line_of(lost))
+    assert f.message == ("tool_result for toolu_01LOSTUSE answers no tool_use: its parentUuid u-not-in-the-file "
+                         "names no line of the file: the assistant message it answered is missing")
+    assert f.facts["messages_index"] == "0"
