@@ -39,23 +39,49 @@ export function pickRuleId(diagnostics: readonly DiagnosticLike[], cursor?: Posi
   return chosen === undefined ? undefined : ruleIdOf(chosen);
 }
 
-/** Distinct documents with at least one rewind-lsp diagnostic of the given (error) severity. */
-export function countBrokenSessions(
+/** What is broken, in the words every surface uses: a session (`<id>.jsonl`, its subagent transcripts
+ * `<id>/subagents/agent-*.jsonl` counted under it) and a terminal log (anything else). */
+export interface BrokenCount {
+  sessions: number;
+  logs: number;
+}
+
+function sessionOf(uri: string): string | undefined {
+  const path = uri.replace(/[?#].*$/, '');
+  if (!path.endsWith('.jsonl')) return undefined;
+  const sub = path.indexOf('/subagents/');
+  if (sub >= 0) return `${path.slice(0, sub)}.jsonl`;
+  return path;
+}
+
+/** Distinct sessions and logs with at least one rewind-lsp diagnostic of the given (error) severity. */
+export function countBroken(
   entries: ReadonlyArray<readonly [unknown, readonly DiagnosticLike[]]>,
   errorSeverity: number,
-): number {
-  const broken = new Set<string>();
+): BrokenCount {
+  const sessions = new Set<string>();
+  const logs = new Set<string>();
   for (const [uri, diagnostics] of entries) {
-    if (diagnostics.some((d) => d.source === SOURCE && d.severity === errorSeverity)) broken.add(String(uri));
+    if (!diagnostics.some((d) => d.source === SOURCE && d.severity === errorSeverity)) continue;
+    const session = sessionOf(String(uri));
+    if (session !== undefined) sessions.add(session);
+    else logs.add(String(uri));
   }
-  return broken.size;
+  return { sessions: sessions.size, logs: logs.size };
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 /** The status bar text; `notRunning` is why the server is not running (then no check mark). */
-export function statusText(count: number, notRunning?: string): string {
+export function statusText(count: BrokenCount, notRunning?: string): string {
   if (notRunning !== undefined) return `$(error) rewind-lsp not running: ${notRunning}`;
-  if (count === 0) return '$(check) rewind-lsp';
-  return `$(error) ${count} broken session${count === 1 ? '' : 's'}`;
+  const parts: string[] = [];
+  if (count.sessions > 0) parts.push(plural(count.sessions, 'broken session'));
+  if (count.logs > 0) parts.push(`${plural(count.logs, 'log')} with the 400`);
+  if (parts.length === 0) return '$(check) rewind-lsp';
+  return `$(error) ${parts.join(', ')}`;
 }
 
 /** The `error` of a command answer: the server reports failures as `{"error": "..."}` (and shows them itself). */

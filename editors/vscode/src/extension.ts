@@ -7,7 +7,7 @@ import {
   type LanguageClientOptions,
   type ServerOptions as LspServerOptions,
 } from 'vscode-languageclient/node';
-import { commandErrorOf, countBrokenSessions, isMarkdownUri, pickRuleId, resumeCommandOf, rewindResultText, statusText } from './diagnostics';
+import { commandErrorOf, countBroken, isMarkdownUri, pickRuleId, resumeCommandOf, rewindResultText, statusText } from './diagnostics';
 import { resolveServerCommand } from './serverCommand';
 import { SECTION, documentPatterns, sectionToServerOptions, toServerOptions } from './settings';
 import { TERMINAL_OUTPUT_NOTIFICATION, isClaudeCommandLine, type TerminalOutputParams } from './terminal';
@@ -58,7 +58,7 @@ function createStatusItem(): vscode.Disposable {
   item.command = 'workbench.actions.view.problems';
   item.tooltip = 'Claude Code sessions with rewind-lsp errors: click to open the Problems panel';
   const update = (): void => {
-    item.text = statusText(countBrokenSessions(vscode.languages.getDiagnostics(), vscode.DiagnosticSeverity.Error), notRunning);
+    item.text = statusText(countBroken(vscode.languages.getDiagnostics(), vscode.DiagnosticSeverity.Error), notRunning);
     item.tooltip =
       notRunning === undefined
         ? 'Claude Code sessions with rewind-lsp errors: click to open the Problems panel'

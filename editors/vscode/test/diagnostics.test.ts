@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   commandErrorOf,
-  countBrokenSessions,
+  countBroken,
   isMarkdownUri,
   pickRuleId,
   resumeCommandOf,
@@ -18,26 +18,29 @@ function diag(line: number, code: DiagnosticLike['code'], severity = ERROR, sour
   return { source, code, severity, range: { start: { line, character: 2 }, end: { line, character: 40 } } };
 }
 
-test('broken sessions count distinct documents with rewind-lsp errors', () => {
+test('broken sessions and logs are counted apart, a subagent transcript under its session', () => {
   const entries = [
-    ['file:///a.jsonl', [diag(1, 'orphan-tool-use'), diag(4, 'orphan-tool-result')]],
-    ['file:///b.jsonl', [diag(1, 'malformed-line', WARNING)]],
+    ['file:///p/a.jsonl', [diag(1, 'orphan-tool-use'), diag(4, 'orphan-tool-result')]],
+    ['file:///p/a/subagents/agent-1.jsonl', [diag(2, 'orphan-tool-use')]],
+    ['file:///p/b.jsonl', [diag(1, 'malformed-line', WARNING)]],
     ['file:///c.ts', [diag(1, 'ts2304', ERROR, 'ts')]],
     ['file:///terminal-1.log', [diag(0, 'tool-use-concurrency-400')]],
   ] as const;
-  assert.equal(countBrokenSessions(entries, ERROR), 2);
-  assert.equal(countBrokenSessions([], ERROR), 0);
+  assert.deepEqual(countBroken(entries, ERROR), { sessions: 1, logs: 1 });
+  assert.deepEqual(countBroken([], ERROR), { sessions: 0, logs: 0 });
 });
 
-test('status text pluralises', () => {
-  assert.equal(statusText(0), '$(check) rewind-lsp');
-  assert.equal(statusText(1), '$(error) 1 broken session');
-  assert.equal(statusText(3), '$(error) 3 broken sessions');
+test('status text names sessions and logs apart, pluralised', () => {
+  assert.equal(statusText({ sessions: 0, logs: 0 }), '$(check) rewind-lsp');
+  assert.equal(statusText({ sessions: 1, logs: 0 }), '$(error) 1 broken session');
+  assert.equal(statusText({ sessions: 3, logs: 0 }), '$(error) 3 broken sessions');
+  assert.equal(statusText({ sessions: 1, logs: 1 }), '$(error) 1 broken session, 1 log with the 400');
+  assert.equal(statusText({ sessions: 0, logs: 2 }), '$(error) 2 logs with the 400');
 });
 
 test('status text says when the server is not running, and why, with no check mark', () => {
-  assert.equal(statusText(0, 'command not found'), '$(error) rewind-lsp not running: command not found');
-  assert.equal(statusText(2, 'failed to start'), '$(error) rewind-lsp not running: failed to start');
+  assert.equal(statusText({ sessions: 0, logs: 0 }, 'command not found'), '$(error) rewind-lsp not running: command not found');
+  assert.equal(statusText({ sessions: 2, logs: 0 }, 'failed to start'), '$(error) rewind-lsp not running: failed to start');
 });
 
 test('the Rewind/Repair toast names the new file and the resume command', () => {
