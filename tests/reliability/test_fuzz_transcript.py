@@ -70,6 +70,12 @@ def check_sane(data: bytes) -> list[Finding]:
             want_bad.add(n)
     maybe = {n for n, body, ended in lines if not ended and body.lstrip().startswith(b"{") and not is_entry(body)}
     got_bad = {f.start.line for f in result.findings if f.rule == "malformed-line"}
+    if not result.conversations and len(result.transcript.bad_lines) > 1:
+        # No transcript at all: one finding at its first bad line says so, not one a line.
+        (only,) = [f for f in result.findings if f.rule == "malformed-line"]
+        assert only.message.startswith("not a Claude Code transcript: none of its "), only
+        assert got_bad == {min(b.line for b in result.transcript.bad_lines)}
+        return result.findings
     assert want_bad <= got_bad <= want_bad | maybe, f"malformed-line at {sorted(got_bad)}, expected {sorted(want_bad)}"
     return result.findings
 
