@@ -171,6 +171,8 @@ def conversation_findings(
                 if fault.pending or id(fault.entry) in active:
                     continue  # normal for a rewound branch, or already judged on the live chain
                 severity = Severity.INFORMATION
+            elif fault.facts.get("fork") == "parent":
+                severity = Severity.INFORMATION  # answered in the parent session the fork points at
             else:
                 severity = Severity.WARNING if fault.pending else base
             add(_finding(fault, severity, conv, loc))

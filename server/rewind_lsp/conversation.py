@@ -45,6 +45,9 @@ class Conversation(msgspec.Struct):
     # Lines of the chain whose parentUuid names no line of the file: the rebuild bridges over them,
     # but Claude Code's loader stops its walk up there, so the API's `messages.N` counts from the last.
     missing_parent: list[Entry] = msgspec.field(default_factory=list)
+    # A `/fork` made since 2.1.118 holds a `fork-context-ref` line instead of a copy of the parent
+    # conversation, which Claude Code hydrates on read: what its first lines answer is in the parent.
+    forked: bool = False
 
     @property
     def entry_ids(self) -> set[int]:
@@ -321,7 +324,9 @@ def rebuild_indexed(
 
     leaf = _last_message([e for e in entries if not e.sidechain]) if main else None
     if leaf is not None:
-        conversations.append(_assemble(_walk_up(leaf, ix), ix, "main", "main conversation"))
+        conv = _assemble(_walk_up(leaf, ix), ix, "main", "main conversation")
+        conv.forked = any(e.type == "fork-context-ref" for e in entries)
+        conversations.append(conv)
 
     for group in _roots(side_entries, ix).values():
         side_leaf = _last_message(group)

@@ -199,11 +199,16 @@ def validate(conv: Conversation) -> list[Fault]:
                     if id(e) in missing_parent:
                         why = (f"its parentUuid {e.parent} names no line of the file: the assistant message it "
                                "answered is missing")
+                        if conv.forked:
+                            why = (f"its parentUuid {e.parent} is in the conversation this session was forked from "
+                                   "(a fork-context-ref line: Claude Code reads that part from the parent session)")
                     related = [(prev.entries[0], None, "the assistant message it should answer")] if prev else []
+                    forked = conv.forked and id(e) in missing_parent
                     faults.append(Fault(
                         "orphan-tool-result", e, b.index,
                         f"tool_result for {tid or '(no id)'} answers no tool_use: {why}",
-                        tid or None, related=related, facts={"messages_index": str(i)},
+                        tid or None, related=related,
+                        facts={"messages_index": str(i), **({"fork": "parent"} if forked else {})},
                     ))
             seen_other: tuple[Entry, int | None] | None = None
             for e, idx in _text_first(msg):

@@ -225,3 +225,21 @@ def test_an_orphan_result_whose_parent_is_missing_says_so_and_counts_from_the_br
     assert f.message == ("tool_result for toolu_01LOSTUSE answers no tool_use: its parentUuid u-not-in-the-file "
                          "names no line of the file: the assistant message it answered is missing")
     assert f.facts["messages_index"] == "0"
+
+
+def test_a_fork_is_not_broken_for_what_its_parent_holds(tmp_path: Path) -> None:
+    """Since 2.1.118 `/fork` writes a pointer (`fork-context-ref`) and Claude Code reads the parent's
+    part from the parent session: a first tool_result answering the parent's tool_use is information."""
+    b = Builder()
+    b.raw(json.dumps({"type": "fork-context-ref", "forkedSessionId": "22222222-2222-4222-8222-222222222222",
+                      "upToMessageId": "a-in-parent"}))
+    b.result("toolu_01INPARENT", parent="a-in-parent")
+    b.assistant(text("continuing in the fork"))
+    b.user("and now?")
+    b.assistant(text("done"))
+    fs = findings(b.write(tmp_path / f"{SID}.jsonl"))
+    (f,) = fs
+    assert (f.rule, f.severity.label) == ("orphan-tool-result", "information")
+    assert f.message == ("tool_result for toolu_01INPARENT answers no tool_use: its parentUuid a-in-parent is in the "
+                         "conversation this session was forked from (a fork-context-ref line: Claude Code reads that "
+                         "part from the parent session)")
