@@ -32,7 +32,7 @@ if ! grep -q '"toolu_01ABC".*tool_use toolu_01ABC has no tool_r' "$out"; then
   echo "FAIL capture: no virtual text after the tool_use block on the screen; see $out"
   exit 1
 fi
-if ! grep -q "### tool_use without a tool_result in the next message" "$out"; then
+if ! grep -q "tool_use without a tool_result in the next message.*messages.1" "$out"; then
   echo "FAIL capture: no hover float on the screen; see $out"
   exit 1
 fi
