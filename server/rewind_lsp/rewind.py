@@ -152,6 +152,11 @@ def _plan(source: Path, check: TranscriptCheck, lines: SourceLines, mode: str, t
     leave_out_recorded_errors(check, lines, plan)  # first: the patch's relinking then skips them
     if mode == "truncate":
         plan_truncate(check, plan, to)
+        # Cutting the main conversation back cannot mend a subagent's own conversation (a sidechain
+        # in this file): those are patched, so the copy is whole; the summary says so line by line.
+        for conv in check.conversations:
+            if conv.kind == "sidechain" and not any(e.line in plan.drop for e in conv.order):
+                plan_patch(conv, lines, plan)
     else:
         for conv in check.conversations:
             if conv.kind != "history":
