@@ -32,19 +32,25 @@ class Session:
     subagents: dict[str, Builder] = field(default_factory=dict)  # agent id -> its transcript
     breaks: list[str] = field(default_factory=list)  # what was broken, where ("lost-use@main")
     ending: str = "newline"
+    subagent_endings: dict[str, str] = field(default_factory=dict)
 
     def write(self, folder: Path) -> Path:
         """The session file `<sid>.jsonl` in `folder`, its subagent files beside it."""
         path = folder / f"{SID}.jsonl"
         for agent, sub in self.subagents.items():
-            sub.write(folder / SID / "subagents" / f"agent-{agent}.jsonl")
-        if self.ending == "torn":
-            self.main.write(path)
-            with path.open("a", encoding="utf-8") as f:
-                f.write('{"parentUuid":"x","type":"user","message":{"role":"us')  # a writer mid-line
-        else:
-            self.main.write(path, trailing_newline=self.ending == "newline")
+            ending = self.subagent_endings.get(agent, "newline")
+            _write(sub, folder / SID / "subagents" / f"agent-{agent}.jsonl", ending)
+        _write(self.main, path, self.ending)
         return path
+
+
+def _write(b: Builder, path: Path, ending: str) -> None:
+    if ending == "torn":
+        b.write(path)
+        with path.open("a", encoding="utf-8") as f:
+            f.write('{"parentUuid":"x","type":"user","message":{"role":"us')  # a writer mid-line
+    else:
+        b.write(path, trailing_newline=ending == "newline")
 
 
 def recorded_400(b: Builder) -> dict[str, Any]:
@@ -148,7 +154,7 @@ class _Gen:
             b.bookkeeping()
         seg = 0
         self.turn(b, (seg, False, None), "main")
-        actions = ["turn", "turn", "task", "advisor", "compact", "fork", "progress"]
+        actions = ["turn", "turn", "task", "advisor", "compact", "fork", "progress", "retry-midway"]
         for _ in range(draw(st.integers(0, 6))):
             action = draw(st.sampled_from(actions))
             if action == "turn":
@@ -181,6 +187,14 @@ class _Gen:
                 self.turn(b, (seg, False, None), "main")
             elif action == "progress":
                 b.progress()
+            elif action == "retry-midway" and self.breaking:
+                # A tool_use whose result was lost, a retry refused and recorded, then the user went on.
+                s.breaks.append("retry-400-midway@main")
+                b.user(f"run it {next(self.n)}")
+                b.assistant(tu(self.tid("toolu_RETRY")))
+                b.user("continue")
+                recorded_400(b)
+                self.turn(b, (seg, False, None), "main")
         if draw(st.booleans()):
             # A line written twice byte for byte (Claude Code's loader keys by uuid: one entry).
             lines = [x for x in b.lines if isinstance(x, dict)]
@@ -199,6 +213,7 @@ class _Gen:
             b.user(f"now the tests {next(self.n)}")
             recorded_400(b)
         s.ending = draw(st.sampled_from(ENDINGS))
+        s.subagent_endings = {agent: draw(st.sampled_from(ENDINGS)) for agent in s.subagents}
         return s
 
 
