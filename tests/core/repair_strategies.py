@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 CONCURRENCY = "API Error: 400 due to tool use concurrency issues. Run /rewind to recover the conversation."
 
 # Breaks of a tool pairing that can happen in any conversation (main, inline sidechain, subagent file).
-PAIRING_BREAKS = ("lost-result", "lost-use", "duplicate-id")
+PAIRING_BREAKS = ("lost-result", "lost-use", "duplicate-id", "text-before-result")
 # Breaks of the main conversation only.
 MAIN_BREAKS = ("advisor-split", "advisor-lost-use")
 # How a session can end.
@@ -91,7 +91,8 @@ class _Gen:
     def turn(self, b: Builder, key: tuple[int, bool, str | None], where: str, *, root: bool = False) -> None:
         """A prompt and its reply (text, or parallel tool calls), in `b`'s scope `key[1:]`."""
         kw: dict[str, Any] = {"sidechain": key[1], "agent_id": key[2]}
-        prompt = b.user(f"prompt {next(self.n)}", **({"parent": None} if root else {}), **kw)
+        first: dict[str, Any] = {"parent": None} if root else {}
+        prompt = b.user(f"prompt {next(self.n)}", **first, **kw)
         if b is self.s.main and not key[1]:
             self.prompts.append(prompt)
         known = self.ids.setdefault(key, [])
@@ -113,7 +114,11 @@ class _Gen:
         layout = self.draw(st.sampled_from(["linear", "dag", "streaming"]))
         interrupted = [i for i in ids if self.draw(st.integers(0, 4)) == 0]
         skip = [self.draw(st.sampled_from(ids))] if brk == "lost-result" else []
-        b.tool_turn(ids, layout, interrupted=interrupted, skip_results=skip, with_text=self.draw(st.booleans()), **kw)
+        out = b.tool_turn(ids, layout, interrupted=interrupted, skip_results=skip, with_text=self.draw(st.booleans()),
+                          **kw)
+        if brk == "text-before-result":
+            last = max((out["r:" + i] for i in ids), key=b.line_of)
+            last["message"]["content"].insert(0, text("a note typed before the result"))
         known.extend(ids)
         if interrupted:
             b.user([text(INTERRUPTED)], **kw)
