@@ -77,6 +77,7 @@ class _Gen:
         self.n = itertools.count()
         self.ids: dict[tuple[int, bool, str | None], list[str]] = {}  # tool ids of each live conversation
         self.prompts: list[dict[str, Any]] = []  # user prompts of the current main segment
+        self.all_prompts: list[dict[str, Any]] = []  # and of every segment
 
     def tid(self, prefix: str = "toolu_") -> str:
         return f"{prefix}{next(self.n):04d}{self.draw(st.sampled_from(['Ab', 'xY']))}"
@@ -95,6 +96,7 @@ class _Gen:
         prompt = b.user(f"prompt {next(self.n)}", **first, **kw)
         if b is self.s.main and not key[1]:
             self.prompts.append(prompt)
+            self.all_prompts.append(prompt)
         known = self.ids.setdefault(key, [])
         brk = self.maybe_break(where)
         if brk == "lost-use":
@@ -158,6 +160,11 @@ class _Gen:
         if draw(st.booleans()):
             b.bookkeeping()
         seg = 0
+        if self.breaking and draw(st.integers(0, 5)) == 0:
+            # Broken from its first message: a tool_result whose tool_use is gone opens the session.
+            s.breaks.append("lost-use-at-start@main")
+            b.result(self.tid("toolu_GONE"), "a result from before", parent=None)
+            b.assistant(text(f"picking up {next(self.n)}"))
         self.turn(b, (seg, False, None), "main")
         actions = ["turn", "turn", "task", "advisor", "compact", "fork", "progress", "retry-midway"]
         for _ in range(draw(st.integers(0, 6))):
@@ -181,10 +188,11 @@ class _Gen:
                     s.breaks.append("advisor-lost-use@main")
                     b.assistant(advisor_result(self.tid("srvtoolu_")), text("Continuing with the advice."))
                 self.turn(b, (seg, False, None), "main")
-            elif action == "fork" and self.prompts:
+            elif action == "fork" and self.prompts and self.all_prompts:
                 # /rewind: a second child of an earlier prompt; the old branch becomes history.
-                prompt = draw(st.sampled_from(self.prompts))
-                self.prompts = self.prompts[: self.prompts.index(prompt) + 1]
+                # Now and then a prompt from before a compaction: the new branch leaves the boundary behind.
+                prompt = draw(st.sampled_from(self.prompts if draw(st.integers(0, 3)) else self.all_prompts))
+                self.prompts = self.prompts[: self.prompts.index(prompt) + 1] if prompt in self.prompts else [prompt]
                 b.last[(False, None)] = prompt["uuid"]
                 b.assistant(text(f"a second answer {next(self.n)}"))
                 seg += 1  # the ids of the dead branch are not on the live chain
