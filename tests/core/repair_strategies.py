@@ -53,9 +53,9 @@ def _write(b: Builder, path: Path, ending: str) -> None:
         b.write(path, trailing_newline=ending == "newline")
 
 
-def recorded_400(b: Builder) -> dict[str, Any]:
+def recorded_400(b: Builder, **scope: Any) -> dict[str, Any]:
     """The synthetic entry Claude Code appends when the API refuses (isApiErrorMessage, <synthetic>)."""
-    e = b.assistant(text(CONCURRENCY), isApiErrorMessage=True, error="invalid_request", apiErrorStatus=400)
+    e = b.assistant(text(CONCURRENCY), isApiErrorMessage=True, error="invalid_request", apiErrorStatus=400, **scope)
     e["message"]["model"] = "<synthetic>"
     return e
 
@@ -208,11 +208,18 @@ class _Gen:
                 b.user("continue")
                 recorded_400(b)
                 self.turn(b, (seg, False, None), "main")
-        if draw(st.booleans()):
-            # A line written twice byte for byte (Claude Code's loader keys by uuid: one entry).
-            lines = [x for x in b.lines if isinstance(x, dict)]
-            twice = draw(st.sampled_from(lines))
-            b.lines.insert(b.line_of(twice), dict(twice))
+        for written in [b, *s.subagents.values()]:
+            if draw(st.integers(0, 2)) == 0:
+                # A line written twice byte for byte (Claude Code's loader keys by uuid: one entry).
+                lines = [x for x in written.lines if isinstance(x, dict)]
+                twice = draw(st.sampled_from(lines))
+                written.lines.insert(written.line_of(twice), dict(twice))
+        for agent, sub in s.subagents.items():
+            if self.breaking and draw(st.integers(0, 3)) == 0:
+                # The subagent's own request refused, recorded at the end of its file.
+                s.breaks.append("recorded-400@subagent-file")
+                sub.user(f"go on {next(self.n)}", sidechain=True, agent_id=agent)
+                recorded_400(sub, sidechain=True, agent_id=agent)
         tail = draw(st.sampled_from(TAILS)) if self.breaking else "none"
         if tail == "retries-after-lost-result":
             s.breaks.append("retries-after-lost-result@main")
