@@ -29,7 +29,8 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-# Every refusal met on generated broken sessions, as the user reads it (docs: `rewind --help`).
+# The refusals of a broken session, word for word (repair_plan.py; not yet in README or CONTRACT).
+# All but the last were met on generated sessions.
 REFUSALS = (
     re.escape("the conversation is broken from its first message: nothing to keep; use --mode patch"),
     re.escape("this is a subagent transcript (only sidechain entries): nothing to cut back; use --mode patch"),
