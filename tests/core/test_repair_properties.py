@@ -114,12 +114,12 @@ def repair_or_refuse(src: Path, mode: str, out: Path | None, session_folder: Pat
         result = rewind(src, mode, out=out)
     except RewindError as exc:
         message = str(exc)
+        assert snapshot(session_folder) == before, "a refused rewind wrote something"
         if mode == "truncate" and re.fullmatch(KNOWN_TRUNCATE_SIDECHAIN_BUG, message, re.DOTALL):
             event("truncate: known bug, a broken sidechain left broken")
             return "known-bug"
         assert "Please report" not in message, message
         assert any(re.fullmatch(r, message) for r in REFUSALS), message
-        assert snapshot(session_folder) == before, "a refused rewind wrote something"
         event(f"{mode} refused: {message[:60]}")
         return "refused"
     after = snapshot(session_folder)
@@ -167,7 +167,6 @@ def test_a_healthy_session_has_no_error(s: Session, tmp_path_factory: Any) -> No
         fs = findings(path)
         assert [f for f in fs if f.severity == Severity.ERROR] == [], (path.name, summary(fs))
         assert not [f for f in fs if f.rule == CONCURRENCY_400]
-
 
 
 @pytest.mark.xfail(strict=True, reason="truncate cuts only the main conversation: a sidechain broken as well "
