@@ -8,15 +8,17 @@ reply of the live conversations. Sessions generated without a break raise no err
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 from core_support import SID, Builder, active_texts, findings, summary, text, tu
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import event as _event
+from hypothesis.errors import InvalidArgument
 from repair_strategies import Session, sessions
 
 from rewind_lsp.check import CONCURRENCY_400
@@ -36,15 +38,6 @@ REFUSALS = (
     re.escape("this is a subagent transcript (only sidechain entries): nothing to cut back; use --mode patch"),
     re.escape("the main conversation already pairs; nothing to rewind (try --mode patch for sidechains)"),
     r"the tool-use 400 recorded at line \d+ has no prompt before it to rewind to; use --mode patch",
-)
-
-
-# Known bug (reported; test_truncate_leaves_a_broken_sidechain_broken below, xfail strict): truncate
-# cuts only the main conversation, so when main and a sidechain are both broken the sidechain stays
-# broken, and the copy's verification refuses it with "Please report". Only that refusal is let by.
-KNOWN_TRUNCATE_SIDECHAIN_BUG = (
-    r"the repaired copy still has \d+ error\(s\) \(first: [a-z-]+ at line \d+: .* \(in (subagent \S+|sidechain)\)\); "
-    r"nothing was written\. Please report this with `rewind-lsp doctor`\."
 )
 
 
@@ -107,6 +100,12 @@ def live_texts(p: Path) -> set[tuple[str, str]]:
     return {(role, t) for role, t in active_texts(p) if not t.startswith("API Error: ")}
 
 
+def event(note: str) -> None:
+    """hypothesis's statistics, when inside a hypothesis test (the plain regression test calls in too)."""
+    with contextlib.suppress(InvalidArgument):
+        _event(note)
+
+
 def repair_or_refuse(src: Path, mode: str, out: Path | None, session_folder: Path) -> str:
     """Rewind `src`; assert the copy is repaired or the refusal documented. Returns what happened."""
     before = snapshot(session_folder)
@@ -115,9 +114,6 @@ def repair_or_refuse(src: Path, mode: str, out: Path | None, session_folder: Pat
     except RewindError as exc:
         message = str(exc)
         assert snapshot(session_folder) == before, "a refused rewind wrote something"
-        if mode == "truncate" and re.fullmatch(KNOWN_TRUNCATE_SIDECHAIN_BUG, message, re.DOTALL):
-            event("truncate: known bug, a broken sidechain left broken")
-            return "known-bug"
         assert "Please report" not in message, message
         assert any(re.fullmatch(r, message) for r in REFUSALS), message
         event(f"{mode} refused: {message[:60]}")
@@ -169,9 +165,7 @@ def test_a_healthy_session_has_no_error(s: Session, tmp_path_factory: Any) -> No
         assert not [f for f in fs if f.rule == CONCURRENCY_400]
 
 
-@pytest.mark.xfail(strict=True, reason="truncate cuts only the main conversation: a sidechain broken as well "
-                   "stays broken, and the copy's verification refuses it with 'Please report'")
-def test_truncate_leaves_a_broken_sidechain_broken(tmp_path: Path) -> None:
+def test_truncate_mends_a_broken_sidechain_too(tmp_path: Path) -> None:
     """The smallest failing example the property found: a lost tool_use on the main chain and one in
     an inline sidechain (a Task's subagent) after it."""
     b = Builder()
@@ -191,4 +185,4 @@ def test_truncate_leaves_a_broken_sidechain_broken(tmp_path: Path) -> None:
     b.assistant(text("the agent reported"))
     src = b.write(tmp_path / f"{SID}.jsonl")
     assert [(f.rule, f.start.line) for f in findings(src)] == [("orphan-tool-result", 5), ("orphan-tool-result", 11)]
-    assert repair_or_refuse(src, "truncate", None, tmp_path) in ("repaired", "refused")
+    assert repair_or_refuse(src, "truncate", None, tmp_path) == "repaired"
