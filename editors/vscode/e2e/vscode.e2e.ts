@@ -195,6 +195,8 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
           'editor.wordWrap': 'on',
           'terminal.integrated.shellIntegration.enabled': true,
           'terminal.integrated.defaultProfile.linux': 'bash',
+          // Rewind/Repair write only beside sessions under watchRoots: the test's workspace is one.
+          'rewind-lsp.watchRoots': [WORKSPACE, path.join(SCRATCH, 'claude', 'projects')],
         },
         null,
         2,
