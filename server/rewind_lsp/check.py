@@ -147,6 +147,20 @@ def _api_error_findings(
     return out
 
 
+# Since 2.1.265 "the interrupted tool call is kept and marked interrupted" when the process died
+# mid-tool, and the loader leaves a result-less call out on resume (2.1.88's filterUnresolvedToolUses):
+# not a break. The exact on-disk shape is not public; what is assumed is a marker on the tool_use's
+# own line, `"interrupted": true` (docs/CONTRACT.md). An interruption *text* after a call is not
+# enough: Claude Code writes a result for a call it interrupts, so a missing one is a lost line.
+INTERRUPTED_NOTE = (" (marked interrupted: Claude Code keeps an interrupted tool call on disk and leaves it out "
+                    "when the session is resumed)")
+
+
+def _marked_interrupted(fault: Fault, loc: _Locator) -> bool:
+    own = loc.fetch(fault.entry.offset, fault.entry.length)
+    return b'"interrupted":true' in own or b'"interrupted": true' in own
+
+
 def conversation_findings(
     conversations: Sequence[Conversation], bad_lines: Sequence[BadLine], fetch: LineFetcher, rules: RuleSet | None
 ) -> list[Finding]:
@@ -173,6 +187,9 @@ def conversation_findings(
                 severity = Severity.INFORMATION
             elif fault.facts.get("fork") == "parent":
                 severity = Severity.INFORMATION  # answered in the parent session the fork points at
+            elif fault.rule == "orphan-tool-use" and _marked_interrupted(fault, loc):
+                severity = Severity.INFORMATION
+                fault = msgspec.structs.replace(fault, message=fault.message + INTERRUPTED_NOTE)
             else:
                 severity = Severity.WARNING if fault.pending else base
             add(_finding(fault, severity, conv, loc))

@@ -243,3 +243,27 @@ def test_a_fork_is_not_broken_for_what_its_parent_holds(tmp_path: Path) -> None:
     assert f.message == ("tool_result for toolu_01INPARENT answers no tool_use: its parentUuid a-in-parent is in the "
                          "conversation this session was forked from (a fork-context-ref line: Claude Code reads that "
                          "part from the parent session)")
+
+
+@pytest.mark.parametrize("marker", ["text-after", "own-line"])
+def test_a_tool_call_marked_interrupted_is_not_a_break(tmp_path: Path, marker: str) -> None:
+    """Since 2.1.265 the tool call of a process that died mid-tool is kept on disk, marked interrupted,
+    and left out on resume: information, not an error (the assumed shapes: docs/CONTRACT.md)."""
+    b = Builder()
+    b.user("run it")
+    use = tu("toolu_01INTR")
+    line = b.assistant(use)
+    if marker == "own-line":
+        line["interrupted"] = True
+        b.user("what happened?")
+    else:
+        b.user([text("[Request interrupted by user for tool use]")])
+    b.assistant(text("It was interrupted."))
+    (f,) = findings(b.write(tmp_path / f"{SID}.jsonl"))
+    if marker == "text-after":
+        # Claude Code writes a result for a call it interrupts: without one, a line was lost.
+        assert (f.rule, f.severity.label) == ("orphan-tool-use", "error")
+        return
+    assert (f.rule, f.severity.label) == ("orphan-tool-use", "information")
+    assert f.message.endswith(" (marked interrupted: Claude Code keeps an interrupted tool call on disk and leaves "
+                              "it out when the session is resumed)")
