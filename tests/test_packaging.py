@@ -135,3 +135,36 @@ def test_setup_refuses_an_old_python_and_replaces_an_old_venv(tmp_path: Path) ->
     assert missing.returncode == 1
     first = missing.stderr.splitlines()[0]
     assert first == "setup: rewind-lsp needs Python >= 3.11, and python2.0-absent is not found."
+
+
+def test_pipx_install_from_a_clone_puts_a_working_rewind_lsp_on_path(tmp_path: Path) -> None:
+    """The README's route for users: `pipx install <clone>` (pipx itself from PyPI, into a scratch venv)."""
+    if shutil.which("git") is None:
+        pytest.skip("git is needed to list the repository's files")
+    source = tmp_path / "my clone" / "rewind-lsp"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in files.decode().split("\0"):
+        if name and (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    tools = tmp_path / "tools"
+    subprocess.run([sys.executable, "-m", "venv", str(tools)], check=True, timeout=60)
+    got = subprocess.run([str(tools / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                          "pipx"], capture_output=True, text=True, timeout=180)
+    if got.returncode != 0:
+        pytest.skip(f"pipx is not installable here: {got.stderr.strip()[-200:]}")
+    bin_dir = tmp_path / "user bin"
+    env = {**os.environ, "PIPX_HOME": str(tmp_path / "pipx home"), "PIPX_BIN_DIR": str(bin_dir),
+           "PIPX_MAN_DIR": str(tmp_path / "man"), "PATH": path_without(tools / "bin")}
+    done = subprocess.run([str(tools / "bin" / "pipx"), "install", str(source)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    version = subprocess.run(["bash", "-c", "rewind-lsp --version"], capture_output=True, text=True, timeout=60,
+                             env={**env, "PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.startswith("rewind-lsp ")
+    transcript = tmp_path / "s.jsonl"
+    transcript.write_text(BROKEN)
+    check = subprocess.run(["bash", "-c", f"rewind-lsp check {shlex.quote(str(transcript))}"], capture_output=True,
+                           text=True, timeout=60, env={**env, "PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert check.returncode == 1 and "orphan-tool-use" in check.stdout, check.stdout + check.stderr
