@@ -187,6 +187,10 @@ def run(source: str, mode: str, in_place: bool, out: str | None, target: int,
         try:
             from rewind_lsp.rewind import RewindError, rewind
 
+            # The repaired-copy record goes to a cache folder that does not exist yet in every run, so
+            # every run makes the same calls (an existing folder would skip a mkdir and shift the points).
+            os.environ["REWIND_LSP_CACHE_DIR"] = os.path.join(
+                tempfile.gettempdir(), f"rewind-lsp-fault-cache-{os.getpid()}-{time.monotonic_ns()}")
             install(points)
             try:
                 result = rewind(source, mode=mode, out=out, in_place=in_place)
