@@ -61,12 +61,29 @@ def _written_between(first: Entry, last: Entry, splitters: list[Entry]) -> Entry
     return None
 
 
+def _next_replies(entries: list[Entry]) -> dict[int, Entry | None]:
+    """For each entry (by identity, its first place): the first later entry of another reply, that
+    is whose message.id is missing or differs from its own. One backward pass: when the next entry
+    has the same message.id, its answer is this one's too."""
+    after: list[Entry | None] = [None] * len(entries)
+    for k in range(len(entries) - 2, -1, -1):
+        mid, nxt = entries[k].message_id, entries[k + 1]
+        nxt_mid = nxt.message_id
+        after[k] = nxt if mid is None or nxt_mid is None or nxt_mid != mid else after[k + 1]
+    out: dict[int, Entry | None] = {}
+    for k, e in enumerate(entries):
+        out.setdefault(id(e), after[k])
+    return out
+
+
 def validate(conv: Conversation) -> list[Fault]:
     faults: list[Fault] = []
     splitters = [e for e in conv.order if _is_splitter(e)]
     seen_use: dict[str, tuple[Entry, Block]] = {}
     msgs = conv.messages
     blocks = [_blocks(m) for m in msgs]  # each message's blocks are looked at up to three times
+    # Index of the last assistant message: "a reply comes later" in O(1) instead of a scan per message.
+    last_assistant = max((k for k, m in enumerate(msgs) if m.role == "assistant"), default=-1)
     for i, msg in enumerate(msgs):
         if msg.role == "assistant":
             if not blocks[i]:
@@ -108,7 +125,7 @@ def validate(conv: Conversation) -> list[Fault]:
             answered_server = {
                 b.tool_id for _, b in blocks[i] if b.kind.endswith("_tool_result") and b.kind != TOOL_RESULT
             } - split_answers
-            later_reply = any(m.role == "assistant" for m in msgs[i + 1 :])
+            later_reply = i < last_assistant
             for e, b in uses:
                 if b.kind in SERVER_TOOL_USES and b.tool_id and b.tool_id not in answered_server and later_reply:
                     # Its result went to another API message (something was written between the two
@@ -140,13 +157,16 @@ def validate(conv: Conversation) -> list[Fault]:
                 {b.tool_id for _, b in blocks[i + 1] if b.kind == TOOL_RESULT}
                 if nxt is not None and nxt.role == "user" else set()
             )
+            next_reply: dict[int, Entry | None] | None = None
             for e, b in client_uses:
                 if b.tool_id in answered:
                     continue
                 # Another reply (another message.id) after the tool_use, merged into this message:
                 # the turn ended without its result, so the tool is not still running.
-                later = msg.entries[next(k for k, x in enumerate(msg.entries) if x is e) + 1 :]
-                replied = any(x.message_id is None or x.message_id != e.message_id for x in later)
+                if next_reply is None:
+                    next_reply = _next_replies(msg.entries)
+                reply = next_reply[id(e)]
+                replied = reply is not None
                 if nxt is None and not replied:
                     faults.append(Fault(
                         "orphan-tool-use", e, b.index,
@@ -158,9 +178,7 @@ def validate(conv: Conversation) -> list[Fault]:
                 related: list[tuple[Entry, int | None, str]]
                 if nxt is None:
                     where = "a later assistant reply follows it with no tool_result in between"
-                    related = [(x, None, "the reply that followed without its tool_result")
-                               for x in later if x.message_id is None or x.message_id != e.message_id]
-                    related = related[:1]
+                    related = [(reply, None, "the reply that followed without its tool_result")] if reply else []
                 else:
                     where = "the next message is another assistant message" if nxt.role == "assistant" else \
                         f"the next user message (line {nxt.entries[0].line}) does not answer it"
