@@ -113,6 +113,22 @@ def many_children(n: int) -> Iterator[Line]:
             yield _user(f"c{k}", f"missing_{k}", f"prompt {k}")
 
 
+def results_of_one(n: int) -> Iterator[Line]:
+    """`n` tool_result lines hanging off one tool_use line: each a branch of its own."""
+    yield _user("u0", None, "start")
+    yield _assistant("a0", "u0", "msg_0", [_tool_use("toolu_0")])
+    for k in range(n):
+        yield _user(f"r{k}", "a0", [_tool_result(f"toolu_{k}")])
+
+
+def lost_parent_blocks(n: int) -> Iterator[Line]:
+    """`n` lines of one reply (one message.id) whose parent lines are all lost."""
+    yield _user("u0", None, "start")
+    yield _assistant("a0", "u0", "msg_big", [{"type": "text", "text": "hi"}])
+    for k in range(n):
+        yield _assistant(f"a{k + 1}", f"lost_{k}", "msg_big", [{"type": "text", "text": f"part {k}"}])
+
+
 def sidechain_children(n: int) -> Iterator[Line]:
     """A sidechain root with `n` children whose parent is missing (bridged), as one subagent."""
     yield _user("u0", None, "start")
@@ -163,6 +179,8 @@ SHAPES: dict[str, tuple[Callable[[int], Iterator[Line]], int]] = {
     "one-message-uses": (one_message_uses, 100_000),
     "many-children": (many_children, 50_000),
     "sidechain-children": (sidechain_children, 50_000),
+    "results-of-one": (results_of_one, 50_000),
+    "lost-parent-blocks": (lost_parent_blocks, 50_000),
     "server-split": (server_split, 10_000),
     "tiny-lines": (tiny_lines, 1_000_000),
 }

@@ -14,6 +14,7 @@ history before a compaction) is rebuilt too, as *history*: it is never sent agai
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -26,6 +27,10 @@ _CHAIN_TYPES = frozenset({"user", "assistant"})
 
 # How many off-chain branches to rebuild at most; beyond this, history is not examined.
 MAX_HISTORY_BRANCHES = 256
+
+
+def _line_of(e: Entry) -> int:
+    return e.line
 
 
 class Message(msgspec.Struct):
@@ -154,9 +159,12 @@ class _Index:
         if e.type == "assistant" and e.message_id and not e.api_error:
             # A later block of a reply whose parent line is lost (2.1.39 streaming hangs it off a
             # tool_result line): its earlier blocks are the same message, so continue from them.
-            earlier = [s for s in self.siblings.get((e.sidechain, e.agent_id, e.message_id), ()) if s.line < e.line]
-            if earlier:
-                return earlier[-1]
+            # The group is in file order (indexed line by line): the last block before this line
+            # by bisection, not a scan of the group for each of its lines.
+            group = self.siblings.get((e.sidechain, e.agent_id, e.message_id), ())
+            k = bisect_left(group, e.line, key=_line_of)
+            if k:
+                return group[k - 1]
         scope, i = self._scope_of(e)
         i -= 1
         stop = max(i - 10_000, -1)
