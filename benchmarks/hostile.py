@@ -157,6 +157,19 @@ def server_split(n: int) -> Iterator[Line]:
         parent = f"b{k}"
 
 
+def server_split_late(n: int) -> Iterator[Line]:
+    """`n` prompts and replies, then `n` server_tool_use lines whose results follow a prompt: each
+    result is asked against every earlier prompt."""
+    yield _user("u0", None, "start")
+    parent = "u0"
+    for k in range(n):
+        yield _assistant(f"r{k}", parent, f"msg_r{k}", [{"type": "text", "text": "ok"}])
+        yield _user(f"q{k}", f"r{k}", f"prompt {k}")
+        parent = f"q{k}"
+    yield from (dict(line, parentUuid=parent if line["parentUuid"] == "u0" else line["parentUuid"])
+                for line in server_split(n) if line["uuid"] != "u0")
+
+
 def tiny_lines(n: int) -> Iterator[Line]:
     """`n` small linear prompt and reply lines (no fault)."""
     parent: str | None = None
@@ -182,6 +195,7 @@ SHAPES: dict[str, tuple[Callable[[int], Iterator[Line]], int]] = {
     "results-of-one": (results_of_one, 50_000),
     "lost-parent-blocks": (lost_parent_blocks, 50_000),
     "server-split": (server_split, 10_000),
+    "server-split-late": (server_split_late, 10_000),
     "tiny-lines": (tiny_lines, 1_000_000),
 }
 

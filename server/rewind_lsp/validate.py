@@ -13,6 +13,8 @@ in the file, and how severe, is decided by the caller (`check`).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 import msgspec
 
 from .conversation import Conversation, Message
@@ -54,11 +56,36 @@ def _is_splitter(e: Entry) -> bool:
     return e.type == "attachment" or (e.type == "system" and e.subtype == "local_command")
 
 
-def _written_between(first: Entry, last: Entry, splitters: list[Entry]) -> Entry | None:
-    for s in splitters:
-        if first.line < s.line < last.line:
-            return s
-    return None
+class _Splitters:
+    """The splitters of a conversation, asked for the first one (in conversation order) written
+    between two lines: a bisection of their lines, not a scan of all of them per question."""
+
+    def __init__(self, splitters: list[Entry]) -> None:
+        self.splitters = splitters
+        ranked = sorted(range(len(splitters)), key=lambda k: splitters[k].line)
+        self.lines = [splitters[k].line for k in ranked]
+        # Conversation order is file order but for a crafted file: then the first in order among
+        # those in a range is a range minimum, answered by a sparse table of ranks.
+        self.table: list[list[int]] | None = None
+        if any(ranked[k] > ranked[k + 1] for k in range(len(ranked) - 1)):
+            table = [ranked]
+            width = 1
+            while 2 * width <= len(ranked):
+                prev = table[-1]
+                table.append([min(prev[i], prev[i + width]) for i in range(len(ranked) - 2 * width + 1)])
+                width *= 2
+            self.table = table
+
+    def between(self, first: Entry, last: Entry) -> Entry | None:
+        lo = bisect_right(self.lines, first.line)
+        hi = bisect_left(self.lines, last.line)
+        if lo >= hi:
+            return None
+        if self.table is None:
+            return self.splitters[lo]
+        level = (hi - lo).bit_length() - 1
+        row = self.table[level]
+        return self.splitters[min(row[lo], row[hi - (1 << level)])]
 
 
 def _next_replies(entries: list[Entry]) -> dict[int, Entry | None]:
@@ -78,7 +105,8 @@ def _next_replies(entries: list[Entry]) -> dict[int, Entry | None]:
 
 def validate(conv: Conversation) -> list[Fault]:
     faults: list[Fault] = []
-    splitters = [e for e in conv.order if _is_splitter(e)]
+    splitter_list = [e for e in conv.order if _is_splitter(e)]
+    splitters: _Splitters | None = None  # indexed on first use: few conversations need it
     seen_use: dict[str, tuple[Entry, Block]] = {}
     msgs = conv.messages
     blocks = [_blocks(m) for m in msgs]  # each message's blocks are looked at up to three times
@@ -101,7 +129,7 @@ def validate(conv: Conversation) -> list[Fault]:
                     if b.tool_id:
                         server_ids[b.tool_id] = e
                 elif kind.endswith("_tool_result") and kind != TOOL_RESULT and b.tool_id in server_ids and (
-                    splitter := _written_between(server_ids[b.tool_id], e, splitters)
+                    splitter := (splitters := splitters or _Splitters(splitter_list)).between(server_ids[b.tool_id], e)
                 ) is not None:
                     # Claude Code merges the lines of one reply only while nothing else was written
                     # between them: the two halves reach the API in different assistant messages.
