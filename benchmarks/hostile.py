@@ -129,6 +129,17 @@ def lost_parent_blocks(n: int) -> Iterator[Line]:
         yield _assistant(f"a{k + 1}", f"lost_{k}", "msg_big", [{"type": "text", "text": f"part {k}"}])
 
 
+def lost_parent_progress(n: int) -> Iterator[Line]:
+    """A message with `n` progress lines after it whose parents are all lost: bridging each one
+    passes over the progress lines before it."""
+    yield _user("u0", None, "start")
+    yield _assistant("a0", "u0", "msg_0", [_tool_use("toolu_0")])
+    for k in range(n):
+        yield {"type": "progress", "uuid": f"p{k}", "parentUuid": f"lost_{k}", "sessionId": SESSION,
+               "data": {"type": "hook_progress"}}
+    yield _user("r0", "a0", [_tool_result("toolu_0")])
+
+
 def sidechain_children(n: int) -> Iterator[Line]:
     """A sidechain root with `n` children whose parent is missing (bridged), as one subagent."""
     yield _user("u0", None, "start")
@@ -194,6 +205,7 @@ SHAPES: dict[str, tuple[Callable[[int], Iterator[Line]], int]] = {
     "sidechain-children": (sidechain_children, 50_000),
     "results-of-one": (results_of_one, 50_000),
     "lost-parent-blocks": (lost_parent_blocks, 50_000),
+    "lost-parent-progress": (lost_parent_progress, 50_000),
     "server-split": (server_split, 10_000),
     "server-split-late": (server_split_late, 10_000),
     "tiny-lines": (tiny_lines, 1_000_000),

@@ -71,19 +71,32 @@ class _Index:
         self.superseded: set[int] = set()
         # Entries of each scope (main, or one agent's sidechain) in file order, for bridging. Built
         # on first use only: a parent is missing in few files, and these cost a third of the index.
-        self._scopes: dict[tuple[bool, str | None], list[Entry]] | None = None
+        # With each scope, for each of its places the nearest target of bridging at or before it
+        # (-1: none): a bridge is then one look-up, not a walk back over up to 10,000 lines.
+        self._scopes: dict[tuple[bool, str | None], tuple[list[Entry], list[int]]] | None = None
         self._position: dict[int, int] | None = None
 
-    def _scope_of(self, e: Entry) -> tuple[list[Entry], int]:
+    def _scope_of(self, e: Entry) -> tuple[list[Entry], list[int], int]:
         if self._scopes is None or self._position is None:
-            scopes: dict[tuple[bool, str | None], list[Entry]] = defaultdict(list)
+            scopes: dict[tuple[bool, str | None], tuple[list[Entry], list[int]]] = {}
             position: dict[int, int] = {}
+            continued = self.has_message_children
             for x in self.entries:
-                scope = scopes[(x.sidechain, x.agent_id)]
-                position[id(x)] = len(scope)
+                key = (x.sidechain, x.agent_id)
+                got = scopes.get(key)
+                if got is None:
+                    got = scopes[key] = ([], [])
+                scope, nearest = got
+                k = len(scope)
+                position[id(x)] = k
                 scope.append(x)
+                if x.uuid is not None and x.type in _CHAIN_TYPES and x.uuid not in continued:
+                    nearest.append(k)
+                else:
+                    nearest.append(nearest[-1] if k else -1)
             self._scopes, self._position = scopes, position
-        return self._scopes[(e.sidechain, e.agent_id)], self._position[id(e)]
+        scope, nearest = self._scopes[(e.sidechain, e.agent_id)]
+        return scope, nearest, self._position[id(e)]
 
     def add_entries(self, new: Iterable[Entry]) -> None:
         """Index more entries (the caller appends them to `entries`). One loop with its look-ups
@@ -165,15 +178,12 @@ class _Index:
             k = bisect_left(group, e.line, key=_line_of)
             if k:
                 return group[k - 1]
-        scope, i = self._scope_of(e)
+        scope, nearest, i = self._scope_of(e)
         i -= 1
-        stop = max(i - 10_000, -1)
-        while i > stop:
-            cand = scope[i]
-            if cand.uuid is not None and cand.type in _CHAIN_TYPES and cand.uuid not in self.has_message_children:
-                return cand
-            i -= 1
-        return None
+        if i < 0:
+            return None
+        found = nearest[i]
+        return scope[found] if found > i - 10_000 and found >= 0 else None
 
 
 def _index(entries: Sequence[Entry]) -> _Index:
