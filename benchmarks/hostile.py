@@ -140,6 +140,15 @@ def lost_parent_progress(n: int) -> Iterator[Line]:
     yield _user("r0", "a0", [_tool_result("toolu_0")])
 
 
+def rewritten_blocks(n: int) -> Iterator[Line]:
+    """`n` lines of one reply, then each written again with the same uuid, last first."""
+    yield _user("u0", None, "start")
+    lines = [_assistant(f"a{k}", "u0" if k == 0 else f"a{k - 1}", "msg_big", [{"type": "text", "text": f"p{k}"}])
+             for k in range(n)]
+    yield from lines
+    yield from reversed(lines)  # the last first: each removal from the group scanned all of it
+
+
 def sidechain_children(n: int) -> Iterator[Line]:
     """A sidechain root with `n` children whose parent is missing (bridged), as one subagent."""
     yield _user("u0", None, "start")
@@ -206,6 +215,7 @@ SHAPES: dict[str, tuple[Callable[[int], Iterator[Line]], int]] = {
     "results-of-one": (results_of_one, 50_000),
     "lost-parent-blocks": (lost_parent_blocks, 50_000),
     "lost-parent-progress": (lost_parent_progress, 50_000),
+    "rewritten-blocks": (rewritten_blocks, 50_000),
     "server-split": (server_split, 10_000),
     "server-split-late": (server_split_late, 10_000),
     "tiny-lines": (tiny_lines, 1_000_000),

@@ -103,12 +103,13 @@ class _Index:
         bound once, not a method call per line: this runs for every line of every segment."""
         by_uuid, siblings, attached = self.by_uuid, self.siblings, self.attached_results
         has_children, has_message_children = self.has_children, self.has_message_children
+        stale: dict[int, list[Entry]] = {}
         for e in new:
             uuid = e.uuid
             if uuid is not None:
                 earlier = by_uuid.get(uuid)
                 if earlier is not None:
-                    self._supersede(earlier)
+                    self._supersede(earlier, stale)
                 by_uuid[uuid] = e
             parent = e.parent
             kind = e.type
@@ -137,21 +138,26 @@ class _Index:
                                 attached[a] = [e]
                             else:
                                 got.append(e)
+        if stale:
+            gone = self.superseded
+            for group in stale.values():
+                group[:] = [x for x in group if id(x) not in gone]
         if self._scopes is not None:  # bridging's per-scope lists are rebuilt on next use
             self._scopes = self._position = None
 
-    def _supersede(self, earlier: Entry) -> None:
-        """Take an earlier copy of a uuid out of the groups it joined (rare: a line written twice)."""
+    def _supersede(self, earlier: Entry, stale: dict[int, list[Entry]]) -> None:
+        """Mark an earlier copy of a uuid (rare: a line written twice); the groups it joined are
+        collected in `stale`, to be filtered once at the end (a removal each was quadratic)."""
         self.superseded.add(id(earlier))
         m = earlier.message
         if earlier.type == "assistant" and m is not None and m.id:
             group = self.siblings.get((earlier.sidechain, earlier.agent_id, m.id))
-            if group is not None and earlier in group:
-                group.remove(earlier)
+            if group is not None:
+                stale[id(group)] = group
         for key in (earlier.parent, earlier.source_tool_assistant):
             got = self.attached_results.get(key) if key is not None else None
-            if got is not None and earlier in got:
-                got.remove(earlier)
+            if got is not None:
+                stale[id(got)] = got
 
     def parent_of(self, e: Entry) -> Entry | None:
         p = e.parent

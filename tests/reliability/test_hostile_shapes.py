@@ -49,6 +49,7 @@ LINEAR = [
     ("replied-uses", 2_000, 2_000),
     ("lost-parent-blocks", 5_000, 0),
     ("lost-parent-progress", 20_000, 0),
+    ("rewritten-blocks", 5_000, 0),
     ("server-split-late", 1_000, 1_000),
     ("many-children", 5_000, None),
     ("sidechain-children", 5_000, None),
