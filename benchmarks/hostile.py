@@ -6,6 +6,7 @@ writes the file and times `rewind_lsp.check.check_transcript_file` on it (best o
 
     python benchmarks/hostile.py orphan-results 2000
     python benchmarks/hostile.py all --scale 1 --runs 1
+    python benchmarks/hostile.py all --scale 0.01 --digest   # the same findings on two branches?
 """
 
 from __future__ import annotations
@@ -249,13 +250,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the default sizes")
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--digest", action="store_true",
+                    help="print the count and a SHA-256 of the findings instead of a time (to compare two versions)")
     args = ap.parse_args(argv)
     names = list(SHAPES) if args.shape == "all" else [args.shape]
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             n = args.size or int(SHAPES[name][1] * args.scale)
             path = write_shape(name, n, Path(tmp) / f"{name}.jsonl")
-            if args.profile:
+            if args.digest:
+                import hashlib
+
+                import msgspec
+
+                from rewind_lsp.check import check_transcript_file
+
+                found = check_transcript_file(str(path)).findings
+                print(f"{name:20} n={n:>9,}  {len(found):>9,} findings  "
+                      f"{hashlib.sha256(msgspec.json.encode(found)).hexdigest()}", flush=True)
+            elif args.profile:
                 from rewind_lsp.check import check_transcript_file
 
                 prof = cProfile.Profile()
