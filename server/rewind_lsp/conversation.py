@@ -14,6 +14,7 @@ history before a compaction) is rebuilt too, as *history*: it is never sent agai
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -26,6 +27,10 @@ _CHAIN_TYPES = frozenset({"user", "assistant"})
 
 # How many off-chain branches to rebuild at most; beyond this, history is not examined.
 MAX_HISTORY_BRANCHES = 256
+
+
+def _line_of(e: Entry) -> int:
+    return e.line
 
 
 class Message(msgspec.Struct):
@@ -72,31 +77,45 @@ class _Index:
         self.superseded: set[int] = set()
         # Entries of each scope (main, or one agent's sidechain) in file order, for bridging. Built
         # on first use only: a parent is missing in few files, and these cost a third of the index.
-        self._scopes: dict[tuple[bool, str | None], list[Entry]] | None = None
+        # With each scope, for each of its places the nearest target of bridging at or before it
+        # (-1: none): a bridge is then one look-up, not a walk back over up to 10,000 lines.
+        self._scopes: dict[tuple[bool, str | None], tuple[list[Entry], list[int]]] | None = None
         self._position: dict[int, int] | None = None
 
-    def _scope_of(self, e: Entry) -> tuple[list[Entry], int]:
+    def _scope_of(self, e: Entry) -> tuple[list[Entry], list[int], int]:
         if self._scopes is None or self._position is None:
-            scopes: dict[tuple[bool, str | None], list[Entry]] = defaultdict(list)
+            scopes: dict[tuple[bool, str | None], tuple[list[Entry], list[int]]] = {}
             position: dict[int, int] = {}
+            continued = self.has_message_children
             for x in self.entries:
-                scope = scopes[(x.sidechain, x.agent_id)]
-                position[id(x)] = len(scope)
+                key = (x.sidechain, x.agent_id)
+                got = scopes.get(key)
+                if got is None:
+                    got = scopes[key] = ([], [])
+                scope, nearest = got
+                k = len(scope)
+                position[id(x)] = k
                 scope.append(x)
+                if x.uuid is not None and x.type in _CHAIN_TYPES and x.uuid not in continued:
+                    nearest.append(k)
+                else:
+                    nearest.append(nearest[-1] if k else -1)
             self._scopes, self._position = scopes, position
-        return self._scopes[(e.sidechain, e.agent_id)], self._position[id(e)]
+        scope, nearest = self._scopes[(e.sidechain, e.agent_id)]
+        return scope, nearest, self._position[id(e)]
 
     def add_entries(self, new: Iterable[Entry]) -> None:
         """Index more entries (the caller appends them to `entries`). One loop with its look-ups
         bound once, not a method call per line: this runs for every line of every segment."""
         by_uuid, siblings, attached = self.by_uuid, self.siblings, self.attached_results
         has_children, has_message_children = self.has_children, self.has_message_children
+        stale: dict[int, list[Entry]] = {}
         for e in new:
             uuid = e.uuid
             if uuid is not None:
                 earlier = by_uuid.get(uuid)
                 if earlier is not None:
-                    self._supersede(earlier)
+                    self._supersede(earlier, stale)
                 by_uuid[uuid] = e
             parent = e.parent
             kind = e.type
@@ -125,21 +144,26 @@ class _Index:
                                 attached[a] = [e]
                             else:
                                 got.append(e)
+        if stale:
+            gone = self.superseded
+            for group in stale.values():
+                group[:] = [x for x in group if id(x) not in gone]
         if self._scopes is not None:  # bridging's per-scope lists are rebuilt on next use
             self._scopes = self._position = None
 
-    def _supersede(self, earlier: Entry) -> None:
-        """Take an earlier copy of a uuid out of the groups it joined (rare: a line written twice)."""
+    def _supersede(self, earlier: Entry, stale: dict[int, list[Entry]]) -> None:
+        """Mark an earlier copy of a uuid (rare: a line written twice); the groups it joined are
+        collected in `stale`, to be filtered once at the end (a removal each was quadratic)."""
         self.superseded.add(id(earlier))
         m = earlier.message
         if earlier.type == "assistant" and m is not None and m.id:
             group = self.siblings.get((earlier.sidechain, earlier.agent_id, m.id))
-            if group is not None and earlier in group:
-                group.remove(earlier)
+            if group is not None:
+                stale[id(group)] = group
         for key in (earlier.parent, earlier.source_tool_assistant):
             got = self.attached_results.get(key) if key is not None else None
-            if got is not None and earlier in got:
-                got.remove(earlier)
+            if got is not None:
+                stale[id(got)] = got
 
     def parent_of(self, e: Entry) -> Entry | None:
         p = e.parent
@@ -160,18 +184,18 @@ class _Index:
         if e.type == "assistant" and e.message_id and not e.api_error:
             # A later block of a reply whose parent line is lost (2.1.39 streaming hangs it off a
             # tool_result line): its earlier blocks are the same message, so continue from them.
-            earlier = [s for s in self.siblings.get((e.sidechain, e.agent_id, e.message_id), ()) if s.line < e.line]
-            if earlier:
-                return earlier[-1]
-        scope, i = self._scope_of(e)
+            # The group is in file order (indexed line by line): the last block before this line
+            # by bisection, not a scan of the group for each of its lines.
+            group = self.siblings.get((e.sidechain, e.agent_id, e.message_id), ())
+            k = bisect_left(group, e.line, key=_line_of)
+            if k:
+                return group[k - 1]
+        scope, nearest, i = self._scope_of(e)
         i -= 1
-        stop = max(i - 10_000, -1)
-        while i > stop:
-            cand = scope[i]
-            if cand.uuid is not None and cand.type in _CHAIN_TYPES and cand.uuid not in self.has_message_children:
-                return cand
-            i -= 1
-        return None
+        if i < 0:
+            return None
+        found = nearest[i]
+        return scope[found] if found > i - 10_000 and found >= 0 else None
 
 
 def _index(entries: Sequence[Entry]) -> _Index:

@@ -13,6 +13,8 @@ in the file, and how severe, is decided by the caller (`check`).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 import msgspec
 
 from .conversation import Conversation, Message
@@ -54,20 +56,63 @@ def _is_splitter(e: Entry) -> bool:
     return e.type == "attachment" or (e.type == "system" and e.subtype == "local_command")
 
 
-def _written_between(first: Entry, last: Entry, splitters: list[Entry]) -> Entry | None:
-    for s in splitters:
-        if first.line < s.line < last.line:
-            return s
-    return None
+class _Splitters:
+    """The splitters of a conversation, asked for the first one (in conversation order) written
+    between two lines: a bisection of their lines, not a scan of all of them per question."""
+
+    def __init__(self, splitters: list[Entry]) -> None:
+        self.splitters = splitters
+        ranked = sorted(range(len(splitters)), key=lambda k: splitters[k].line)
+        self.lines = [splitters[k].line for k in ranked]
+        # Conversation order is file order but for a crafted file: then the first in order among
+        # those in a range is a range minimum, answered by a sparse table of ranks.
+        self.table: list[list[int]] | None = None
+        if any(ranked[k] > ranked[k + 1] for k in range(len(ranked) - 1)):
+            table = [ranked]
+            width = 1
+            while 2 * width <= len(ranked):
+                prev = table[-1]
+                table.append([min(prev[i], prev[i + width]) for i in range(len(ranked) - 2 * width + 1)])
+                width *= 2
+            self.table = table
+
+    def between(self, first: Entry, last: Entry) -> Entry | None:
+        lo = bisect_right(self.lines, first.line)
+        hi = bisect_left(self.lines, last.line)
+        if lo >= hi:
+            return None
+        if self.table is None:
+            return self.splitters[lo]
+        level = (hi - lo).bit_length() - 1
+        row = self.table[level]
+        return self.splitters[min(row[lo], row[hi - (1 << level)])]
+
+
+def _next_replies(entries: list[Entry]) -> dict[int, Entry | None]:
+    """For each entry (by identity, its first place): the first later entry of another reply, that
+    is whose message.id is missing or differs from its own. One backward pass: when the next entry
+    has the same message.id, its answer is this one's too."""
+    after: list[Entry | None] = [None] * len(entries)
+    for k in range(len(entries) - 2, -1, -1):
+        mid, nxt = entries[k].message_id, entries[k + 1]
+        nxt_mid = nxt.message_id
+        after[k] = nxt if mid is None or nxt_mid is None or nxt_mid != mid else after[k + 1]
+    out: dict[int, Entry | None] = {}
+    for k, e in enumerate(entries):
+        out.setdefault(id(e), after[k])
+    return out
 
 
 def validate(conv: Conversation) -> list[Fault]:
     faults: list[Fault] = []
-    splitters = [e for e in conv.order if _is_splitter(e)]
+    splitter_list = [e for e in conv.order if _is_splitter(e)]
+    splitters: _Splitters | None = None  # indexed on first use: few conversations need it
     missing_parent = {id(e) for e in conv.missing_parent}
     seen_use: dict[str, tuple[Entry, Block]] = {}
     msgs = conv.messages
     blocks = [_blocks(m) for m in msgs]  # each message's blocks are looked at up to three times
+    # Index of the last assistant message: "a reply comes later" in O(1) instead of a scan per message.
+    last_assistant = max((k for k, m in enumerate(msgs) if m.role == "assistant"), default=-1)
     for i, msg in enumerate(msgs):
         if msg.role == "assistant":
             if not blocks[i]:
@@ -85,7 +130,7 @@ def validate(conv: Conversation) -> list[Fault]:
                     if b.tool_id:
                         server_ids[b.tool_id] = e
                 elif kind.endswith("_tool_result") and kind != TOOL_RESULT and b.tool_id in server_ids and (
-                    splitter := _written_between(server_ids[b.tool_id], e, splitters)
+                    splitter := (splitters := splitters or _Splitters(splitter_list)).between(server_ids[b.tool_id], e)
                 ) is not None:
                     # Claude Code merges the lines of one reply only while nothing else was written
                     # between them: the two halves reach the API in different assistant messages.
@@ -109,7 +154,7 @@ def validate(conv: Conversation) -> list[Fault]:
             answered_server = {
                 b.tool_id for _, b in blocks[i] if b.kind.endswith("_tool_result") and b.kind != TOOL_RESULT
             } - split_answers
-            later_reply = any(m.role == "assistant" for m in msgs[i + 1 :])
+            later_reply = i < last_assistant
             for e, b in uses:
                 if b.kind in SERVER_TOOL_USES and b.tool_id and b.tool_id not in answered_server and later_reply:
                     # Its result went to another API message (something was written between the two
@@ -141,13 +186,16 @@ def validate(conv: Conversation) -> list[Fault]:
                 {b.tool_id for _, b in blocks[i + 1] if b.kind == TOOL_RESULT}
                 if nxt is not None and nxt.role == "user" else set()
             )
+            next_reply: dict[int, Entry | None] | None = None
             for e, b in client_uses:
                 if b.tool_id in answered:
                     continue
                 # Another reply (another message.id) after the tool_use, merged into this message:
                 # the turn ended without its result, so the tool is not still running.
-                later = msg.entries[next(k for k, x in enumerate(msg.entries) if x is e) + 1 :]
-                replied = any(x.message_id is None or x.message_id != e.message_id for x in later)
+                if next_reply is None:
+                    next_reply = _next_replies(msg.entries)
+                reply = next_reply[id(e)]
+                replied = reply is not None
                 if nxt is None and not replied:
                     faults.append(Fault(
                         "orphan-tool-use", e, b.index,
@@ -159,9 +207,7 @@ def validate(conv: Conversation) -> list[Fault]:
                 related: list[tuple[Entry, int | None, str]]
                 if nxt is None:
                     where = "a later assistant reply follows it with no tool_result in between"
-                    related = [(x, None, "the reply that followed without its tool_result")
-                               for x in later if x.message_id is None or x.message_id != e.message_id]
-                    related = related[:1]
+                    related = [(reply, None, "the reply that followed without its tool_result")] if reply else []
                 else:
                     where = "the next message is another assistant message" if nxt.role == "assistant" else \
                         f"the next user message (line {nxt.entries[0].line}) does not answer it"
