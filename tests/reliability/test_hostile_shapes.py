@@ -65,7 +65,9 @@ def test_shape_is_checked_in_near_linear_time(tmp_path: Path, shape: str, n: int
     if expected is not None:
         assert small_count == expected, small_count
         assert large_count == 2 * expected, large_count
-    assert large / max(small, 0.05) < 3, (shape, small, large)
+    # A floor of 0.15 s: below it a loaded machine's noise is the ratio (the quadratic paths this guards
+    # against took seconds at these sizes).
+    assert large / max(small, 0.15) < 3, (shape, small, large)
 
 
 # Many findings inside one line: each block is placed by scanning the line from its start
