@@ -50,9 +50,8 @@ def _findings(path: str) -> list[Finding]:
     return check_cached(path, user_cache_dir() / "index")[0]
 
 
-def live_errors(transcript_path: str) -> list[Finding]:
+def live_errors(found: list[Finding]) -> list[Finding]:
     """Errors of the conversation Claude Code sends next (the main chain only)."""
-    found = _findings(transcript_path)
     return [f for f in found if f.severity == Severity.ERROR and f.facts.get("conversation") == MAIN]
 
 
@@ -110,10 +109,10 @@ def _agent_fix_text(agents: list[str]) -> str:
     return f"Repair the subagent transcript (a timestamped backup of the original is kept):\n{commands}"
 
 
-def live_recorded_400(transcript_path: str) -> list[Finding]:
+def live_recorded_400(found: list[Finding]) -> list[Finding]:
     """The tool-use 400 recorded on the live conversation while every call pairs (a warning, the
     same verdict `check` gives: docs/CONTRACT.md)."""
-    return [f for f in _findings(transcript_path) if f.rule == "tool-use-concurrency-400"
+    return [f for f in found if f.rule == "tool-use-concurrency-400"
             and f.severity == Severity.WARNING and f.facts.get("conversation") == MAIN]
 
 
@@ -137,10 +136,11 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
         return 0, "", ""
-    errors = live_errors(path)
+    found = _findings(path)  # once per prompt: both verdicts below read the same findings
+    errors = live_errors(found)
     agent_errors = subagent_errors(path)
     if not errors and not agent_errors:
-        recorded = live_recorded_400(path)
+        recorded = live_recorded_400(found)
         if not recorded:
             return 0, "", ""
         import json
