@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 from .invocation import command, shell_command
+
+if TYPE_CHECKING:
+    from .repairs import Repaired
 
 # Claude Code files a session under `projects/<cwd with every character but [A-Za-z0-9] as '-'>/`.
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
@@ -47,7 +51,9 @@ def already_repaired(transcript: str) -> str | None:
     from .repairs import repaired_copy
 
     done = repaired_copy(transcript)
-    if done is None:
-        return None
+    return None if done is None else repaired_note(done, transcript)
+
+
+def repaired_note(done: Repaired, transcript: str) -> str:
     resume, _ = resume_command(done.session_id, done.cwd, transcript)
     return f"already repaired as {done.session_id}: {resume}"

@@ -53,9 +53,9 @@ def _jobs(text: str) -> int:
 
 
 def _check_all(
-    paths: Sequence[str], rules: RuleSet | None, jobs: int = 1, count: bool = False
-) -> Any:
-    """(findings, problems), and with `count` how many files were read."""
+    paths: Sequence[str], rules: RuleSet | None, jobs: int = 1
+) -> tuple[list[tuple[str, Finding]], list[str], int]:
+    """(findings, problems, how many files were read)."""
     from .check import check_path, discover, is_regular_file
 
     results: list[tuple[str, Finding]] = []
@@ -76,7 +76,7 @@ def _check_all(
             problems.append(f"{path}: is a folder")
         except OSError as exc:
             problems.append(f"{path}: cannot read: {exc.strerror or exc}")
-    return (results, problems, checked) if count else (results, problems)
+    return results, problems, checked
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -84,7 +84,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     # Without --rule-dir the shipped rules load only when a finding needs one: a clean check skips them.
     rules = _rules(args.rule_dir) if args.rule_dir else None
-    results, problems, checked = _check_all(args.paths, rules, args.jobs, count=True)
+    results, problems, checked = _check_all(args.paths, rules, args.jobs)
     if args.min_severity:
         limit = Severity.parse(args.min_severity)
         results = [(p, f) for p, f in results if f.severity <= limit]
@@ -158,7 +158,7 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
     warnings_of: dict[str, list[Finding]] = {}
     agent_errors: dict[str, list[tuple[str, list[Finding]]]] = {}
     for path in sessions + agents:
-        results, errs = _check_all([path], None, 0)
+        results, errs, _ = _check_all([path], None, 0)
         problems.extend(errs)
         errors = [f for _, f in results if f.severity == Severity.ERROR]
         if path in session_set:
@@ -172,16 +172,16 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
         elif errors:
             owner = _owner_session(path, session_set) or path  # an orphaned subagent transcript: on its own
             agent_errors.setdefault(owner, []).append((path, errors))
-    from .advice import already_repaired
+    from .advice import repaired_note
     from .repairs import repaired_copy
 
     broken = sorted(set(errors_of) | set(agent_errors))
     repaired: list[dict[str, object]] = []
     for path in list(broken):
-        note = already_repaired(path) if path in errors_of else None
-        done = repaired_copy(path) if note else None
-        if note and done:  # said instead of a new repair: repairs must not pile up
-            repaired.append({"session": path, "copy": str(done.copy), "session_id": done.session_id, "note": note})
+        done = repaired_copy(path) if path in errors_of else None
+        if done is not None:  # said instead of a new repair: repairs must not pile up
+            repaired.append({"session": path, "copy": str(done.copy), "session_id": done.session_id,
+                             "note": repaired_note(done, path)})
             broken.remove(path)
     report: list[dict[str, object]] = []
     for path in broken:
