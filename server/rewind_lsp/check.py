@@ -119,11 +119,14 @@ def _api_error_findings(
     from .logscan import scan_text
 
     out: list[Finding] = []
+    # Where the last real reply stands: "the session went on after it" is one comparison per entry
+    # (a scan of the rest of the chain for each recorded error was quadratic in retries).
+    last_reply = max((i for i, x in enumerate(conv.order) if x.type == "assistant" and x.is_message), default=-1)
     for i, e in enumerate(conv.order):
         if not e.api_error:
             continue
+        answered_after = last_reply > i
         for f in scan_text(loc.text(e), [rule]):
-            answered_after = any(x.type == "assistant" and x.is_message for x in conv.order[i + 1 :])
             ids = f" ({f.tool_use_id})" if f.tool_use_id else ""
             where = f" at messages.{f.facts['messages_index']}" if "messages_index" in f.facts else ""
             if conv.kind == "history" or answered_after:
