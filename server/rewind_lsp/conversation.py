@@ -433,3 +433,13 @@ def dangling(ix: _Index) -> bool:
         e.parent is not None and e.parent not in by_uuid and not e.is_compact_boundary and ix.bridge(e) is None
         for e in ix.entries
     )
+
+
+def chain_to(entries: Sequence[Entry], uuid: str) -> Conversation | None:
+    """The conversation that ends at the line `uuid`, rebuilt as the live chain is: what Claude Code
+    hydrates from a parent session for a fork whose pointer says `upToMessageId: uuid`."""
+    ix = _index(entries)
+    leaf = ix.by_uuid.get(uuid)
+    if leaf is None:
+        return None
+    return _assemble(_walk_up(leaf, ix), ix, "main", "the conversation this session was forked from")

@@ -160,12 +160,24 @@ def _message_index(conv: Conversation) -> dict[int, int]:
     return {id(e): i for i, m in enumerate(conv.messages) for e in m.entries}
 
 
-def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan) -> None:
-    faults = validate(conv)
-    if not faults:
+def _result_ids(msg: Message) -> frozenset[str]:
+    return frozenset(b.tool_id for e in msg.entries for b in e.blocks if b.kind == TOOL_RESULT and b.tool_id)
+
+
+def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan,
+               answered_in_parent: frozenset[str] | None = None) -> None:
+    """Mend `conv` in the copy. A fork's first results answer its parent's last call
+    (`answered_in_parent`, None when the parent cannot be read): those are left as they are, since
+    Claude Code hydrates the parent in front of them; one the parent never asked for is mended."""
+    faults = [f for f in validate(conv) if not (
+        f.facts.get("fork") == "parent" and (answered_in_parent is None or f.tool_use_id in answered_in_parent))]
+    msgs = conv.messages
+    # The parent's last calls that the fork's first message leaves unanswered (message -1: the parent's).
+    unanswered = sorted(answered_in_parent - _result_ids(msgs[0])) \
+        if answered_in_parent and conv.forked and msgs and msgs[0].role == "user" else []
+    if not faults and not unanswered:
         return
     msg_of = _message_index(conv)
-    msgs = conv.messages
     # Per user message: entries to move behind its results, and new entries to add there.
     tail: dict[int, list[dict[str, Any]]] = defaultdict(list)
     # Per assistant message index with no user message after it: synthetic results.
@@ -175,6 +187,12 @@ def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan) -> None:
     def obj(e: Entry) -> dict[str, Any]:
         return _editable(e, lines, plan)
 
+    for tid in unanswered:
+        new_results[-1].append({"type": "tool_result", "tool_use_id": tid, "content": MISSING_RESULT_TEXT,
+                                "is_error": True})
+        plan.added_results += 1
+        plan.fixed.append(f"line {msgs[0].entries[0].line}: added the missing tool_result for {tid} (called at "
+                          "the end of the conversation this session was forked from)")
     for fault in faults:
         e, mi = fault.entry, msg_of.get(id(fault.entry), -1)
         if fault.facts.get("server_tool") and fault.block is not None:
@@ -257,7 +275,8 @@ def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan) -> None:
                 if fixed != content:
                     obj(ent)["message"]["content"] = fixed
             results.append(ent)
-        prev_assistant = msgs[i - 1].entries[-1].uuid if i > 0 else None
+        # The first message of a fork hangs from the parent's last line, which is not in this file.
+        prev_assistant = msgs[i - 1].entries[-1].uuid if i > 0 else msg.entries[0].parent
         synth: list[Entry | dict[str, Any]] = (
             [_synthetic_user(lines.get(msg.entries[-1]), new_results[i - 1], prev_assistant)]
             if (i - 1) in new_results else []
@@ -314,6 +333,9 @@ def _relink(
         this_uuid = x.get("uuid") if isinstance(x, dict) else x.uuid
         if this_uuid is None:
             continue
+        if k == 0 and isinstance(x, dict) and conv.order:
+            # A new first line (a fork's answer to its parent's last call) hangs where the old first did.
+            x["parentUuid"] = conv.order[0].parent
         if k > 0 and prev_uuid is not None:
             parent = x.get("parentUuid") if isinstance(x, dict) else x.parent
             if parent != prev_uuid:

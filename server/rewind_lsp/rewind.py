@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import placement
+from . import forks, placement
 from .check import TranscriptCheck, check_transcript_file
 from .findings import Severity
 from .placement import STALE_TEMP_SECONDS, TEMP_SUFFIX, choose_target, session_id_of
@@ -116,7 +116,7 @@ def preview(path: str | Path, to: str | None = None) -> list[Preview]:
     out: list[Preview] = []
     for mode in modes:
         try:
-            plan = _plan(source, check, lines, mode, to)
+            plan = _plan(source, source, check, lines, mode, to)
         except RewindError as exc:
             out.append(Preview(mode, str(exc)))
             continue
@@ -145,9 +145,12 @@ def _check_arguments(source: Path, mode: str, to: str | None) -> None:
         raise RewindError(f"{source}: no such transcript file")
 
 
-def _plan(source: Path, check: TranscriptCheck, lines: SourceLines, mode: str, to: str | None) -> Plan:
-    if to is None and not any(f.severity <= Severity.WARNING and f.rule != "malformed-line" for f in check.findings):
+def _plan(source: Path, read: Path, check: TranscriptCheck, lines: SourceLines, mode: str, to: str | None) -> Plan:
+    """What `mode` does to the session at `source`, whose bytes are read at `read`."""
+    findings = forks.follow(str(read), check.findings, where=str(source))  # a fork is judged with its parent
+    if to is None and not any(f.severity <= Severity.WARNING and f.rule != "malformed-line" for f in findings):
         raise RewindError(f"{source}: the session already pairs; nothing to repair")
+    answered = forks.answered_in_parent(str(read), str(source)) if check.main and check.main.forked else None
     plan = Plan()
     leave_out_recorded_errors(check, lines, plan)  # first: the patch's relinking then skips them
     if mode == "truncate":
@@ -160,7 +163,7 @@ def _plan(source: Path, check: TranscriptCheck, lines: SourceLines, mode: str, t
     else:
         for conv in check.conversations:
             if conv.kind != "history":
-                plan_patch(conv, lines, plan)
+                plan_patch(conv, lines, plan, answered)
         main = check.main
         plan.kept_messages = plan.total_messages = len(main.messages) if main else 0
         points = rewind_points(main) if main else []
@@ -200,7 +203,7 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
     # Read now: once `--in-place` has replaced the source, its old offsets point at other bytes.
     cwd = next((lines.get(e).get("cwd") for e in reversed(check.transcript.entries) if e.type in ("user", "assistant")),
                None)
-    plan = _plan(source, check, lines, mode, to)
+    plan = _plan(source, through_fd, check, lines, mode, to)
     placed = placement.place(source, src_fd, before, plan, target, session_id, _verify)
     if session_id is not None:  # a new session beside (or away from) the untouched original
         from .repairs import remember
