@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .findings import Finding, Severity
+from .interrupts import load_engine, sigint_held
 from .redact import redact
 
 if TYPE_CHECKING:
@@ -464,9 +465,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        # msgspec is imported with the parser (the hook's commands) and the engine after it: Ctrl-C
+        # meanwhile is held off (interrupts.py) and stops the command right after, handled below.
+        with sigint_held():
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if args.command in (None, "check", "rewind"):
+                load_engine()
         return cmd_scan_machine(args) if args.command is None else int(args.func(args))
     except KeyboardInterrupt:
         return 130

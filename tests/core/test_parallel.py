@@ -204,7 +204,7 @@ def test_cli_jobs(big: Path) -> None:
         assert r.returncode == 2 and "not a number of processes" in r.stderr
 
 
-@pytest.mark.parametrize("after", [0.1, 0.15, 0.2, 0.25, 0.3, 0.35])
+@pytest.mark.parametrize("after", [0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.35])
 def test_ctrl_c_leaves_no_process_behind(after: float, big: Path) -> None:
     """Ctrl-C (SIGINT to the terminal's process group) while the stretches are being checked."""
     whole = run_cli("check", "--jobs", "2", str(big)).stdout.encode()
@@ -217,10 +217,14 @@ def test_ctrl_c_leaves_no_process_behind(after: float, big: Path) -> None:
     out, err = proc.communicate(timeout=30)
     # 130: stopped by the CLI's handler. -SIGINT: the signal came while Python was starting or
     # already shutting down (its handler not installed, or restored): nothing was being checked.
-    # 0: the signal came after the answer was complete (the whole answer, then).
-    assert proc.returncode in (0, 130, -signal.SIGINT), err
+    # 0: the signal came after the answer was complete (the whole answer, then). 1: CPython itself
+    # was interrupted while starting, before any of our code ran. Never a crash: a Ctrl-C while
+    # msgspec was imported once made the next decoder segfault (interrupts.py).
+    assert proc.returncode in (0, 1, 130, -signal.SIGINT), err
     if proc.returncode == 0:
         assert out == whole, "exit 0 after Ctrl-C with a partial answer"
+    if proc.returncode == 1:
+        assert b"Failed to import the site module" in err or b"Could not import runpy module" in err, err
     if proc.returncode == 130:
         assert err == b""
     deadline = time.monotonic() + 5
