@@ -443,3 +443,53 @@ def chain_to(entries: Sequence[Entry], uuid: str) -> Conversation | None:
     if leaf is None:
         return None
     return _assemble(_walk_up(leaf, ix), ix, "main", "the conversation this session was forked from")
+
+
+def first_sent(conv: Conversation) -> int:
+    """The index in `conv.messages` of the first message the API is sent: Claude Code's loader walks
+    up from the leaf and stops at a line whose parent is missing, so it starts at the last such line."""
+    if not conv.missing_parent:
+        return 0
+    broken = {id(e) for e in conv.missing_parent}
+    return max((i for i, m in enumerate(conv.messages) if any(id(e) in broken for e in m.entries)), default=0)
+
+
+def is_splitter(e: Entry) -> bool:
+    """A line Claude Code sends as (part of) a user message between two lines of one reply: a user
+    prompt or notice, an attachment, a local command's output. Claude Code merges the lines of one
+    reply only while none of these was written between them."""
+    if e.type == "user":
+        return not e.has_tool_result
+    return e.type == "attachment" or (e.type == "system" and e.subtype == "local_command")
+
+
+def api_positions(conv: Conversation) -> dict[int, int]:
+    """The API's `messages.N` of each entry (by identity) of the messages the API is sent: counted
+    from `first_sent`; a reply whose lines have a splitter written between them reaches the API as
+    two assistant messages with the splitters' user message between, so from there on each count is
+    two more (the splitters themselves are that message)."""
+    start = first_sent(conv)
+    splitters = sorted((e for e in conv.order if is_splitter(e)), key=_line_of)
+    lines = [e.line for e in splitters]
+    out: dict[int, int] = {}
+    shift = 0
+    for k in range(start, len(conv.messages)):
+        m = conv.messages[k]
+        base = k - start + shift
+        if m.role != "assistant" or len(m.entries) < 2 or not splitters:
+            for e in m.entries:
+                out.setdefault(id(e), base)
+            continue
+        splits = 0
+        prev: Entry | None = None
+        for e in sorted(m.entries, key=_line_of):
+            if prev is not None:
+                lo, hi = bisect_left(lines, prev.line + 1), bisect_left(lines, e.line)
+                if lo < hi:  # written between two lines of this reply: the reply is cut there
+                    splits += 1
+                    for x in splitters[lo:hi]:
+                        out.setdefault(id(x), base + 2 * splits - 1)
+            out.setdefault(id(e), base + 2 * splits)
+            prev = e
+        shift += 2 * splits
+    return out

@@ -349,6 +349,17 @@ def rewind_points(main: Conversation) -> list[Entry]:
     return [e for e in main.order if _is_prompt(e) and id(e) in msg_of]
 
 
+def rewind_drops(main: Conversation) -> dict[int, int]:
+    """For each prompt `rewind --to` accepts (by line): how many messages cutting there drops. A
+    prompt after a break, or the first one, is refused by `--to`, so it is not here."""
+    msg_of = _message_index(main)
+    faults = validate(main)
+    first_fault = min((msg_of.get(id(f.entry), 0) for f in faults), default=None)
+    total = len(main.messages)
+    return {e.line: total - msg_of[id(e)] for e in rewind_points(main)
+            if msg_of[id(e)] > 0 and (first_fault is None or first_fault >= msg_of[id(e)])}
+
+
 def _point(main: Conversation, to: str) -> Entry:
     points = rewind_points(main)
     for e in points:

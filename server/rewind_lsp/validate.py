@@ -17,7 +17,7 @@ from bisect import bisect_left, bisect_right
 
 import msgspec
 
-from .conversation import Conversation, Message
+from .conversation import Conversation, Message, api_positions, is_splitter
 from .transcript import OTHER, SERVER_TOOL_USES, TOOL_RESULT, TOOL_USE, Block, Entry
 
 
@@ -46,14 +46,6 @@ def _text_first(message: Message) -> list[tuple[Entry, int | None]]:
         else:
             out.extend((e, b.index) for b in e.blocks)
     return out
-
-
-def _is_splitter(e: Entry) -> bool:
-    """A line Claude Code sends as (part of) a user message between two lines of one reply: a user
-    prompt or notice, an attachment, a local command's output."""
-    if e.type == "user":
-        return not e.has_tool_result
-    return e.type == "attachment" or (e.type == "system" and e.subtype == "local_command")
 
 
 class _Splitters:
@@ -105,7 +97,7 @@ def _next_replies(entries: list[Entry]) -> dict[int, Entry | None]:
 
 def validate(conv: Conversation) -> list[Fault]:
     faults: list[Fault] = []
-    splitter_list = [e for e in conv.order if _is_splitter(e)]
+    splitter_list = [e for e in conv.order if is_splitter(e)]
     splitters: _Splitters | None = None  # indexed on first use: few conversations need it
     missing_parent = {id(e) for e in conv.missing_parent}
     seen_use: dict[str, tuple[Entry, Block]] = {}
@@ -271,20 +263,18 @@ def validate(conv: Conversation) -> list[Fault]:
                         b.tool_id, related=[(seen_other[0], seen_other[1], "content placed before the tool_result")],
                         facts={"messages_index": str(i)},
                     ))
-    if missing_parent:
-        _count_from_the_break(conv, faults)
+    _count_as_the_api(conv, faults)
     return faults
 
 
-def _count_from_the_break(conv: Conversation, faults: list[Fault]) -> None:
-    """The API's `messages.N`: Claude Code's loader walks up from the leaf and stops at a line whose
-    parent is missing, so what it sends starts at the last such line of the chain."""
-    index = {id(e): i for i, m in enumerate(conv.messages) for e in m.entries}
-    starts = [index[id(e)] for e in conv.missing_parent if id(e) in index]
-    if not starts:
+def _count_as_the_api(conv: Conversation, faults: list[Fault]) -> None:
+    """Each fault's `messages.N` as the API counts it (`conversation.api_positions`): from where
+    Claude Code's loader starts, with a split reply counted as the messages it becomes. A fault in a
+    message that is not sent keeps its place in the rebuilt conversation."""
+    if not faults:
         return
-    start = max(starts)
+    positions = api_positions(conv)
     for f in faults:
-        n = f.facts.get("messages_index")
-        if n is not None and int(n) >= start:
-            f.facts["messages_index"] = str(int(n) - start)
+        n = positions.get(id(f.entry))
+        if n is not None and "messages_index" in f.facts:
+            f.facts["messages_index"] = str(n)
