@@ -49,6 +49,12 @@ class Call:
         return len(self.results) == 1
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    line: int
+    text: str  # its first words
+
+
 @dataclass(slots=True)
 class Turn:
     """A prompt of the live conversation and everything up to the next one."""
@@ -59,7 +65,7 @@ class Turn:
     timestamp: str | None
     last_line: int
     calls: list[Call] = field(default_factory=list)
-    replies: list[int] = field(default_factory=list)  # lines of assistant text replies
+    replies: list[Reply] = field(default_factory=list)  # assistant text, line by line
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +91,14 @@ class TranscriptMap:
 
     def call_at(self, spot: Spot) -> Call | None:
         """The call whose tool_use or result is this block (or, `block` None, on this line)."""
-        for c in self._calls_on(spot.line):
+        for c in self.calls_on(spot.line):
             places = [c.use, *c.results]
             if any(p.line == spot.line and (spot.block is None or p.block == spot.block) for p in places):
                 return c
         return None
 
-    def _calls_on(self, line: int) -> list[Call]:
+    def calls_on(self, line: int) -> list[Call]:
+        """The calls with a half on this line."""
         index = self._line_index
         if index is None:
             index = {}
@@ -267,7 +274,9 @@ def _turns(main: Conversation, fetch: LineFetcher, msg_index: dict[int, int], ca
         current.last_line = max(current.last_line, e.line)
         if e.type == "assistant":
             if any(b.kind == "other" for b in e.blocks) or e.text_content:
-                current.replies.append(e.line)
+                said = _prompt_text(_read(fetch, e))
+                if said != "(empty prompt)":  # thinking or another non-text block only
+                    current.replies.append(Reply(e.line, said))
             for c in by_line.get(e.line, ()):
                 if id(c) not in seen_calls:
                     seen_calls.add(id(c))

@@ -39,7 +39,7 @@ def test_turns_calls_and_the_api_index_of_a_small_session(tmp_path: Path) -> Non
     first, second = m.turns
     assert [(c.tool_id, c.summary, c.use.line, [r.line for r in c.results], c.message) for c in first.calls] == [
         ("toolu_01A", "Bash ls", 3, [5], 1), ("toolu_01B", "Bash ls", 4, [6], 1)]
-    assert (first.replies, first.last_line) == ([2, 7], 7)
+    assert ([(r.line, r.text) for r in first.replies], first.last_line) == ([(2, "Let me look."), (7, "Fixed.")], 7)
     assert [(c.summary, c.paired) for c in second.calls] == [("Bash npm test", True)]
     assert m.total_messages == 8
     # messages.1 is the reply of three lines; its content.2 is the second tool_use.

@@ -1,0 +1,115 @@
+"""The outline of a transcript: one symbol per turn of the live conversation, its tool calls and
+replies as children, compactions, and one group per stretch off the live conversation (rewound
+branches, history before a compaction, subagent runs); folding ranges the same way, so a 100 MB
+transcript folds to its prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from lsprotocol import types
+
+from ..navigation import Call, TranscriptMap, Turn
+
+# (0-based line) -> the line's length in the client's position encoding.
+LineLength = Callable[[int], int]
+
+PAIRED = "✓"
+UNPAIRED = "✗"
+
+
+def _range(first: int, last: int, length: LineLength) -> types.Range:
+    """Lines `first`..`last` (1-based), whole."""
+    return types.Range(types.Position(first - 1, 0), types.Position(last - 1, length(last - 1)))
+
+
+def _line(line: int, length: LineLength) -> types.Range:
+    return _range(line, line, length)
+
+
+def call_name(c: Call) -> str:
+    mark = PAIRED if c.paired else UNPAIRED
+    return f"{c.summary} {mark}"
+
+
+def _call_symbol(c: Call, length: LineLength) -> types.DocumentSymbol:
+    if c.paired:
+        detail = f"{c.tool_id} · result line {c.results[0].line}"
+    elif not c.results:
+        detail = f"{c.tool_id} · no result"
+    else:
+        detail = f"{c.tool_id} · {len(c.results)} results"
+    last = max([c.use.line, *(r.line for r in c.results)])
+    return types.DocumentSymbol(
+        name=call_name(c), kind=types.SymbolKind.Function, detail=detail,
+        range=_range(c.use.line, last, length), selection_range=_line(c.use.line, length),
+    )
+
+
+def _turn_symbol(t: Turn, length: LineLength) -> types.DocumentSymbol:
+    children = [
+        types.DocumentSymbol(name=r.text, kind=types.SymbolKind.String, detail="reply",
+                             range=_line(r.line, length), selection_range=_line(r.line, length))
+        for r in t.replies
+    ]
+    children.extend(_call_symbol(c, length) for c in t.calls)
+    children.sort(key=lambda s: (s.selection_range.start.line, s.kind))
+    when = f" · {t.timestamp}" if t.timestamp else ""
+    return types.DocumentSymbol(
+        name=t.text, kind=types.SymbolKind.Event, detail=f"messages.{t.message}{when}",
+        range=_range(t.prompt.line, t.last_line, length), selection_range=_line(t.prompt.line, length),
+        children=children or None,
+    )
+
+
+def document_symbols(m: TranscriptMap, length: LineLength) -> list[types.DocumentSymbol]:
+    symbols = [_turn_symbol(t, length) for t in m.turns]
+    symbols.extend(
+        types.DocumentSymbol(name="compaction", kind=types.SymbolKind.Namespace, detail=f"line {line}",
+                             range=_line(line, length), selection_range=_line(line, length))
+        for line in m.boundaries
+    )
+    symbols.extend(
+        types.DocumentSymbol(name=s.label, kind=types.SymbolKind.Module, detail=f"lines {s.first_line}–{s.last_line}",
+                             range=_range(s.first_line, s.last_line, length),
+                             selection_range=_line(s.first_line, length))
+        for s in m.stretches
+    )
+    symbols.sort(key=lambda s: s.range.start.line)
+    return symbols
+
+
+def folding_ranges(m: TranscriptMap) -> list[types.FoldingRange]:
+    out: list[types.FoldingRange] = []
+
+    def fold(first: int, last: int, kind: str | None = None) -> None:
+        if last > first:
+            out.append(types.FoldingRange(start_line=first - 1, end_line=last - 1, kind=kind))
+
+    for t in m.turns:
+        fold(t.prompt.line, t.last_line)
+        for c in t.calls:
+            fold(c.use.line, max([c.use.line, *(r.line for r in c.results)]))
+    for s in m.stretches:
+        fold(s.first_line, s.last_line, types.FoldingRangeKind.Region)
+    out.sort(key=lambda f: (f.start_line, -f.end_line))
+    return out
+
+
+def workspace_symbols(query: str, maps: Iterable[tuple[str, TranscriptMap]], limit: int = 500
+                      ) -> list[types.WorkspaceSymbol]:
+    """Prompts of the given sessions whose text holds `query` (case-insensitive; all for "")."""
+    q = query.casefold()
+    out: list[types.WorkspaceSymbol] = []
+    for uri, m in maps:
+        for t in m.turns:
+            if q in t.text.casefold():
+                out.append(types.WorkspaceSymbol(
+                    name=t.text, kind=types.SymbolKind.Event,
+                    location=types.Location(uri, types.Range(types.Position(t.prompt.line - 1, 0),
+                                                             types.Position(t.prompt.line - 1, 0))),
+                    container_name=uri.rsplit("/", 1)[-1],
+                ))
+                if len(out) >= limit:
+                    return out
+    return out
