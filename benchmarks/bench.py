@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -61,10 +62,17 @@ class Sizes:
     repeat: int  # timed runs per figure on the same input (the best is reported)
     init_runs: int
     timeout: float  # seconds, per subprocess
+    open_small: int  # the small open transcript of the hover/codeAction figures (the large one: `transcript`)
+    requests: int  # hovers and codeActions timed per open transcript
+    change_appends: int  # didChange appends to the large open transcript
+    corpus_repeat: int  # timed main-job runs per figure
+    appended_sessions: int = 10  # sessions that get one line each before a main-job run
+    open_mid: int = 0  # an open transcript between the two, under the server's message size limit (0: none)
 
 
-FULL = Sizes("full", 100 * MB, 1024 * MB, 1024 * MB, 10 * MB, 200, 1000, 5120 * MB, 20, 10, 5, 7, 1800)
-SMOKE = Sizes("smoke", 3 * MB, 8 * MB, 8 * MB, 1 * MB, 10, 20, 10 * MB, 3, 3, 1, 2, 60)
+FULL = Sizes("full", 100 * MB, 1024 * MB, 1024 * MB, 10 * MB, 200, 1000, 5120 * MB, 20, 10, 5, 7, 1800,
+             1 * MB, 200, 20, 3, open_mid=50 * MB)
+SMOKE = Sizes("smoke", 3 * MB, 8 * MB, 8 * MB, 1 * MB, 10, 20, 10 * MB, 3, 3, 1, 2, 60, 256 << 10, 10, 2, 1)
 
 
 # --- results ---------------------------------------------------------------------------------------
@@ -72,7 +80,7 @@ SMOKE = Sizes("smoke", 3 * MB, 8 * MB, 8 * MB, 1 * MB, 10, 20, 10 * MB, 3, 3, 1,
 
 @dataclass(frozen=True)
 class Target:
-    op: str  # ">=" or "<"
+    op: str  # ">=", "<" or "<="
     threshold: float
     on: str = "value"  # "value" or "ratio"
     text: str = ""
@@ -81,7 +89,9 @@ class Target:
         x = value if self.on == "value" else ratio
         if x is None:
             return None
-        return x >= self.threshold if self.op == ">=" else x < self.threshold
+        if self.op == ">=":
+            return x >= self.threshold
+        return x <= self.threshold if self.op == "<=" else x < self.threshold
 
 
 @dataclass
@@ -113,6 +123,8 @@ class Row:
             return "CRASH"
         if self.target is not None and self.target.on == "ratio" and self.baseline is None:
             return "skipped"  # no baseline, no ratio (ripgrep missing)
+        if self.target is not None and self.value is None:
+            return "n/a"  # not measurable with this code (a note says why)
         p = self.passed
         return "-" if p is None else ("pass" if p else "FAIL")
 
@@ -322,6 +334,18 @@ class Data:
     def log(self, size: int, seed: int = 1) -> tuple[Path, dict[str, Any]]:
         name = f"log-{generate.size_label(size)}-s{seed}-g{generate.GENERATOR_VERSION}.log"
         return self._cached(name, lambda p: generate.write_log(p, size, seed))
+
+    def broken_transcript(self, size: int, seed: int = 1) -> tuple[Path, dict[str, Any]]:
+        """The transcript of `size` with an unanswered tool_use appended (generate.append_broken_turn)."""
+        source, _ = self.transcript(size, seed)
+        name = f"broken-{source.name}"
+
+        def make(p: Path) -> dict[str, Any]:
+            shutil.copyfile(source, p)
+            broken = generate.append_broken_turn(p, seed)
+            return {**broken, "size": p.stat().st_size}
+
+        return self._cached(name, make)
 
     def corpus(self, files: int, total: int, seed: int = 1) -> tuple[Path, dict[str, Any]]:
         name = f"corpus-{files}x-{generate.size_label(total)}-s{seed}-g{generate.GENERATOR_VERSION}"
@@ -746,9 +770,305 @@ class Bench:
             f"rewind-lsp --version alone takes {self._version_wall() * 1000:,.0f} ms"
         )
 
+    # 9. the main job over a corpus: first run, second run, after appends, and the cache it leaves
+    def mainjob(self) -> None:
+        corpus, info = self.data.corpus(self.s.corpus_files, self.s.corpus_total)
+        size_mb = info["size"] / MB
+        # A tree of hard links to the cached corpus (the appends must not change it), with the sessions that
+        # get appended to copied first, so that no file changes identity between the runs.
+        home = self.scratch / "mainjob" / "claude"
+        files = sorted(corpus.rglob("*.jsonl"))
+        for f in files:
+            to = home / f.relative_to(corpus)
+            to.parent.mkdir(parents=True, exist_ok=True)
+            os.link(f, to)
+        step = max(1, len(files) // self.s.appended_sessions)
+        appended = [home / f.relative_to(corpus) for f in files[::step][: self.s.appended_sessions]]
+        for f in appended:
+            tmp = f.with_name(f.name + ".copy")
+            shutil.copyfile(f, tmp)
+            os.replace(tmp, f)
+        caches = self.scratch / "mainjob" / "caches"
+        counter = iter(range(1_000_000))
+
+        def env(cache: Path | None = None) -> dict[str, str]:
+            e = base_env(self.scratch / "mainjob")
+            e["CLAUDE_CONFIG_DIR"] = str(home)
+            e["REWIND_LSP_CACHE_DIR"] = str(cache if cache is not None else caches / f"fresh-{next(counter)}")
+            return e
+
+        nothing = self.scratch / "mainjob" / "empty"
+        (nothing / "projects").mkdir(parents=True, exist_ok=True)
+        probe = run([EXE, "--jobs", "1"], self.s.timeout, env() | {"CLAUDE_CONFIG_DIR": str(nothing)})
+        has_jobs = not (probe.rc == 2 and "usage:" in probe.stderr)  # argparse's answer to an unknown option
+        cores = len(os.sched_getaffinity(0))
+        repeat = self.s.corpus_repeat
+        commands: dict[str, Callable[[], list[str]]] = {"main": lambda: [EXE]}
+        if has_jobs:
+            commands["jobs1"] = lambda: [EXE, "--jobs", "1"]
+        commands["decode"] = lambda: [PY, str(HERE / "decode_pool.py"), str(home)]
+        walls: dict[str, list[float]] = {k: [] for k in commands}
+        last_cache = caches / "unused"
+        for _ in range(repeat):  # in turns, each main-job run with an empty cache
+            for key, argv in commands.items():
+                warm(home)
+                cache = caches / f"fresh-{next(counter)}"
+                p = run(argv(), self.s.timeout, env(cache))
+                if p.rc != 0:
+                    raise RuntimeError(f"{' '.join(argv())} exited {p.rc}: {(p.stderr or p.stdout).strip()[-2000:]}")
+                walls[key].append(p.wall)
+                if key == "main":
+                    last_cache = cache
+                    main_out = p.stdout
+        first_cache = _tree_bytes(last_cache) / MB
+        label = f"main job, {info['files']:,} sessions / {info['size'] / MB / 1024:,.2f} GB"
+        first = f"{label}, first run (empty cache, best of {repeat})"
+        first_mbs = size_mb / min(walls["main"])
+        if has_jobs:
+            self.r.add(Row(first, first_mbs, "MB/s", "--jobs 1", size_mb / min(walls["jobs1"]),
+                           Target(">=", 1.7, on="ratio", text="≥ 1.7× --jobs 1")))
+        else:
+            self.r.add(Row(first, first_mbs, "MB/s", "--jobs 1 (not accepted by the main job)", None,
+                           Target(">=", 1.7, on="ratio", text="≥ 1.7× --jobs 1")))
+            self.r.note(f"main job: `rewind-lsp --jobs 1` exits 2 ({probe.stderr.strip().splitlines()[-1][:160]}), "
+                        "so the --jobs 1 baseline is skipped")
+        self.r.add(Row(first, first_mbs, "MB/s", f"msgspec decode of every file, {cores} processes",
+                       size_mb / min(walls["decode"]), Target(">=", 0.9, on="ratio", text="≥ 0.9× decode")))
+
+        second_env = env(last_cache)
+        (second, _), (version, _) = best_walls([[EXE], [EXE, "--version"]], repeat, self.s.timeout, env=second_env,
+                                               warm_first=home)
+        again = f"{label}, second run, nothing changed (best of {repeat})"
+        self.r.add(Row(again, second * 1000, "ms", "rewind-lsp --version", version * 1000,
+                       Target("<", 1000, text="< 1 s")))
+        self.r.add(Row(again, second * 1000, "ms", "rewind-lsp --version", version * 1000,
+                       Target("<=", 4, on="ratio", text="≤ 4× --version")))
+
+        after: list[float] = []
+        tails = {f: generate.last_live_uuid(f) for f in appended}
+        for i in range(repeat):
+            for n, f in enumerate(appended):
+                parent, session = tails[f]
+                tails[f] = (generate.append_line(f, parent, session, seed=3000 + 100 * i + n)[0], session)
+            warm(home)
+            p = run([EXE], self.s.timeout, second_env)
+            if p.rc != 0:
+                raise RuntimeError(f"the main job exited {p.rc} after the appends: {p.stderr.strip()[-2000:]}")
+            after.append(p.wall)
+        self.r.add(Row(f"{label}, after one line appended to each of {len(appended)} sessions (median of {repeat})",
+                       statistics.median(after) * 1000, "ms", "second run, nothing changed", second * 1000,
+                       Target("<", 1500, text="< 1.5 s")))
+        cache_mb = _tree_bytes(last_cache) / MB
+        self.r.add(Row(f"{label}, cache size after the runs (REWIND_LSP_CACHE_DIR)", cache_mb, "MB",
+                       "the sessions", size_mb, Target("<", 20 / 5120, on="ratio", text="< 20 MB per 5 GB")))
+        if cache_mb == 0:
+            self.r.note("main job: it left nothing in REWIND_LSP_CACHE_DIR (no cache yet), so the cache-size row "
+                        "passes vacuously")
+        self.r.note(
+            f"main job over {info['files']:,} sessions ({size_mb:,.0f} MB, largest {info['largest'] / MB:,.1f} MB): "
+            f"first runs {', '.join(f'{w:.2f}' for w in walls['main'])} s; cache after the first run "
+            f"{first_cache:,.2f} MB; after the appends {', '.join(f'{w:.2f}' for w in after)} s; "
+            f"{cores} usable cores; its output: {main_out.strip().splitlines()[0][:160] if main_out.strip() else '-'}"
+        )
+
+    # 10. server restart with a warm cache: start -> the startup scan's $/progress end
+    def lsp_restart(self) -> None:
+        corpus, info = self.data.corpus(self.s.corpus_files, self.s.corpus_total)
+        env = base_env(self.scratch / "restart")
+        env["CLAUDE_CONFIG_DIR"] = str(corpus)
+        warm(corpus)
+
+        def scan() -> float:
+            with LspClient([EXE, "serve"], env=env) as c:
+                c.initialize()
+                at, _ = c.wait_for(_progress_end, self.s.timeout)
+                return at - c.started
+
+        first = scan()
+        repeat = min(self.s.repeat, 3)
+        restarts = []
+        for _ in range(repeat):
+            warm(corpus)
+            restarts.append(scan())
+        cache_mb = _tree_bytes(Path(env["REWIND_LSP_CACHE_DIR"])) / MB
+        self.r.add(Row(f"LSP: server restart, start → startup scan done ({info['files']:,} files, "
+                       f"{info['size'] / MB / 1024:,.2f} GB; best of {repeat})", min(restarts) * 1000, "ms",
+                       "first start, empty cache", first * 1000, Target("<", 3000, text="< 3 s")))
+        self.r.note(f"LSP restart: the server's cache folder holds {cache_mb:,.2f} MB after {repeat + 1} starts")
+
+    # 11. an open broken transcript: start → first diagnostics (readiness), hover, codeAction, didChange appends
+    def lsp_open(self) -> None:
+        scratch = self.scratch / "open"
+        env = base_env(scratch)
+        (scratch / "claude" / "projects").mkdir(parents=True, exist_ok=True)
+        larger = [size for size in (self.s.open_mid, self.s.transcript) if size]
+        for size in (self.s.open_small, *larger):  # generated before any server is timed
+            warm(self.data.broken_transcript(size)[0])
+        # Readiness: the small broken transcript opened right after `initialized`, against the smallest pygls
+        # server that publishes a diagnostic on didOpen; in turns. The last rewind-lsp run goes on to the rest.
+        servers = {"rewind-lsp": [EXE, "serve"], "minimal": [PY, str(HERE / "minimal_server.py")]}
+        if self.s is not SMOKE:  # informational: what the early initialize answer (lsp/early.py) changes here
+            servers["pygls initialize"] = [EXE, "serve"]
+        ready: dict[str, list[float]] = {k: [] for k in servers}
+        runs = self.s.init_runs if self.s is not SMOKE else 1
+        small: dict[str, Any] = {}
+        opened: dict[int, dict[str, Any]] = {}
+        unopened: dict[int, str] = {}
+        for i in range(runs):
+            for key, argv in servers.items():
+                variant_env = env | ({"REWIND_LSP_EARLY_INITIALIZE": "0"} if key == "pygls initialize" else {})
+                with LspClient(argv, env=variant_env) as c:
+                    c.initialize()
+                    last = key == "rewind-lsp" and i == runs - 1
+                    got = self._open_transcript(c, self.s.open_small, requests=self.s.requests if last else 0,
+                                                appends=0, minimal=key == "minimal")
+                    ready[key].append(got["ready"])
+                    if not last:
+                        continue
+                    small = got
+                    for size in larger:
+                        try:
+                            opened[size] = self._open_transcript(c, size, requests=self.s.requests,
+                                                                 appends=self.s.change_appends)
+                        except NotOpened as exc:
+                            unopened[size] = str(exc)
+        small_l = generate.size_label(self.s.open_small)
+        n = self.s.requests
+        for op in ("hover", "codeAction"):  # the targets hold at every size ("flat in file size")
+            for pct, goal in ((50, 20), (99, 50)):
+                self.r.add(Row(f"LSP: {op} on an open {small_l} broken transcript, p{pct} ({n} requests)",
+                               _pct(small[op], pct) * 1000, "ms", target=Target("<", goal, text=f"< {goal} ms")))
+        notes = [f"didOpen → diagnostics {small['open'] * 1000:,.0f} ms ({small_l})"]
+        for size in larger:
+            big, label = opened.get(size), generate.size_label(size)
+            for op in ("hover", "codeAction"):
+                for pct, goal in ((50, 20), (99, 50)):
+                    self.r.add(Row(f"LSP: {op} on an open {label} broken transcript, p{pct} ({n} requests)",
+                                   _pct(big[op], pct) * 1000 if big else None, "ms", f"the same on {small_l}",
+                                   _pct(small[op], pct) * 1000, Target("<", goal, text=f"< {goal} ms")))
+            self.r.add(Row(f"LSP: didChange appending one line to the open {label} transcript → publishDiagnostics "
+                           f"(median of {self.s.change_appends})",
+                           statistics.median(big["change"]) * 1000 if big else None, "ms", "didOpen → diagnostics",
+                           big["open"] * 1000 if big else None, Target("<", 100, text="< 100 ms")))
+            if big:
+                notes.append(f"{label}: didOpen → diagnostics {big['open'] * 1000:,.0f} ms, hover max "
+                             f"{max(big['hover']) * 1000:,.1f} ms, codeAction max {max(big['codeAction']) * 1000:,.1f}"
+                             f" ms, didChange max {max(big['change']) * 1000:,.1f} ms ({big['sync']} sync)")
+            else:
+                notes.append(f"the {label} transcript could not be opened, so its rows are n/a: {unopened[size]}")
+        label = (f"LSP: start → first diagnostics for an opened broken transcript ({small_l}, opened after "
+                 f"initialized; best of {runs})")
+        self.r.add(Row(label, min(ready["rewind-lsp"]) * 1000, "ms", "a minimal pygls server publishing one diagnostic",
+                       min(ready["minimal"]) * 1000, Target("<=", 1.2, on="ratio", text="≤ 1.2× minimal pygls")))
+        if "pygls initialize" in ready:
+            self.r.add(Row(label, min(ready["rewind-lsp"]) * 1000, "ms", "the same, initialize answered by pygls "
+                           "(REWIND_LSP_EARLY_INITIALIZE=0)", min(ready["pygls initialize"]) * 1000, None))
+        self.r.note("LSP open transcripts: " + "; ".join(notes))
+
+    def _open_transcript(
+        self, c: LspClient, size: int, requests: int, appends: int, minimal: bool = False
+    ) -> dict[str, Any]:
+        """didOpen of a broken transcript (outside the watched folders), then `requests` hovers and codeActions on
+        its diagnostic, then `appends` didChange edits of one line each; times from the client, in seconds
+        ("ready": from the server's start to the diagnostics). `minimal`: the baseline server, whose one
+        diagnostic is on line 0, and nothing after the diagnostics."""
+        path, info = self.data.broken_transcript(size)
+        text = path.read_text(encoding="utf-8")
+        uri = path.as_uri()
+        line = 0 if minimal else info["tool_use_line"]
+        out: dict[str, Any] = {"hover": [], "codeAction": [], "change": []}
+        sync = c.capabilities.get("textDocumentSync")
+        kind = sync.get("change", 1) if isinstance(sync, dict) else sync
+        out["sync"] = "incremental" if kind == 2 else "full"
+        t = time.perf_counter()
+        c.notify("textDocument/didOpen",
+                 {"textDocument": {"uri": uri, "languageId": "jsonl", "version": 1, "text": text}})
+        at, msg = _await_diagnostics(c, uri, line, self.s.timeout)
+        out["open"], out["ready"] = at - t, at - c.started
+        diagnostic = next(d for d in msg["params"]["diagnostics"] if d["range"]["start"]["line"] == line)
+        position = diagnostic["range"]["start"]
+        for _ in range(requests):
+            t = time.perf_counter()
+            at, hover = c.request("textDocument/hover", {"textDocument": {"uri": uri}, "position": position})
+            out["hover"].append(at - t)
+            if not hover:
+                raise RuntimeError(f"no hover on the diagnostic of {path.name} line {line + 1}")
+        params = {"textDocument": {"uri": uri}, "range": diagnostic["range"],
+                  "context": {"diagnostics": [diagnostic], "triggerKind": 1}}
+        for _ in range(requests):
+            t = time.perf_counter()
+            at, actions = c.request("textDocument/codeAction", params)
+            out["codeAction"].append(at - t)
+            if not actions:
+                raise RuntimeError(f"no code action on the diagnostic of {path.name} line {line + 1}")
+        parent, end_line, version = info["last_uuid"], text.count("\n"), 1
+        for i in range(appends):
+            parent, data = generate.entry_line(parent, info["session_id"], seed=4000 + i)
+            added = data.decode()
+            text += added
+            version += 1
+            edit: dict[str, Any] = {"text": text}
+            if kind == 2:
+                at_end = {"line": end_line, "character": 0}
+                edit = {"range": {"start": at_end, "end": at_end}, "text": added}
+            end_line += 1
+            while not c.notifications.empty():
+                c.notifications.get_nowait()
+            t = time.perf_counter()
+            c.notify("textDocument/didChange",
+                     {"textDocument": {"uri": uri, "version": version}, "contentChanges": [edit]})
+            at, _ = c.wait_for(functools.partial(_diagnostics_for, uri=uri, version=version), self.s.timeout)
+            out["change"].append(at - t)
+        return out
+
 
 def _progress_end(m: dict[str, Any]) -> bool:
     return m.get("method") == "$/progress" and (m.get("params") or {}).get("value", {}).get("kind") == "end"
+
+
+def _tree_bytes(root: Path) -> int:
+    """Bytes in the files under `root` (0 when it does not exist)."""
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
+
+
+def _diagnostic_on(m: dict[str, Any], uri: str, line: int) -> bool:
+    """A publishDiagnostics for `uri` with a diagnostic starting on `line` (0-based)."""
+    if m.get("method") != "textDocument/publishDiagnostics" or (m.get("params") or {}).get("uri") != uri:
+        return False
+    return any(d["range"]["start"]["line"] == line for d in m["params"].get("diagnostics", []))
+
+
+class NotOpened(RuntimeError):
+    """The server never published diagnostics for a document opened by didOpen."""
+
+
+def _await_diagnostics(c: LspClient, uri: str, line: int, timeout: float) -> tuple[float, dict[str, Any]]:
+    """The publishDiagnostics for `uri` with a diagnostic on `line`. A server warning or error logged meanwhile
+    (window/logMessage: a message it dropped, say) leaves it 10 s more, then NotOpened says what it logged."""
+    logged: list[str] = []
+
+    def seen(m: dict[str, Any]) -> bool:
+        if m.get("method") == "window/logMessage" and (m.get("params") or {}).get("type", 4) <= 2:
+            logged.append(str(m["params"].get("message", "")))
+            return True
+        return _diagnostic_on(m, uri, line)
+
+    try:
+        at, msg = c.wait_for(seen, timeout)
+        while msg.get("method") == "window/logMessage":
+            at, msg = c.wait_for(seen, 10)
+    except TimeoutError:
+        raise NotOpened(f"no diagnostics for {uri.rsplit('/', 1)[-1]}; the server logged: "
+                        + ("; ".join(logged) or "nothing")) from None
+    return at, msg
+
+
+def _diagnostics_for(m: dict[str, Any], uri: str, version: int) -> bool:
+    """A publishDiagnostics for `uri` at `version` (or with no version: the next one)."""
+    if m.get("method") != "textDocument/publishDiagnostics":
+        return False
+    params = m.get("params") or {}
+    return bool(params.get("uri") == uri and params.get("version") in (None, version))
 
 
 def _uri_path(uri: str) -> str:
@@ -838,6 +1158,9 @@ BENCHES: dict[str, Callable[[Bench], None]] = {
     "lsp-rss": Bench.lsp_rss,
     "bigcheck": Bench.bigcheck,
     "hook": Bench.hook,
+    "mainjob": Bench.mainjob,
+    "lsp-restart": Bench.lsp_restart,
+    "lsp-open": Bench.lsp_open,
 }
 
 
@@ -849,11 +1172,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--clean", action="store_true", help="delete this mode's generated data at the end")
     p.add_argument("--generate-only", action="store_true", help="generate (or keep) the data, run nothing")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed, not only on a crash")
+    p.add_argument("--corpus-files", type=int, help="sessions in the corpus (full default 1000, smoke 20)")
+    p.add_argument("--corpus-size", type=generate.parse_size,
+                   help="total size of the corpus, e.g. 1G (full default 5G, smoke 10M)")
     args = p.parse_args(argv)
     if not Path(EXE).exists():
         print(f"benchmarks: {EXE} not found; run ./scripts/setup first", file=sys.stderr)
         return 2
     sizes = SMOKE if args.smoke else FULL
+    if args.corpus_files or args.corpus_size:
+        sizes = dataclasses.replace(sizes, corpus_files=args.corpus_files or sizes.corpus_files,
+                                    corpus_total=args.corpus_size or sizes.corpus_total)
     data_root = Path(args.data) / sizes.name
     data_root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -602,8 +602,8 @@ def write_transcript(
     return info
 
 
-def append_line(path: str | Path, parent: str, session_id: str, seed: int, kind: str = "assistant") -> tuple[str, int]:
-    """Append one healthy entry continuing the live chain from `parent`; returns (its uuid, bytes)."""
+def entry_line(parent: str, session_id: str, seed: int, kind: str = "assistant") -> tuple[str, bytes]:
+    """One healthy entry continuing the live chain from `parent`: (its uuid, the line with its newline)."""
     rng = random.Random(f"append:{seed}")
     buf = _Buffer()
     w = TranscriptWriter(buf, rng, session_id)  # type: ignore[arg-type]
@@ -617,9 +617,33 @@ def append_line(path: str | Path, parent: str, session_id: str, seed: int, kind:
             f"req_011C{_b62(rng, 20)}",
             {"type": "text", "text": w.text.sized(250, 1.0, 2000)},
         )
+    return u, buf.data
+
+
+def append_line(path: str | Path, parent: str, session_id: str, seed: int, kind: str = "assistant") -> tuple[str, int]:
+    """Append one healthy entry continuing the live chain from `parent`; returns (its uuid, bytes)."""
+    u, data = entry_line(parent, session_id, seed, kind)
+    with open(path, "ab") as f:
+        f.write(data)
+    return u, len(data)
+
+
+def append_broken_turn(path: str | Path, seed: int = 1) -> dict[str, Any]:
+    """Break a healthy transcript the way the tool-use 400 does: append a tool_use that is never answered,
+    then a user prompt. Returns {"tool_use_line" (0-based), "tool_use_id", "last_uuid", "session_id"}."""
+    parent, session = last_live_uuid(path)
+    with open(path, "rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(8 << 20), b""))
+    rng = random.Random(f"broken:{seed}")
+    buf = _Buffer()
+    w = TranscriptWriter(buf, rng, session)  # type: ignore[arg-type]
+    tool_id = f"toolu_01{_b62(rng, 22)}"
+    block = {"type": "tool_use", "id": tool_id, "name": "Bash", "input": {"command": "ls"}}
+    a = w.assistant(_Scope(), parent, f"msg_01{_b62(rng, 22)}", f"req_011C{_b62(rng, 20)}", block)
+    last = w.user_prompt(_Scope(), a, "still there?")
     with open(path, "ab") as f:
         f.write(buf.data)
-    return u, len(buf.data)
+    return {"tool_use_line": lines, "tool_use_id": tool_id, "last_uuid": last, "session_id": session}
 
 
 class _Buffer:

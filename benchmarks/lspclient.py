@@ -33,6 +33,8 @@ class LspClient:
             "workspace/configuration": lambda params: [None for _ in params.get("items", [])],
             "window/showDocument": lambda params: {"success": False},
         }
+        # The server's capabilities, once initialize() has been answered.
+        self.capabilities: dict[str, Any] = {}
         self._reader = threading.Thread(target=self._read_loop, args=(self.proc.stdout,), daemon=True)
         self._reader.start()
 
@@ -122,7 +124,8 @@ class LspClient:
             "initializationOptions": options,
             "workspaceFolders": [{"uri": f"file://{root}", "name": "bench"}] if root else None,
         }
-        at, _ = self.request("initialize", params)
+        at, result = self.request("initialize", params)
+        self.capabilities = (result or {}).get("capabilities") or {}
         self.notify("initialized", {})
         return at - self.started
 

@@ -1,6 +1,7 @@
-"""The documented install route `pip install .`, from a copy of the repository in a folder whose
-path has a space and a quote, into a fresh virtualenv whose bin is not on PATH; and the commands
-that installation prints (invocation.py) run from a shell that does not have it on PATH."""
+"""The documented install routes: `pip install .` (from a copy of the repository in a folder whose path
+has a space and a quote, into a fresh virtualenv whose bin is not on PATH), `pipx install <clone>` and
+`uv tool install <clone>`; and the commands each installation prints (invocation.py) run from a shell
+that does not have it on PATH."""
 
 from __future__ import annotations
 
@@ -169,3 +170,71 @@ def test_pipx_install_from_a_clone_puts_a_working_rewind_lsp_on_path(tmp_path: P
     check = subprocess.run(["bash", "-c", f"rewind-lsp check {shlex.quote(str(transcript))}"], capture_output=True,
                            text=True, timeout=60, env={**env, "PATH": f"{bin_dir}:/usr/bin:/bin"})
     assert check.returncode == 1 and "orphan-tool-use" in check.stdout, check.stdout + check.stderr
+
+
+def uv_executable(scratch: Path) -> Path:
+    """uv: the one beside this interpreter (when the dev extras carry it), else installed from PyPI into a
+    scratch venv; the test is skipped only when neither is possible."""
+    beside = Path(sys.executable).parent / "uv"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    venv = scratch / "uv venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=60)
+    got = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                          "uv"], capture_output=True, text=True, timeout=180)
+    if got.returncode != 0:
+        pytest.skip(f"uv is not installable here (pip install uv failed): {got.stderr.strip()[-200:]}")
+    return venv / "bin" / "uv"
+
+
+def test_uv_tool_install_from_a_clone_runs_version_and_the_main_job_off_path(tmp_path: Path) -> None:
+    """The README's `uv tool install .`: into scratch tool and bin folders whose paths have a space, with this
+    interpreter (no Python download; only PyPI is reached, for the dependencies). Then `--version` and the main
+    job by the entry point's quoted absolute path from a shell that does not have it on PATH, and the fix
+    command the main job prints runs as printed."""
+    if shutil.which("git") is None:
+        pytest.skip("git is needed to list the repository's files")
+    source = tmp_path / "my clone" / "rewind-lsp"
+    copy_repository(source)
+    uv = uv_executable(tmp_path)
+    bin_dir = tmp_path / "user bin"
+    shell_path = path_without(Path(sys.executable).parent, uv.parent, bin_dir)
+    env = {**os.environ, "UV_TOOL_DIR": str(tmp_path / "uv tools"), "UV_TOOL_BIN_DIR": str(bin_dir),
+           "UV_CACHE_DIR": str(tmp_path / "uv cache"), "UV_PYTHON": sys.executable, "UV_PYTHON_DOWNLOADS": "never",
+           "UV_NO_CONFIG": "1", "PATH": shell_path}
+    done = subprocess.run([str(uv), "tool", "install", str(source)], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    exe = bin_dir / "rewind-lsp"
+    assert exe.is_file(), done.stderr
+    on_path = shutil.which("rewind-lsp", path=shell_path)
+    assert on_path is None or not os.path.samefile(on_path, exe), "the shell must not find this installation"
+
+    claude = tmp_path / "claude config"
+    session = claude / "projects" / "-home-me-proj" / "33333333-3333-4333-8333-333333333333.jsonl"
+    session.parent.mkdir(parents=True)
+    session.write_text(BROKEN)
+    run_env = {**env, "CLAUDE_CONFIG_DIR": str(claude), "REWIND_LSP_CACHE_DIR": str(tmp_path / "cache"),
+               "REWIND_LSP_LOG_DIR": str(tmp_path / "logs")}
+
+    from rewind_lsp import __version__
+
+    version = subprocess.run(["bash", "-c", f"{shlex.quote(str(exe))} --version"], capture_output=True, text=True,
+                             timeout=60, env=run_env)
+    assert version.returncode == 0 and version.stdout == f"rewind-lsp {__version__}\n", version.stderr
+    main = subprocess.run(["bash", "-c", shlex.quote(str(exe))], capture_output=True, text=True, timeout=60,
+                          env=run_env)
+    assert main.returncode == 1, main.stdout + main.stderr
+    assert str(session) in main.stdout and "orphan-tool-use" in main.stdout, main.stdout
+    fixes = [line.split("fix:", 1)[1].strip() for line in main.stdout.splitlines() if line.lstrip().startswith("fix:")]
+    assert len(fixes) == 1, main.stdout
+    argv = shlex.split(fixes[0])
+    assert os.path.samefile(argv[0], exe) and argv[1:] == ["rewind", "--mode", "patch", str(session)], fixes[0]
+    before = set(session.parent.iterdir())
+    fixed = subprocess.run(["bash", "-c", fixes[0]], capture_output=True, text=True, timeout=60, env=run_env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    written = set(session.parent.iterdir()) - before
+    assert len(written) == 1 and session.read_text() == BROKEN, fixed.stdout
+    recheck = subprocess.run(["bash", "-c", shlex.join([str(exe), "check", str(written.pop())])],
+                             capture_output=True, text=True, timeout=60, env=run_env)
+    assert recheck.returncode == 0, recheck.stdout + recheck.stderr

@@ -241,5 +241,51 @@
         (should (equal (plist-get (aref answer 0) :notifications) t))
         (should (equal (plist-get (aref answer 0) :severity) '(:orphan-tool-result "warning"))))))
 
+;; Timing of Eglot's synchronous connect, for deciding whether the server's early
+;; `initialize' answer (server/rewind_lsp/lsp/early.py) pays: `eglot' blocks Emacs
+;; until `initialize' is answered (up to `eglot-sync-connect' seconds), then the
+;; buffer's didOpen goes out and the diagnostics follow.  Each run starts a fresh
+;; server for a transcript in its own folder; REWIND_LSP_TIMING_RUNS (default 1)
+;; runs per variant, in turns.  The figures go to the log as "timing:" lines.
+
+(defun rewind-test-time-start (early dir)
+  "Start Eglot on a broken transcript in DIR with REWIND_LSP_EARLY_INITIALIZE=EARLY.
+Return (CONNECT-SECONDS . DIAGNOSTICS-SECONDS), both from just before the server starts."
+  (let* ((process-environment (cons (concat "REWIND_LSP_EARLY_INITIALIZE=" early) process-environment))
+         (file (rewind-test-write (expand-file-name (format "%s.jsonl" rewind-test-session) dir)
+                                  rewind-test-transcript-lines))
+         (buf (find-file-noselect file)))
+    (unwind-protect
+        (with-current-buffer buf
+          (should-not (eglot-current-server))
+          (let* ((start (float-time))
+                 (connected (progn (apply #'eglot (eglot--guess-contact))
+                                   (should (eglot-current-server))
+                                   (- (float-time) start))))
+            (rewind-test-diagnostic "orphan-tool-use")
+            (cons connected (- (float-time) start))))
+      (with-current-buffer buf
+        (when (eglot-current-server)
+          (eglot-shutdown (eglot-current-server))))
+      (kill-buffer buf))))
+
+(ert-deftest rewind-lsp-timing-eglot-connect ()
+  "Server start -> Eglot connected (sync connect returned) -> first diagnostics, early answer on and off."
+  (let ((runs (max 1 (string-to-number (or (getenv "REWIND_LSP_TIMING_RUNS") "1"))))
+        (times (list (cons "1" nil) (cons "0" nil))))
+    (dotimes (i runs)
+      (dolist (variant times)
+        (let ((dir (expand-file-name (format "timing-%s-%d" (car variant) i) rewind-test-work)))
+          (push (rewind-test-time-start (car variant) dir) (cdr variant)))))
+    (dolist (variant times)
+      (let ((connects (mapcar #'car (cdr variant)))
+            (diagnostics (mapcar #'cdr (cdr variant))))
+        (message "timing: REWIND_LSP_EARLY_INITIALIZE=%s, best of %d: start -> eglot connected %.0f ms, -> first diagnostics %.0f ms (all runs: %s)"
+                 (car variant) runs (* 1000 (apply #'min connects)) (* 1000 (apply #'min diagnostics))
+                 (mapconcat (lambda (c) (format "%.0f/%.0f" (* 1000 (car c)) (* 1000 (cdr c))))
+                            (reverse (cdr variant)) " "))
+        (dolist (c (cdr variant))
+          (should (<= (car c) (cdr c))))))))
+
 (provide 'rewind-lsp-test)
 ;;; rewind-lsp-test.el ends here

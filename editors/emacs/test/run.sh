@@ -30,7 +30,7 @@ fi
 if [ "$failed" -gt 0 ] || [ "${VERBOSE:-0}" = 1 ]; then
   grep -v '^\[stderr\]' "$log"
 else
-  grep -E '^ +passed +[0-9]+/[0-9]+|^Ran ' "$log"
+  grep -E '^ +passed +[0-9]+/[0-9]+|^Ran |^timing: ' "$log"
 fi
 rm -f "$log"
 echo "time: $(( $(date +%s) - start ))s"

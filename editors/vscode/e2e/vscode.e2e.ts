@@ -116,6 +116,30 @@ async function visibleSquiggle(timeout = UI_TIMEOUT): Promise<Locator> {
   return squiggle;
 }
 
+/** The notifications on screen, as their message texts. */
+async function notificationTexts(): Promise<string[]> {
+  return page.locator('.notification-toast .notification-list-item-message').allInnerTexts();
+}
+
+/** Waits for the Rewind/Repair result toast and checks it is the only notification about the new file, both
+ * when it appears and a while later (the server's own window/showMessage must not make a second one); returns
+ * its Copy resume command button. */
+async function onlyResultToast(text: string): Promise<Locator> {
+  const toast = page.locator('.notification-toast', { has: page.locator('.notification-list-item-message', { hasText: text }) });
+  await toast.first().waitFor({ timeout: UI_TIMEOUT });
+  await page.waitForTimeout(2000);
+  const about = (await notificationTexts()).filter((shown) => shown.includes('rewind-lsp: wrote'));
+  assert.deepEqual(about, [text], `expected exactly one result notification, saw: ${JSON.stringify(about)}`);
+  const buttons = await toast.locator('.monaco-button').allInnerTexts();
+  assert.deepEqual(buttons, ['Copy resume command']);
+  return toast.locator('.monaco-button', { hasText: 'Copy resume command' });
+}
+
+async function clearNotifications(): Promise<void> {
+  await runPaletteCommand('Notifications: Clear All Notifications');
+  await waitFor('the notifications to be cleared', async () => ((await notificationTexts()).length === 0 ? true : undefined));
+}
+
 function jsonlFiles(): string[] {
   return fs.readdirSync(WORKSPACE).filter((name) => name.endsWith('.jsonl')).sort();
 }
@@ -299,15 +323,14 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       // The server shows the new file (window/showDocument).
       await page.locator('.tabs-container .tab', { hasText: created }).waitFor({ timeout: UI_TIMEOUT });
       await screenshot('rewound', 'the new session file opened beside the original after Rewind');
-      // The extension's toast names the resume command and copies it with one click.
-      const toast = page.locator('.notification-toast', { hasText: `rewind-lsp: wrote ${created}; resume it with: claude --resume` }).first();
-      await toast.waitFor({ timeout: UI_TIMEOUT });
-      const copy = toast.locator('.monaco-button', { hasText: 'Copy resume command' });
-      await copy.waitFor({ timeout: UI_TIMEOUT });
-      await screenshot('rewind-toast', 'the Rewind result toast with the resume command and its Copy resume command button');
+      // One toast, in the server's words, with a button that copies the resume command.
+      const resume = `claude --resume ${created.replace(/\.jsonl$/, '')}`;
+      const copy = await onlyResultToast(`rewind-lsp: wrote ${created} (truncate); the original is untouched. Resume it with: ${resume}`);
+      await screenshot('rewind-toast', 'the one Rewind result toast: the new file, the resume command and its Copy resume command button');
       await copy.click();
       await page.locator('.notification-toast', { hasText: 'to the clipboard' }).first().waitFor({ timeout: UI_TIMEOUT });
-      assert.equal(await page.evaluate(() => navigator.clipboard.readText()), `claude --resume ${created.replace(/\.jsonl$/, '')}`);
+      assert.equal(await page.evaluate(() => navigator.clipboard.readText()), resume);
+      await clearNotifications();
     });
   });
 
@@ -333,6 +356,10 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       const created = await newRepairedFile(before);
       const check = rewindLspCheck(path.join(WORKSPACE, created));
       assert.equal(check.status, 0, `rewind-lsp check ${created} failed:\n${check.output}`);
+      const resume = `claude --resume ${created.replace(/\.jsonl$/, '')}`;
+      await onlyResultToast(`rewind-lsp: wrote ${created} (patch); the original is untouched. Resume it with: ${resume}`);
+      await screenshot('repair-toast', 'the one Repair result toast (run from the command palette) with its Copy resume command button');
+      await clearNotifications();
     });
   });
 

@@ -3,11 +3,15 @@ import * as vscode from 'vscode';
 import {
   ExecuteCommandRequest,
   LanguageClient,
+  MessageType,
+  ShowMessageNotification,
+  type ShowMessageParams,
   type DocumentSelector,
   type LanguageClientOptions,
   type ServerOptions as LspServerOptions,
 } from 'vscode-languageclient/node';
 import { commandErrorOf, countBroken, isMarkdownUri, pickRuleId, resumeCommandOf, rewindResultText, statusText } from './diagnostics';
+import { ResultMessages, type ServerMessage } from './resultMessage';
 import { resolveServerCommand } from './serverCommand';
 import { SECTION, documentPatterns, sectionToServerOptions, toServerOptions } from './settings';
 import { TERMINAL_OUTPUT_NOTIFICATION, isClaudeCommandLine, type TerminalOutputParams } from './terminal';
@@ -17,6 +21,7 @@ const CLIENT_ID = 'rewind-lsp';
 const SERVER = {
   rewind: 'rewind-lsp.rewind',
   repair: 'rewind-lsp.repair',
+  rewindTo: 'rewind-lsp.rewindTo',
   showFix: 'rewind-lsp.showFix',
   copyResumeCommand: 'rewind-lsp.copyResumeCommand',
 } as const;
@@ -28,6 +33,9 @@ let output: vscode.OutputChannel;
 let notRunning: string | undefined = 'starting';
 let updateStatus: () => void = () => undefined;
 const COPY_RESUME = 'Copy resume command';
+/** Commands whose answer carries a resume command, announced by the server's window/showMessage. */
+const RESULT_COMMANDS: ReadonlySet<string> = new Set([SERVER.rewind, SERVER.repair, SERVER.rewindTo]);
+const resultMessages = new ResultMessages();
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   output = vscode.window.createOutputChannel('rewind-lsp');
@@ -107,13 +115,13 @@ async function startClient(): Promise<void> {
         },
       },
       executeCommand: async (command, args, next) => {
-        const result: unknown = await next(command, args);
+        const send = async (): Promise<unknown> => next(command, args);
+        const result: unknown = RESULT_COMMANDS.has(command) ? await runResultCommand(send) : await send();
         const resumeCommand = logCommandResult(command, result);
         if (command === SERVER.copyResumeCommand && resumeCommand !== undefined) {
           await vscode.env.clipboard.writeText(resumeCommand);
           void vscode.window.showInformationMessage(`Copied \`${resumeCommand}\` to the clipboard.`);
         }
-        if (command === SERVER.rewind || command === SERVER.repair) void offerResumeCommand(result);
         return result;
       },
       workspace: {
@@ -136,6 +144,10 @@ async function startClient(): Promise<void> {
   };
   const newClient = new LanguageClient(CLIENT_ID, 'rewind-lsp', serverOptions, clientOptions);
   client = newClient;
+  // Replaces the client's own window/showMessage handler (same toasts), so a Rewind/Repair result is shown once.
+  newClient.onNotification(ShowMessageNotification.type, (params: ShowMessageParams) => {
+    if (!resultMessages.hold(params)) showServerMessage(params);
+  });
   try {
     await newClient.start();
     setNotRunning(undefined);
@@ -201,13 +213,33 @@ function activeCheckedEditor(): vscode.TextEditor | undefined {
 async function runOnActiveDocument(command: typeof SERVER.rewind | typeof SERVER.repair): Promise<void> {
   const editor = activeCheckedEditor();
   if (editor === undefined) return;
-  // The server writes the new session file and shows it; the toast here keeps the resume command one click away.
-  const result = await executeServerCommand(command, [editor.document.uri.toString()]);
-  void offerResumeCommand(result);
+  await runResultCommand(() => executeServerCommand(command, [editor.document.uri.toString()]));
 }
 
-async function offerResumeCommand(result: unknown): Promise<void> {
-  const text = rewindResultText(result);
+function showServerMessage(params: ServerMessage): void {
+  if (params.type === MessageType.Error) void vscode.window.showErrorMessage(params.message);
+  else if (params.type === MessageType.Warning) void vscode.window.showWarningMessage(params.message);
+  else void vscode.window.showInformationMessage(params.message);
+}
+
+/** Runs a Rewind/Repair: the server writes the new session, shows it and announces it in a
+ * window/showMessage; that one message is shown here, with a button that copies the resume command. */
+async function runResultCommand(send: () => Promise<unknown>): Promise<unknown> {
+  resultMessages.begin();
+  let result: unknown;
+  try {
+    result = await send();
+  } finally {
+    const released = resultMessages.end(resumeCommandOf(result));
+    for (const message of released.others) showServerMessage(message);
+    void offerResumeCommand(result, released.withButton?.message);
+  }
+  return result;
+}
+
+/** The result toast: the server's own words when it sent them, else the extension's. */
+async function offerResumeCommand(result: unknown, serverText: string | undefined): Promise<void> {
+  const text = serverText ?? rewindResultText(result);
   const resume = resumeCommandOf(result);
   if (text === undefined || resume === undefined) return;
   const choice = await vscode.window.showInformationMessage(text, COPY_RESUME);
