@@ -10,6 +10,7 @@ block).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +32,9 @@ class Spot:
 
     line: int
     block: int | None = None
+    # What the block is, where the map knows it (a message's content): "tool_use", "text", …
+    kind: str | None = field(default=None, compare=False)
+    tool_id: str | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -231,9 +235,9 @@ def build(conversations: Sequence[Conversation], fetch: LineFetcher, boundaries:
                 if not lines or lines[-1] != e.line:
                     lines.append(e.line)
                 if e.text_content or not e.blocks:
-                    blocks.append(Spot(e.line))
+                    blocks.append(Spot(e.line, None, "text"))
                 else:
-                    blocks.extend(Spot(e.line, b.index) for b in e.blocks)
+                    blocks.extend(Spot(e.line, b.index, b.kind, b.tool_id) for b in e.blocks)
             message_lines.append(lines)
             content.append(blocks)
         calls = _calls(main, fetch, msg_index)
@@ -282,3 +286,14 @@ def _turns(main: Conversation, fetch: LineFetcher, msg_index: dict[int, int], ca
                     seen_calls.add(id(c))
                     current.calls.append(c)
     return turns
+
+
+_REF = re.compile(r"messages\.(\d{1,9})(?:\.content\.(\d{1,9}))?")
+
+
+def parse_ref(text: str) -> tuple[int, int | None] | None:
+    """`messages.N` or `messages.N.content.M` (as the API writes them), else None."""
+    m = _REF.fullmatch(text.strip())
+    if m is None:
+        return None
+    return int(m.group(1)), int(m.group(2)) if m.group(2) is not None else None
