@@ -32,6 +32,7 @@ class Settings(BaseModel):
     disabled_rules: list[str] = Field(default_factory=list)
     severity: dict[str, str] = Field(default_factory=dict)
     notifications: bool = True
+    inlay_hints: bool = True  # `messages.N` at the start of each line of the live conversation
 
     @field_validator("severity")
     @classmethod

@@ -1079,3 +1079,7 @@ async def terminal_output(ls: RewindLanguageServer, params: Any) -> None:
     path = folder / f"terminal-{safe}.log"
     _append_regular(str(path), data)
     await ls.refresh_path(str(path))
+
+
+# The navigation features register themselves on `server` (a module of their own).
+from . import navigate  # noqa: E402, F401

@@ -1,0 +1,129 @@
+"""The transcript as a document, over stdio with the real server: outline, jumps, hints, lenses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from lsp_support import PROJECTS, diagnostics_for, entry, open_doc, tool_result, tool_use
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from rewind_lsp.check import check_transcript_file
+
+CORPUS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "real").resolve()
+
+LINES = [
+    entry("user", "u1", None, "list the files"),
+    entry("assistant", "a1", "u1", [tool_use("toolu_01LS")], "msg_1"),
+    entry("user", "u2", "a1", [tool_result("toolu_01LS")]),
+    entry("assistant", "a2", "u2", [{"type": "text", "text": "Here they are."}], "msg_2"),
+    entry("user", "u3", "a2", "now run the tests"),
+    entry("assistant", "a3", "u3", [tool_use("toolu_01RUN")], "msg_3"),
+    entry("user", "u4", "a3", "hello?"),
+]
+
+
+def _open(client: LanguageClient, lines: list[str]) -> str:
+    folder = PROJECTS / f"nav-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    path = folder / f"{uuid.uuid4()}.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return open_doc(client, path)
+
+
+def _doc(uri: str) -> types.TextDocumentIdentifier:
+    return types.TextDocumentIdentifier(uri=uri)
+
+
+async def test_outline_jumps_hints_and_lenses(client: LanguageClient) -> None:
+    uri = _open(client, LINES)
+    symbols = await client.text_document_document_symbol_async(types.DocumentSymbolParams(text_document=_doc(uri)))
+    assert symbols is not None
+    assert [(s.name, s.detail) for s in symbols] == [  # type: ignore[union-attr]
+        ("list the files", "messages.0"), ("now run the tests", "messages.4"), ("hello?", "messages.6")]
+    first, second, _ = symbols
+    assert [(c.name, c.detail) for c in first.children or []] == [  # type: ignore[union-attr]
+        ("Bash ls ✓", "toolu_01LS · result line 3"), ("Here they are.", "reply")]
+    assert [(c.name, c.detail) for c in second.children or []] == [  # type: ignore[union-attr]
+        ("Bash ls ✗", "toolu_01RUN · no result")]
+
+    result_line = LINES[2]
+    at = result_line.index("toolu_01LS")  # ASCII line: the same column in every encoding
+    defs = await client.text_document_definition_async(
+        types.DefinitionParams(text_document=_doc(uri), position=types.Position(2, at)))
+    assert isinstance(defs, list) and len(defs) == 1
+    use_start = LINES[1].index('{"type":"tool_use"')
+    assert (defs[0].uri, defs[0].range.start) == (uri, types.Position(1, use_start))  # type: ignore[union-attr]
+    refs = await client.text_document_references_async(types.ReferenceParams(
+        context=types.ReferenceContext(include_declaration=False), text_document=_doc(uri),
+        position=types.Position(1, use_start + 2)))
+    assert [r.range.start.line for r in refs or []] == [2]
+
+    hints = await client.text_document_inlay_hint_async(types.InlayHintParams(
+        text_document=_doc(uri), range=types.Range(types.Position(0, 0), types.Position(6, 0))))
+    assert [(h.position.line, h.label) for h in hints or []] == [
+        (0, "messages.0"), (1, "messages.1 → result line 3"), (2, "messages.2"), (3, "messages.3"),
+        (4, "messages.4"), (5, "messages.5 ✗ toolu_01RUN: no result"), (6, "messages.6")]
+
+    lenses = await client.text_document_code_lens_async(types.CodeLensParams(text_document=_doc(uri)))
+    assert [(lens.range.start.line, lens.command.title, list(lens.command.arguments or []))  # type: ignore[union-attr]
+            for lens in lenses or []] == [
+        (0, "Repair session (keeps everything)", [uri]),
+        (4, "Rewind to here (drops 3 messages)", [uri, "5"]),
+    ]
+    folds = await client.text_document_folding_range_async(types.FoldingRangeParams(text_document=_doc(uri)))
+    assert [(f.start_line, f.end_line) for f in folds or []] == [(0, 3), (1, 2), (4, 5)]
+    found = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="tests"))
+    assert [(s.name, s.location.uri) for s in found or []] == [("now run the tests", uri)]  # type: ignore[union-attr]
+
+
+async def test_the_lens_runs_the_rewind_it_names(client: LanguageClient) -> None:
+    uri = _open(client, LINES)
+    await diagnostics_for(client, uri)
+    lenses = await client.text_document_code_lens_async(types.CodeLensParams(text_document=_doc(uri)))
+    (rewind,) = [lens for lens in lenses or [] if lens.command and lens.command.title.startswith("Rewind")]
+    assert rewind.command is not None
+    answer = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        rewind.command.command, rewind.command.arguments))
+    copy = Path(answer["path"])
+    kept = [json.loads(line)["uuid"] for line in copy.read_text().splitlines()]
+    assert kept == ["u1", "a1", "u2", "a2"]
+    assert not [f for f in check_transcript_file(str(copy)).findings if f.severity <= 2]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*/*.jsonl"))[:3] if CORPUS.exists() else [])
+async def test_every_result_of_a_real_session_jumps_to_its_tool_use(client: LanguageClient, name: str) -> None:
+    (src,) = list(CORPUS.glob(f"*/{name}"))
+    folder = PROJECTS / f"real-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    path = folder / name
+    shutil.copy(src, path)
+    uri = open_doc(client, path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    symbols = await client.text_document_document_symbol_async(types.DocumentSymbolParams(text_document=_doc(uri)))
+    assert symbols
+    checked = 0
+    for n, text in enumerate(lines):
+        d = json.loads(text)
+        content = (d.get("message") or {}).get("content")
+        if d.get("type") != "user" or not isinstance(content, list) or d.get("isSidechain"):
+            continue
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                tid = block["tool_use_id"]
+                col = text.index(tid)
+                if any(ord(c) > 127 for c in text[:col]):
+                    continue  # the column would need the client's encoding; ASCII prefixes suffice here
+                defs = await client.text_document_definition_async(types.DefinitionParams(
+                    text_document=_doc(uri), position=types.Position(n, col)))
+                assert isinstance(defs, list) and len(defs) == 1, (n, tid)
+                target = lines[defs[0].range.start.line]  # type: ignore[union-attr]
+                assert f'"id":"{tid}"' in target.replace(" ", ""), (n, tid)
+                checked += 1
+                if checked >= 40:
+                    return
+    assert checked
