@@ -18,6 +18,7 @@ from .transcript import BadLine, Entry, Transcript, read_transcript, read_transc
 from .validate import Fault, validate
 
 if TYPE_CHECKING:  # rules (pydantic, re2, TOML) and logscan load only when needed: the hook's budget
+    from . import locate
     from .rules import Rule, RuleSet
 
 TRANSCRIPT_SUFFIXES = (".jsonl",)
@@ -51,24 +52,51 @@ def _bytes_fetcher(data: bytes) -> LineFetcher:
 
 
 class _Locator:
-    """Positions of blocks inside lines; each line is fetched and decoded once."""
+    """Positions of blocks inside lines. Each line is fetched and decoded once, its content array
+    walked once (`locate.element_spans`) and its UTF-16 columns worked out once (`locate.Columns`):
+    placing N blocks of one line costs one pass over it, not N."""
 
     def __init__(self, fetch: LineFetcher) -> None:
         self.fetch = fetch
         self.cache: dict[int, str] = {}
+        self.spans: dict[int, list[tuple[int, int]]] = {}
+        self.columns: dict[int, locate.Columns] = {}
+        self.interrupted: dict[int, bool] = {}
 
     def text(self, e: Entry) -> str:
         if e.line not in self.cache:
             self.cache[e.line] = self.fetch(e.offset, e.length).decode("utf-8", errors="replace")
         return self.cache[e.line]
 
-    def block(self, e: Entry, block: int | None) -> tuple[Position, Position]:
-        from . import locate  # json.decoder and re: only when there is a finding to place
+    def position(self, line: int, text: str, char_index: int) -> Position:
+        """`findings.line_position(line, text, char_index)`, for a line read through this locator."""
+        columns = self.columns.get(line)
+        if columns is None:
+            from .locate import Columns  # json.decoder and re: only when there is a finding to place
 
+            columns = self.columns[line] = Columns(text)
+        return Position(line, char_index + 1, columns.utf16(char_index))
+
+    def block(self, e: Entry, block: int | None) -> tuple[Position, Position]:
         text = self.text(e)
-        where = locate.span(text, ["message", "content", block]) if block is not None else None
-        start, end = where if where else (0, len(text))
-        return line_position(e.line, text, start), line_position(e.line, text, end)
+        start, end = 0, len(text)
+        if block is not None:
+            spans = self.spans.get(e.line)
+            if spans is None:
+                from .locate import element_spans
+
+                spans = self.spans[e.line] = element_spans(text, ["message", "content"])
+            if 0 <= block < len(spans):
+                start, end = spans[block]
+        return self.position(e.line, text, start), self.position(e.line, text, end)
+
+    def marked_interrupted(self, e: Entry) -> bool:
+        """Does the line carry `"interrupted": true` (looked for once per line)?"""
+        marked = self.interrupted.get(e.line)
+        if marked is None:
+            own = self.fetch(e.offset, e.length)
+            marked = self.interrupted[e.line] = b'"interrupted":true' in own or b'"interrupted": true' in own
+        return marked
 
 
 def _finding(fault: Fault, severity: Severity, conv: Conversation, loc: _Locator) -> Finding:
@@ -159,11 +187,6 @@ INTERRUPTED_NOTE = (" (marked interrupted: Claude Code keeps an interrupted tool
                     "when the session is resumed)")
 
 
-def _marked_interrupted(fault: Fault, loc: _Locator) -> bool:
-    own = loc.fetch(fault.entry.offset, fault.entry.length)
-    return b'"interrupted":true' in own or b'"interrupted": true' in own
-
-
 def conversation_findings(
     conversations: Sequence[Conversation], bad_lines: Sequence[BadLine], fetch: LineFetcher, rules: RuleSet | None
 ) -> list[Finding]:
@@ -190,7 +213,7 @@ def conversation_findings(
                 severity = Severity.INFORMATION
             elif fault.facts.get("fork") == "parent":
                 severity = Severity.INFORMATION  # answered in the parent session the fork points at
-            elif fault.rule == "orphan-tool-use" and _marked_interrupted(fault, loc):
+            elif fault.rule == "orphan-tool-use" and loc.marked_interrupted(fault.entry):
                 severity = Severity.INFORMATION
                 fault = msgspec.structs.replace(fault, message=fault.message + INTERRUPTED_NOTE)
             else:
