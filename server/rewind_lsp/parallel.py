@@ -3,8 +3,9 @@
 No chain crosses a main compact_boundary line (see `incremental`), so a large transcript is cut
 at such lines near equal shares: the first stretch is checked in this process, every later one in
 a forked child (`incremental.check_part`), all at once. The findings are joined, in file order,
-only when the stretches provably do not link: no uuid written in two of them, no line naming a
-line of another, no reply split across two. Otherwise, and wherever a fork is not safe or does not
+only when the stretches provably do not link (`links.Links.meets`, the rule that closes a segment
+in `incremental` too): no uuid written in two of them, no line naming a line of another, no reply
+split across two. Otherwise, and wherever a fork is not safe or does not
 pay (no `os.fork`, one core, threads running, a small file, no boundary to cut at, a child that
 fails), the file is checked in one process as always. The findings are the same either way.
 """
@@ -21,7 +22,8 @@ from typing import IO, TYPE_CHECKING
 import msgspec
 
 from .findings import Finding
-from .incremental import Digests, PartCheck, TranscriptState, check_part, check_stretch, check_transcript_incremental
+from .incremental import PartCheck, TranscriptState, check_part, check_stretch, check_transcript_incremental
+from .links import Links
 from .transcript import Entry, parse_line
 
 if TYPE_CHECKING:
@@ -181,18 +183,16 @@ def _ints(data: bytes) -> array[int]:
     return a
 
 
-def _independent(first: Digests, rest: list[PartCheck]) -> bool:
-    """No uuid written in two stretches, none named across, no assistant reply split across.
+def _independent(first: Links, rest: list[PartCheck]) -> bool:
+    """No stretch links to any before it (`Links.meets`).
 
     The first stretch's sets are this process's own; the others' arrays are only iterated, and
     added to the sets only while a later stretch remains to compare."""
-    uuids, unresolved, siblings = first
+    seen = first
     for i, p in enumerate(rest):
         u, n, s = _ints(p.uuids), _ints(p.unresolved), _ints(p.siblings)
-        if not (uuids.isdisjoint(u) and uuids.isdisjoint(n) and unresolved.isdisjoint(u) and siblings.isdisjoint(s)):
+        if seen.meets(u, n, s):
             return False
         if i + 1 < len(rest):
-            uuids.update(u)
-            unresolved.update(n)
-            siblings.update(s)
+            seen.add(Links(u, n, s))
     return True
