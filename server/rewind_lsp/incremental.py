@@ -348,9 +348,6 @@ class PartCheck(msgspec.Struct):
     siblings: bytes = b""
 
 
-Digests = Links  # a stretch's links (former name)
-
-
 def check_part(path: str, start: int, end: int, line: int, rules: RuleSet | None = None) -> PartCheck:
     """`check_stretch`, packed to send from a forked child to its parent."""
     checked = check_stretch(path, start, end, line, rules)
