@@ -146,23 +146,46 @@ def element_spans(text: str, path: list[PathItem]) -> list[tuple[int, int]]:
 
 
 _ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
 
 
 class Columns:
-    """Character offsets of one line's text turned into UTF-16 columns, for many offsets at once.
+    """Character offsets of one line's text turned into UTF-16 (and UTF-8) columns, for many offsets.
 
     A character above U+FFFF counts two UTF-16 units; every other counts one. So the UTF-16 column
     is the offset plus the astral characters before it: nothing to count on an ASCII line, and a
     binary search of their places otherwise, instead of encoding the prefix once per offset.
+    The UTF-8 column is the offset plus the extra bytes of the non-ASCII characters before it.
     """
 
-    __slots__ = ("astral", "length")
+    __slots__ = ("_extra", "_text", "_wide", "astral", "length")
 
     def __init__(self, text: str) -> None:
         self.length = len(text)
+        self._text = text
         self.astral = [] if text.isascii() else [m.start() for m in _ASTRAL.finditer(text)]
+        self._wide: list[int] | None = None  # places of non-ASCII characters, found on first use
+        self._extra: list[int] = []  # extra UTF-8 bytes up to and including each of them
+
+    def _index(self, char_index: int) -> int:
+        """The offset as a slice reads it: `text[:char_index]` ends there."""
+        return min(char_index, self.length) if char_index >= 0 else max(self.length + char_index, 0)
 
     def utf16(self, char_index: int) -> int:
         """`len(text[:char_index].encode("utf-16-le")) // 2`."""
-        i = min(char_index, self.length) if char_index >= 0 else max(self.length + char_index, 0)  # as a slice
+        i = self._index(char_index)
         return i + bisect_left(self.astral, i) if self.astral else i
+
+    def utf8(self, char_index: int) -> int:
+        """`len(text[:char_index].encode("utf-8"))`."""
+        i = self._index(char_index)
+        if self._wide is None:
+            self._wide, total = [], 0
+            if not self._text.isascii():
+                for m in _NON_ASCII.finditer(self._text):
+                    c = ord(m.group())
+                    total += 1 if c < 0x800 else 2 if c < 0x10000 else 3
+                    self._wide.append(m.start())
+                    self._extra.append(total)
+        k = bisect_left(self._wide, i)
+        return i + (self._extra[k - 1] if k else 0)

@@ -82,9 +82,16 @@ def test_element_spans_are_the_spans_of_each_element(text: str) -> None:
         assert (spans[k] if k < len(spans) else None) == expected, k
 
 
-@pytest.mark.parametrize("text", ["plain ascii line", "héllo wörld", "a😀b😀😀c", "😀", "", "日本語 and 𝄞 clef"])
-def test_columns_count_utf16_units_as_encoding_the_prefix_does(text: str) -> None:
+COLUMN_TEXTS = [
+    "plain ascii line", "héllo wörld", "a😀b😀😀c", "😀", "", "日本語 and 𝄞 clef",
+    "\x7f\x80\u07ff\u0800\uffff\U00010000",  # each side of every UTF-8 length
+]
+
+
+@pytest.mark.parametrize("text", COLUMN_TEXTS)
+def test_columns_count_utf16_units_and_utf8_bytes_as_encoding_the_prefix_does(text: str) -> None:
     columns = Columns(text)
     for i in range(-len(text) - 2, len(text) + 3):
         assert columns.utf16(i) == len(text[:i].encode("utf-16-le")) // 2, i
+        assert columns.utf8(i) == len(text[:i].encode("utf-8")), i
         assert Position(4, i + 1, columns.utf16(i)) == line_position(4, text, i)
