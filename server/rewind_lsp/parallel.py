@@ -109,7 +109,14 @@ def check_parts(path: str, cuts: list[int], rules: RuleSet | None = None) -> lis
     children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
     try:
         for start, end in zip(cuts, [*cuts[1:], -1], strict=True):
-            children.append(_fork_part(path, start, end, rules))
+            # Ctrl-C held off from the fork until the child is on the list: the child's after-fork
+            # hooks (Python's own, before any code here) would print it instead of stopping, and
+            # between the fork and the append the parent would lose the child.
+            was = _hold_sigint()
+            try:
+                children.append(_fork_part(path, start, end, rules, was))
+            finally:
+                _restore_mask(was)  # a Ctrl-C that came meanwhile is raised here
         first = check_stretch(path, 0, cuts[0], 1, rules)
         rest: list[PartCheck] = []
         while children:
@@ -127,7 +134,21 @@ def check_parts(path: str, cuts: list[int], rules: RuleSet | None = None) -> lis
     return [*first[0], *(f for p in rest for f in p.findings)]
 
 
-def _fork_part(path: str, start: int, end: int, rules: RuleSet | None) -> tuple[int, int]:
+def _hold_sigint() -> set[int] | None:
+    """Block SIGINT in this thread; the mask before, to restore (None where there is no mask)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return {int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})}
+
+
+def _restore_mask(was: set[int] | None) -> None:
+    if was is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, was)
+
+
+def _fork_part(path: str, start: int, end: int, rules: RuleSet | None, mask: set[int] | None) -> tuple[int, int]:
+    """Fork a child checking one stretch: its pid and the read end of its pipe. `mask`: the signal
+    mask to restore in the child, once it can catch a Ctrl-C."""
     r, w = os.pipe()
     pid = os.fork()
     if pid:
@@ -135,6 +156,7 @@ def _fork_part(path: str, start: int, end: int, rules: RuleSet | None) -> tuple[
         return pid, r
     status = 1  # the child: never returns; without a result the parent checks the file alone
     try:
+        _restore_mask(mask)  # a Ctrl-C that came since the fork is raised here, and caught below
         os.close(r)
         data = msgspec.msgpack.encode(check_part(path, start, end, _lines_before(path, start) + 1, rules))
         with os.fdopen(w, "wb") as out:
