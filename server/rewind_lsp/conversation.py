@@ -59,7 +59,7 @@ class Conversation(msgspec.Struct):
         return {id(e) for e in self.order}
 
 
-class _Index:
+class EntryIndex:
     __slots__ = (
         "_position", "_scopes", "attached_results", "by_uuid", "entries", "has_children", "has_message_children",
         "siblings", "superseded",
@@ -198,13 +198,13 @@ class _Index:
         return scope[found] if found > i - 10_000 and found >= 0 else None
 
 
-def _index(entries: Sequence[Entry]) -> _Index:
-    ix = _Index(entries)
+def index_entries(entries: Sequence[Entry]) -> EntryIndex:
+    ix = EntryIndex(entries)
     ix.add_entries(entries)
     return ix
 
 
-def _walk_up(leaf: Entry, ix: _Index) -> list[Entry]:
+def _walk_up(leaf: Entry, ix: EntryIndex) -> list[Entry]:
     """The chain from `leaf` up to its root or compaction boundary, returned root first."""
     chain: list[Entry] = []
     seen: set[int] = set()
@@ -221,7 +221,7 @@ def _walk_up(leaf: Entry, ix: _Index) -> list[Entry]:
     return chain
 
 
-def _assemble(chain: list[Entry], ix: _Index, kind: str, label: str) -> Conversation:
+def _assemble(chain: list[Entry], ix: EntryIndex, kind: str, label: str) -> Conversation:
     messages: list[Message] = []
     order: list[Entry] = []
     emitted: set[int] = set()
@@ -281,7 +281,7 @@ def _last_message(entries: Sequence[Entry]) -> Entry | None:
     return None
 
 
-def _roots(entries: Sequence[Entry], ix: _Index) -> dict[int, list[Entry]]:
+def _roots(entries: Sequence[Entry], ix: EntryIndex) -> dict[int, list[Entry]]:
     """Group sidechain entries by the root they hang from (one subagent run per root)."""
     root_of: dict[int, int] = {}
     groups: dict[int, list[Entry]] = defaultdict(list)
@@ -335,11 +335,11 @@ def rebuild(entries: Sequence[Entry], main: bool = True) -> list[Conversation]:
 
 
 def rebuild_indexed(
-    entries: Sequence[Entry], main: bool = True, ix: _Index | None = None
-) -> tuple[list[Conversation], _Index]:
+    entries: Sequence[Entry], main: bool = True, ix: EntryIndex | None = None
+) -> tuple[list[Conversation], EntryIndex]:
     """`rebuild`, and the index it used; `ix` may be given when it already indexes `entries`."""
     if ix is None:
-        ix = _index(entries)
+        ix = index_entries(entries)
     if ix.superseded:
         gone = ix.superseded
         entries = [e for e in entries if id(e) not in gone]
@@ -410,7 +410,7 @@ class Locality(msgspec.Struct):
     dangling: bool  # a line's parent is missing and bridging found no earlier line in the stretch
 
 
-def locality(ix: _Index) -> Locality:
+def locality(ix: EntryIndex) -> Locality:
     by_uuid = ix.by_uuid
     unresolved: list[str] = []
     dangling = False
@@ -426,7 +426,7 @@ def locality(ix: _Index) -> Locality:
     return Locality(list(by_uuid), unresolved, list(ix.siblings), dangling)
 
 
-def dangling(ix: _Index) -> bool:
+def dangling(ix: EntryIndex) -> bool:
     """Some line's parent is missing and bridging finds no earlier line of this stretch for it."""
     by_uuid = ix.by_uuid
     return any(

@@ -15,10 +15,11 @@ Closing a stretch checks this against the open region; every later line is check
 digest of what is closed. Anything else (a rewind to before a compaction, a line linking back)
 falls back to reading the whole file again, with nothing closed, as a full check does. A
 changed inode, a shorter file, a write that does not grow the file, changed bytes at the start
-or just before the read offset, or another rule set start over the same way (an edit in the
-middle of a file that also grows it is taken for an append: Claude Code only appends, and
-rewinds write a new file). Digests are hashes: a collision costs a needless full read, never a
-wrong finding.
+or just before the read offset (`filemark`, the test `logscan` makes too), or another rule set
+start over the same way (an edit in the middle of a file that also grows it is taken for an
+append: Claude Code only appends, and rewinds write a new file). The links are hashed and
+compared by one rule (`links.Links.meets`): a collision costs a needless full read, never a
+wrong finding. Lines are read by `transcript.LineReader`, the reader of a whole-file check.
 
     state = TranscriptState()
     findings = check_transcript_incremental(path, state, rules)   # full read the first time
@@ -37,93 +38,22 @@ from __future__ import annotations
 
 import os
 from array import array
-from bisect import bisect_left
-from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import msgspec
 
-from .check import _no_gc, conversation_findings
-from .conversation import _Index, _index, dangling, locality, rebuild_indexed
+from .conversation import EntryIndex, Locality, dangling, index_entries, locality, rebuild_indexed
+from .filemark import FileMark, rewritten, take_mark
 from .findings import Finding
-from .transcript import _FAST_ERRORS, BadLine, Entry, _decode_fast, decode_block, is_truncated, parse_line
+from .gcpause import no_gc
+from .links import Hash, KeyHash, Links, stable_hash, stable_key_hash
+from .transcript import BadLine, Entry, LineReader, parse_tail
+from .verdict import conversation_findings, file_fetcher
 
 if TYPE_CHECKING:
     from .rules import RuleSet
 
-_EDGE = 64  # bytes compared at the start of the file and before the read offset to notice a rewrite
-
-
-def _stable_hash(text: str) -> int:
-    """The same in every process (Python's str hash is salted per process): for saved states."""
-    digest = _blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
-
-
-def _blake2b(data: bytes, digest_size: int) -> Any:
-    # hashlib costs ~5 ms to import and only saved states (the hook) hash this way: bound on first use.
-    global _blake2b
-    from hashlib import blake2b
-
-    _blake2b = blake2b  # type: ignore[assignment]  # every later call goes straight to hashlib
-    return blake2b(data, digest_size=digest_size)
-
-
-def _key_text(key: tuple[bool, str | None, str]) -> str:
-    sidechain, agent, message_id = key
-    return f"{int(sidechain)}\x00{'' if agent is None else agent + chr(1)}\x00{message_id}"
-
-
-class _Closed:
-    """Hashes of the links of everything closed: what a later line must not touch.
-
-    Sets in memory. A state loaded from disk keeps the saved sorted arrays instead and searches
-    them (a few look-ups per appended line), turning them into sets only when a segment closes.
-    """
-
-    __slots__ = ("_arrays", "siblings", "unresolved", "uuids")
-
-    def __init__(self) -> None:
-        self.uuids: set[int] = set()
-        self.unresolved: set[int] = set()  # links from closed lines that named nothing
-        self.siblings: set[int] = set()
-        self._arrays: tuple[array[int], array[int], array[int]] | None = None
-
-    @classmethod
-    def from_sorted(cls, uuids: array[int], unresolved: array[int], siblings: array[int]) -> _Closed:
-        closed = cls()
-        closed._arrays = (uuids, unresolved, siblings)
-        return closed
-
-    def __bool__(self) -> bool:
-        if self._arrays is not None:
-            return any(len(a) for a in self._arrays)
-        return bool(self.uuids or self.unresolved or self.siblings)
-
-    @staticmethod
-    def _in(a: array[int], x: int) -> bool:
-        i = bisect_left(a, x)
-        return i < len(a) and a[i] == x
-
-    def has_uuid(self, x: int) -> bool:
-        return self._in(self._arrays[0], x) if self._arrays is not None else x in self.uuids
-
-    def has_unresolved(self, x: int) -> bool:
-        return self._in(self._arrays[1], x) if self._arrays is not None else x in self.unresolved
-
-    def has_sibling(self, x: int) -> bool:
-        return self._in(self._arrays[2], x) if self._arrays is not None else x in self.siblings
-
-    def as_sets(self) -> _Closed:
-        if self._arrays is not None:
-            self.uuids, self.unresolved, self.siblings = (set(a) for a in self._arrays)
-            self._arrays = None
-        return self
-
-    def sorted_arrays(self) -> tuple[array[int], array[int], array[int]]:
-        if self._arrays is not None:
-            return self._arrays
-        return array("q", sorted(self.uuids)), array("q", sorted(self.unresolved)), array("q", sorted(self.siblings))
+_Closed = Links  # the name index.py imports
 
 
 class Stats(msgspec.Struct):
@@ -142,32 +72,27 @@ class TranscriptState:
     def __init__(self, stable_hashes: bool = False) -> None:
         # Hashes must survive the process when the state is saved (the hook).
         self.stable_hashes = stable_hashes
-        self._h: Callable[[str], int] = _stable_hash if stable_hashes else hash
-        self._hk: Callable[[tuple[bool, str | None, str]], int] = (
-            (lambda k: _stable_hash(_key_text(k))) if stable_hashes else hash
-        )
+        self._h: Hash = stable_hash if stable_hashes else hash
+        self._hk: KeyHash = stable_key_hash if stable_hashes else hash
         self.stats = Stats()
         self.rules: RuleSet | None = None
         self._path = ""  # the file being read, to fetch the lines findings point at
         self._reset()
 
     def _reset(self) -> None:
-        self.dev = self.ino = -1
-        self.size = self.mtime_ns = -1
+        self.mark = FileMark()  # what the last read saw of the file, to notice a rewrite
         self.offset = 0  # end of the last complete line read
         self.line = 1  # number of the next line
-        self.head = b""  # first bytes of the file
-        self.tail = b""  # bytes just before `offset`
         self.open_start = 0  # where the open region starts (a main compact_boundary line, or 0)
         self.open_line = 1
         self.open_entries: list[Entry] = []
-        self.ix: _Index | None = None  # index of open_entries, kept up to date once built
+        self.ix: EntryIndex | None = None  # index of open_entries, kept up to date once built
         self.verified = 0  # open_entries[:verified] are known not to link into the closed part
         self.open_bad: list[BadLine] = []
         self.open_loaded = True  # False after load_state: the open region is re-read on the next call
         self.last_boundary = -1  # index in open_entries of the newest main compact_boundary
         self.main_segment = 0  # index in open_entries where the live conversation's segment starts
-        self.closed = _Closed()
+        self.closed = Links()
         self.closed_findings: list[Finding] = []
         self.findings: list[Finding] | None = None  # the last result
         self.violated = False  # a line links into the closed part: the shortcut does not hold
@@ -175,6 +100,55 @@ class TranscriptState:
     @property
     def open_entry_count(self) -> int:
         return len(self.open_entries)
+
+    # The mark's fields by their former names: index.py saves and loads a state through them.
+    @property
+    def dev(self) -> int:
+        return self.mark.dev
+
+    @dev.setter
+    def dev(self, value: int) -> None:
+        self.mark.dev = value
+
+    @property
+    def ino(self) -> int:
+        return self.mark.ino
+
+    @ino.setter
+    def ino(self, value: int) -> None:
+        self.mark.ino = value
+
+    @property
+    def size(self) -> int:
+        return self.mark.size
+
+    @size.setter
+    def size(self, value: int) -> None:
+        self.mark.size = value
+
+    @property
+    def mtime_ns(self) -> int:
+        return self.mark.mtime_ns
+
+    @mtime_ns.setter
+    def mtime_ns(self, value: int) -> None:
+        self.mark.mtime_ns = value
+
+    @property
+    def head(self) -> bytes:
+        return self.mark.head
+
+    @head.setter
+    def head(self, value: bytes) -> None:
+        self.mark.head = value
+
+    @property
+    def tail(self) -> bytes:
+        return self.mark.tail
+
+    @tail.setter
+    def tail(self, value: bytes) -> None:
+        self.mark.tail = value
 
 
 def check_transcript_incremental(
@@ -185,7 +159,7 @@ def check_transcript_incremental(
     Reads only what was appended since the last call with this `state` (all of it the first time,
     after a rewrite, truncation or rotation, or when the shortcut does not provably hold).
     """
-    with _no_gc():  # see check._no_gc (harmless for other threads meanwhile)
+    with no_gc():
         return list(_check(path, state, rules))
 
 
@@ -197,13 +171,11 @@ def _check(path: str, state: TranscriptState, rules: RuleSet | None) -> list[Fin
         state.rules = rules
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
-        if not _same_file(f, st, state):
+        if rewritten(f, st, state.mark, state.offset):
             state._reset()
-        elif state.findings is not None and st.st_size == state.size:
-            if st.st_mtime_ns == state.mtime_ns:
-                state.stats.reused = True
-                return state.findings
-            state._reset()  # written to without growing: not an append (Claude Code only appends)
+        elif state.findings is not None and state.mark.unchanged(st):
+            state.stats.reused = True
+            return state.findings
         if state.offset == 0:
             state.stats.full_reads += 1
         if not state.open_loaded:
@@ -220,29 +192,9 @@ def _check(path: str, state: TranscriptState, rules: RuleSet | None) -> list[Fin
             _read_new(f, state, allow_close=False)
             tail = _tail(f, state)
             findings = _analyze_open(state, tail)
-        state.dev, state.ino, state.size, state.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-        f.seek(0)
-        state.head = f.read(_EDGE)
-        state.tail = _bytes_before(f, state.offset)
+        state.mark = take_mark(f, st, state.offset)
     state.findings = findings
     return findings
-
-
-def _bytes_before(f: IO[bytes], offset: int) -> bytes:
-    start = max(0, offset - _EDGE)
-    f.seek(start)
-    return f.read(offset - start)
-
-
-def _same_file(f: IO[bytes], st: os.stat_result, state: TranscriptState) -> bool:
-    if state.ino < 0:
-        return True  # nothing read yet
-    if (st.st_dev, st.st_ino) != (state.dev, state.ino) or st.st_size < state.offset:
-        return False
-    f.seek(0)
-    if f.read(len(state.head)) != state.head:
-        return False
-    return _bytes_before(f, state.offset) == state.tail
 
 
 def _reload_open(f: IO[bytes], state: TranscriptState) -> None:
@@ -257,73 +209,24 @@ def _reload_open(f: IO[bytes], state: TranscriptState) -> None:
         state.violated = True
 
 
-_CHUNK = 1 << 20
-
-
-def _parse_lines(block: bytes, line: int, offset: int) -> tuple[list[Entry | BadLine], int]:
-    """The entries and bad lines of `block` (whole lines), line by line (the tolerant path), and
-    the number of lines."""
-    out: list[Entry | BadLine] = []
-    decode = _decode_fast
-    lines = block.split(b"\n")
-    lines.pop()  # empty: the block ends with a newline
-    for body in lines:
-        n = len(body)
-        length = n - 1 if body[-1:] == b"\r" else n
-        parsed: Entry | BadLine | None
-        if body[:1] == b"{":
-            try:
-                parsed = decode(body)
-                parsed.line, parsed.offset, parsed.length, parsed.cached_blocks = line, offset, length, None
-            except _FAST_ERRORS:
-                parsed = parse_line(line, offset, body[:length])
-        else:
-            parsed = parse_line(line, offset, body[:length]) if body.strip() else None
-        offset += n + 1
-        line += 1
-        if parsed is not None:
-            out.append(parsed)
-    return out, len(lines)
-
-
 def _read_new(f: IO[bytes], state: TranscriptState, allow_close: bool, end: int = -1) -> None:
     """Read complete lines from `state.offset` (to `end`, if given); the torn tail is left.
 
-    Chunks are decoded whole when they can be (`decode_block`), else line by line; per line,
-    the loop below is the rest of the cost of reading, so it stays flat.
+    Per line, the loop below is the rest of the cost of reading (after `LineReader`'s decoding),
+    so it stays flat.
     """
-    start = offset = state.offset
-    line = state.line
+    start = state.offset
     entries, bad, ix = state.open_entries, state.open_bad, state.ix
-    size = _CHUNK
-    while True:
-        want = size if end < 0 else min(size, end - offset)
-        if want <= 0:
-            break
-        # Each read starts at the first line not yet read: the part of a line a chunk cut is read
-        # again with the next one (cheaper than copying blocks and joining the pieces).
+
+    def read(offset: int, n: int) -> bytes:
         f.seek(offset)
-        chunk = f.read(want)
-        cut = chunk.rfind(b"\n") + 1
-        if not cut:
-            if len(chunk) < size:
-                break  # no newline before the end (of the file, or `end`): a torn tail, left for `_tail`
-            size *= 2  # a line longer than a chunk: read it whole next time
-            continue
-        size = _CHUNK
-        items: list[Entry] | list[Entry | BadLine] | None = decode_block(chunk, cut, line, offset)
-        if items is None:
-            items, count = _parse_lines(chunk[:cut], line, offset)
-        else:
-            count = len(items)  # one entry per line
-        base = offset
-        offset += cut
-        line += count
-        for parsed in items:
-            if isinstance(parsed, BadLine):
-                bad.append(parsed)
-                continue
-            e = parsed
+        return f.read(n)
+
+    reader = LineReader(read, state.offset, state.line, end)
+    for batch in reader:
+        # All at once: a stop below (a link into the closed part) drops this state anyway.
+        bad.extend(batch.bad)
+        for e in batch.entries:
             entries.append(e)
             if ix is not None:
                 ix.add_entries((e,))
@@ -342,29 +245,19 @@ def _read_new(f: IO[bytes], state: TranscriptState, allow_close: bool, end: int 
                     _close(state, state.main_segment)
                     if state.violated:
                         # Stop after this line, as a line-by-line read would.
-                        state.offset = base + chunk.find(b"\n", e.offset - base) + 1
+                        base = batch.offset
+                        state.offset = base + batch.chunk.find(b"\n", e.offset - base) + 1
                         state.line = e.line + 1
                         state.stats.bytes_read += state.offset - start
                         return
                     entries, bad, ix = state.open_entries, state.open_bad, state.ix
-    state.offset, state.line = offset, line
-    state.stats.bytes_read += offset - start
+    state.offset, state.line = reader.offset, reader.line
+    state.stats.bytes_read += reader.offset - start
 
 
-def _links_into(state: TranscriptState, e: Entry) -> bool:
-    """Does this line name, or is it named by, something in the closed part?"""
-    h, closed = state._h, state.closed
-    if e.parent is not None and closed.has_uuid(h(e.parent)):
-        return True
-    if e.source_tool_assistant is not None and closed.has_uuid(h(e.source_tool_assistant)):
-        return True
-    if e.uuid is not None:
-        u = h(e.uuid)
-        if closed.has_uuid(u) or closed.has_unresolved(u):
-            return True
-    if e.type == "assistant" and e.message_id and not e.api_error:
-        return closed.has_sibling(state._hk((e.sidechain, e.agent_id, e.message_id)))
-    return False
+def _links_of(loc: Locality, state: TranscriptState) -> Links:
+    h, hk = state._h, state._hk
+    return Links(map(h, loc.uuids), map(h, loc.unresolved), map(hk, loc.siblings))
 
 
 def _close(state: TranscriptState, k: int) -> None:
@@ -378,40 +271,17 @@ def _close(state: TranscriptState, k: int) -> None:
     if loc.dangling and state.open_start > 0:
         return  # a missing parent bridged to nothing here might bridge to a closed line in a whole read
     h, hk = state._h, state._hk
-    uuids = set(map(h, loc.uuids))
-    unresolved = set(map(h, loc.unresolved))
-    siblings = set(map(hk, loc.siblings))
+    stretch = _links_of(loc, state)
     closed = state.closed.as_sets()
-    if closed and not (
-        closed.uuids.isdisjoint(uuids)  # a uuid written on both sides
-        and closed.unresolved.isdisjoint(uuids)  # a closed line naming one of these
-        and closed.uuids.isdisjoint(unresolved)  # one of these naming a closed line
-        and closed.siblings.isdisjoint(siblings)  # one reply split across
-    ):
+    if closed and closed.meets(stretch.uuids, stretch.unresolved, stretch.siblings):
         state.violated = True
         return
-    for e in rest:
-        if (e.parent is not None and h(e.parent) in uuids) or (
-            e.source_tool_assistant is not None and h(e.source_tool_assistant) in uuids
-        ):
-            return
-        if e.uuid is not None:
-            u = h(e.uuid)
-            if u in uuids or u in unresolved:
-                return
-        if (
-            e.type == "assistant"
-            and e.message_id
-            and not e.api_error
-            and hk((e.sidechain, e.agent_id, e.message_id)) in siblings
-        ):
-            return
+    if any(stretch.meets_entry(e, h, hk) for e in rest):
+        return  # the open region reaches back into what would close: keep it open
     first = rest[0]
     bad = [b for b in state.open_bad if b.line < first.line]
-    state.closed_findings.extend(conversation_findings(conversations, bad, _fetcher_for(state), state.rules))
-    state.closed.uuids |= uuids
-    state.closed.unresolved |= unresolved
-    state.closed.siblings |= siblings
+    state.closed_findings.extend(conversation_findings(conversations, bad, file_fetcher(state._path), state.rules))
+    closed.add(stretch)
     state.open_entries = rest
     state.ix = None
     state.verified = 0
@@ -421,35 +291,23 @@ def _close(state: TranscriptState, k: int) -> None:
     state.main_segment -= k
 
 
-def _fetcher_for(state: TranscriptState) -> Callable[[int, int], bytes]:
-    path = state._path
-
-    def fetch(offset: int, length: int) -> bytes:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(length)
-
-    return fetch
-
-
 def _tail(f: IO[bytes], state: TranscriptState) -> Entry | BadLine | None:
     """The last line when it has no newline yet: read for this check, never kept."""
     f.seek(state.offset)
-    rest = f.read()
-    body = rest[:-1] if rest.endswith(b"\r") else rest
-    if not body.strip():
-        return None
-    parsed = parse_line(state.line, state.offset, body)
-    if isinstance(parsed, BadLine) and is_truncated(body):
-        return None  # a writer mid-line: read it when it is complete
-    if isinstance(parsed, Entry) and state.closed and _links_into(state, parsed):
+    parsed, _torn = parse_tail(state.line, state.offset, f.read())  # torn: read it when it is complete
+    if isinstance(parsed, Entry) and state.closed and state.closed.meets_entry(parsed, state._h, state._hk):
         state.violated = True  # the shortcut fails for this line even before it is complete
     return parsed
 
 
+def _reaches_closed(state: TranscriptState, entries: list[Entry]) -> bool:
+    closed, h, hk = state.closed, state._h, state._hk
+    return bool(closed) and any(closed.meets_entry(e, h, hk) for e in entries)
+
+
 def _analyze_open(state: TranscriptState, tail: Entry | BadLine | None) -> list[Finding]:
     entries = state.open_entries
-    if state.closed and any(_links_into(state, e) for e in entries[state.verified :]):
+    if _reaches_closed(state, entries[state.verified :]):
         state.violated = True
         return []
     state.verified = len(entries)
@@ -459,7 +317,7 @@ def _analyze_open(state: TranscriptState, tail: Entry | BadLine | None) -> list[
         entries = [*entries, tail]  # not kept: indexed for this check only
     else:
         if state.ix is None:
-            state.ix = _index(entries)
+            state.ix = index_entries(entries)
         ix = state.ix
         if isinstance(tail, BadLine):
             bad = [*bad, tail]
@@ -467,7 +325,7 @@ def _analyze_open(state: TranscriptState, tail: Entry | BadLine | None) -> list[
     if state.closed and dangling(ix):
         state.violated = True
         return []
-    found = conversation_findings(conversations, bad, _fetcher_for(state), state.rules)
+    found = conversation_findings(conversations, bad, file_fetcher(state._path), state.rules)
     return [*state.closed_findings, *found] if state.closed_findings else found
 
 
@@ -490,25 +348,22 @@ class PartCheck(msgspec.Struct):
     siblings: bytes = b""
 
 
-Digests = tuple[set[int], set[int], set[int]]  # a stretch's uuids, names resolving to nothing, sibling keys
-
-
 def check_part(path: str, start: int, end: int, line: int, rules: RuleSet | None = None) -> PartCheck:
     """`check_stretch`, packed to send from a forked child to its parent."""
     checked = check_stretch(path, start, end, line, rules)
     if checked is None:
         return PartCheck(False)
-    findings, digests = checked
-    uuids, unresolved, siblings = (array("q", d).tobytes() for d in digests)
+    findings, links = checked
+    uuids, unresolved, siblings = (array("q", d).tobytes() for d in (links.uuids, links.unresolved, links.siblings))
     return PartCheck(True, findings, uuids, unresolved, siblings)
 
 
 def check_stretch(
     path: str, start: int, end: int, line: int, rules: RuleSet | None = None
-) -> tuple[list[Finding], Digests] | None:
+) -> tuple[list[Finding], Links] | None:
     """Check `path[start:end]` (whole lines; `end` -1: to the end of the file, torn tail included)
     as a stretch of a longer file whose line `line` starts at byte `start`: its findings and the
-    digests of its links (`_Closed`'s sets), or None when it cannot be judged alone.
+    links of all its lines (`Links`, as sets), or None when it cannot be judged alone.
 
     A stretch that ends before the file does is history (a later stretch holds the live
     conversation); the last one must hold it. `start` > 0 must be a main compact_boundary line,
@@ -519,11 +374,11 @@ def check_stretch(
     state.offset = state.open_start = start
     state.line = state.open_line = line
     last = end < 0
-    with _no_gc(), open(path, "rb") as f:
+    with no_gc(), open(path, "rb") as f:
         _read_new(f, state, allow_close=True, end=end)
         tail = _tail(f, state) if last and not state.violated else None
     entries, bad = state.open_entries, state.open_bad
-    if state.violated or (state.closed and any(_links_into(state, e) for e in entries[state.verified :])):
+    if state.violated or _reaches_closed(state, entries[state.verified :]):
         return None
     if isinstance(tail, Entry):
         entries = [*entries, tail]
@@ -535,12 +390,7 @@ def check_stretch(
     loc = locality(ix)
     if loc.dangling and state.open_start > 0:
         return None  # bridging could reach a line before the stretch in a whole read
-    findings = conversation_findings(conversations, bad, _fetcher_for(state), rules)
-    closed = state.closed.as_sets()
-    h, hk = state._h, state._hk
-    digests = (
-        closed.uuids.union(map(h, loc.uuids)),
-        closed.unresolved.union(map(h, loc.unresolved)),
-        closed.siblings.union(map(hk, loc.siblings)),
-    )
-    return [*state.closed_findings, *findings], digests
+    findings = conversation_findings(conversations, bad, file_fetcher(path), rules)
+    links = state.closed.as_sets()
+    links.add(_links_of(loc, state))
+    return [*state.closed_findings, *findings], links

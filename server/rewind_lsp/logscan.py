@@ -29,6 +29,7 @@ from typing import Any
 
 import re2
 
+from .filemark import FileMark, rewritten, take_mark
 from .findings import Finding, Position
 from .rules import Rule, RuleSet
 
@@ -45,8 +46,6 @@ CHUNK_BYTES = 8 << 20
 MAX_FINDINGS_PER_FILE = 2000
 # At most this much of a file's end is read again on the next append (a logical line still growing).
 HOLD_BACK_BYTES = 64 << 10
-# How many bytes before the scanned offset are remembered to notice a file rewritten in place.
-TAIL_BYTES = 256
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -767,9 +766,8 @@ class LogState:
 
     offset: int = 0  # bytes already scanned completely
     line: int = 1  # line number at `offset`
-    identity: tuple[int, int] | None = None  # (device, inode) of the file scanned
     findings: dict[tuple[int, str], Finding] = field(default_factory=dict)
-    tail: bytes = b""  # the bytes just before `offset`: if they change, the file was rewritten
+    mark: FileMark = field(default_factory=FileMark)  # what the last scan saw, to notice a rewrite
 
     def all(self) -> list[Finding]:
         return sorted(self.findings.values(), key=lambda f: f.sort_key)
@@ -780,20 +778,15 @@ def scan_file(path: str, state: LogState, rules: RuleSet | Iterable[Rule]) -> li
 
     Truncation (the file is shorter than what was scanned, or the bytes before `offset` are
     no longer the same: truncated and rewritten past it, as `logrotate copytruncate` does) and
-    rotation (another inode at the path) restart the scan from the beginning.
+    rotation (another inode at the path) restart the scan from the beginning (`filemark.rewritten`,
+    the test incremental transcript checks make, without its tests of the file's start).
     """
     log_rules = rules.for_logs() if isinstance(rules, RuleSet) else [r for r in rules if r.patterns]
     new: list[Finding] = []
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
-        identity = (st.st_dev, st.st_ino)
-        rewritten = False
-        if state.identity == identity and state.tail and state.offset <= st.st_size:
-            f.seek(state.offset - len(state.tail))
-            rewritten = f.read(len(state.tail)) != state.tail
-        if state.identity != identity or st.st_size < state.offset or rewritten:
-            state.offset, state.line, state.findings, state.tail = 0, 1, {}, b""
-            state.identity = identity
+        if rewritten(f, st, state.mark, state.offset, whole=False):
+            state.offset, state.line, state.findings = 0, 1, {}
         known = set(state.findings)
         # What is read again from `offset` on (a held-back last line) is judged afresh.
         state.findings = {k: v for k, v in state.findings.items() if k[0] < state.line}
@@ -852,6 +845,5 @@ def scan_file(path: str, state: LogState, rules: RuleSet | Iterable[Rule]) -> li
             # whose continuation is not written yet): read it again with the next append.
             if at_eof:
                 break
-        f.seek(max(state.offset - TAIL_BYTES, 0))
-        state.tail = f.read(min(state.offset, TAIL_BYTES))
+        state.mark = take_mark(f, st, state.offset)
     return new

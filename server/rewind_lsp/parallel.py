@@ -3,8 +3,9 @@
 No chain crosses a main compact_boundary line (see `incremental`), so a large transcript is cut
 at such lines near equal shares: the first stretch is checked in this process, every later one in
 a forked child (`incremental.check_part`), all at once. The findings are joined, in file order,
-only when the stretches provably do not link: no uuid written in two of them, no line naming a
-line of another, no reply split across two. Otherwise, and wherever a fork is not safe or does not
+only when the stretches provably do not link (`links.Links.meets`, the rule that closes a segment
+in `incremental` too): no uuid written in two of them, no line naming a line of another, no reply
+split across two. Otherwise, and wherever a fork is not safe or does not
 pay (no `os.fork`, one core, threads running, a small file, no boundary to cut at, a child that
 fails), the file is checked in one process as always. The findings are the same either way.
 """
@@ -21,7 +22,8 @@ from typing import IO, TYPE_CHECKING
 import msgspec
 
 from .findings import Finding
-from .incremental import Digests, PartCheck, TranscriptState, check_part, check_stretch, check_transcript_incremental
+from .incremental import PartCheck, TranscriptState, check_part, check_stretch, check_transcript_incremental
+from .links import Links
 from .transcript import Entry, parse_line
 
 if TYPE_CHECKING:
@@ -107,7 +109,14 @@ def check_parts(path: str, cuts: list[int], rules: RuleSet | None = None) -> lis
     children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
     try:
         for start, end in zip(cuts, [*cuts[1:], -1], strict=True):
-            children.append(_fork_part(path, start, end, rules))
+            # Ctrl-C held off from the fork until the child is on the list: the child's after-fork
+            # hooks (Python's own, before any code here) would print it instead of stopping, and
+            # between the fork and the append the parent would lose the child.
+            was = _hold_sigint()
+            try:
+                children.append(_fork_part(path, start, end, rules, was))
+            finally:
+                _restore_mask(was)  # a Ctrl-C that came meanwhile is raised here
         first = check_stretch(path, 0, cuts[0], 1, rules)
         rest: list[PartCheck] = []
         while children:
@@ -125,7 +134,21 @@ def check_parts(path: str, cuts: list[int], rules: RuleSet | None = None) -> lis
     return [*first[0], *(f for p in rest for f in p.findings)]
 
 
-def _fork_part(path: str, start: int, end: int, rules: RuleSet | None) -> tuple[int, int]:
+def _hold_sigint() -> set[int] | None:
+    """Block SIGINT in this thread; the mask before, to restore (None where there is no mask)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return {int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})}
+
+
+def _restore_mask(was: set[int] | None) -> None:
+    if was is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, was)
+
+
+def _fork_part(path: str, start: int, end: int, rules: RuleSet | None, mask: set[int] | None) -> tuple[int, int]:
+    """Fork a child checking one stretch: its pid and the read end of its pipe. `mask`: the signal
+    mask to restore in the child, once it can catch a Ctrl-C."""
     r, w = os.pipe()
     pid = os.fork()
     if pid:
@@ -133,6 +156,7 @@ def _fork_part(path: str, start: int, end: int, rules: RuleSet | None) -> tuple[
         return pid, r
     status = 1  # the child: never returns; without a result the parent checks the file alone
     try:
+        _restore_mask(mask)  # a Ctrl-C that came since the fork is raised here, and caught below
         os.close(r)
         data = msgspec.msgpack.encode(check_part(path, start, end, _lines_before(path, start) + 1, rules))
         with os.fdopen(w, "wb") as out:
@@ -181,18 +205,16 @@ def _ints(data: bytes) -> array[int]:
     return a
 
 
-def _independent(first: Digests, rest: list[PartCheck]) -> bool:
-    """No uuid written in two stretches, none named across, no assistant reply split across.
+def _independent(first: Links, rest: list[PartCheck]) -> bool:
+    """No stretch links to any before it (`Links.meets`).
 
     The first stretch's sets are this process's own; the others' arrays are only iterated, and
     added to the sets only while a later stretch remains to compare."""
-    uuids, unresolved, siblings = first
+    seen = first
     for i, p in enumerate(rest):
         u, n, s = _ints(p.uuids), _ints(p.unresolved), _ints(p.siblings)
-        if not (uuids.isdisjoint(u) and uuids.isdisjoint(n) and unresolved.isdisjoint(u) and siblings.isdisjoint(s)):
+        if seen.meets(u, n, s):
             return False
         if i + 1 < len(rest):
-            uuids.update(u)
-            unresolved.update(n)
-            siblings.update(s)
+            seen.add(Links(u, n, s))
     return True

@@ -8,7 +8,7 @@ field by field, so unknown fields, unknown entry types and wrong types never sto
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, NamedTuple
 
 import msgspec
@@ -296,27 +296,6 @@ def parse_line(line: int, offset: int, raw: bytes) -> Entry | BadLine:
     return _from_any(line, offset, len(raw), data)
 
 
-def parse_raw(line: int, offset: int, raw: bytes) -> Entry | BadLine | None:
-    """Decode one line as read, newline included (None for a blank line).
-
-    msgspec skips the trailing newline as whitespace, so the common case copies nothing.
-    """
-    length = len(raw)
-    if raw.endswith(b"\n"):
-        length -= 2 if raw.endswith(b"\r\n") else 1
-    elif raw.endswith(b"\r"):
-        length -= 1
-    if raw[:1] != b"{":
-        if not raw.strip():
-            return None
-    else:
-        try:
-            return _located(_decode_fast(raw), line, offset, length)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
-            pass
-    return parse_line(line, offset, raw[:length])
-
-
 def iter_lines(stream: BinaryIO, start_offset: int = 0, start_line: int = 1) -> Iterator[tuple[int, int, bytes, bool]]:
     """Yield (line number, byte offset, bytes without newline, ended-with-newline)."""
     offset, line = start_offset, start_line
@@ -347,70 +326,120 @@ def is_truncated(raw: bytes) -> bool:
     return False
 
 
-def read_entries(lines: Iterable[tuple[int, int, bytes, bool]]) -> tuple[list[Entry], list[BadLine], bool]:
-    entries: list[Entry] = []
-    bad: list[BadLine] = []
-    torn = False
-    for line, offset, body, ended in lines:
-        if not body.strip():
-            continue
-        parsed = parse_line(line, offset, body)
-        if isinstance(parsed, Entry):
-            entries.append(parsed)
-        elif ended or not is_truncated(body):
-            bad.append(parsed)
-        else:
-            torn = True  # the last line is still being written
-    return entries, bad, torn
-
-
 _CHUNK = 1 << 20
 
 
-def _read_chunks(read: Callable[[int, int], bytes]) -> Transcript:
-    """Every line, a ~1 MB chunk of whole lines at a time: one `decode_block` call per chunk
-    where it provably gives what line by line does, else that chunk's lines one by one
-    (`parse_raw`). `read(offset, n)` gives up to n bytes of the file from offset."""
+class Batch(NamedTuple):
+    """The whole lines of one chunk, decoded and located."""
+
+    entries: list[Entry]
+    bad: list[BadLine]
+    line: int  # number of its first line
+    offset: int  # byte offset of its first line
+    end: int  # byte offset just past its last newline
+    lines: int  # lines it holds, blank ones included
+    chunk: bytes  # what was read: the batch is chunk[: end - offset]
+
+
+def parse_lines(buf: bytes, cut: int, line: int, offset: int) -> tuple[list[Entry], list[BadLine], int]:
+    """The entries and bad lines of `buf[:cut]` (whole lines), line by line (the tolerant path), and
+    the number of lines. Blank lines are counted and skipped."""
     entries: list[Entry] = []
     bad: list[BadLine] = []
-    offset, line, size = 0, 1, _CHUNK
-    while True:
-        chunk = read(offset, size)
-        cut = chunk.rfind(b"\n") + 1
-        if not cut:
-            if len(chunk) < size:
-                break  # the end: `chunk` is the last line, without its newline (or nothing)
-            size *= 2  # a line longer than a chunk: read it whole next time
-            continue
-        size = _CHUNK
-        decoded = decode_block(chunk, cut, line, offset)
-        if decoded is not None:
-            entries.extend(decoded)
-            line += len(decoded)
-            offset += cut
-            continue
-        pos = 0
-        while pos < cut:
-            end = chunk.index(b"\n", pos) + 1
-            parsed = parse_raw(line, offset, chunk[pos:end])
-            if isinstance(parsed, Entry):
-                entries.append(parsed)
-            elif parsed is not None:
-                bad.append(parsed)  # a line with its newline is never torn
-            offset += end - pos
-            line += 1
-            pos = end
-    torn = False
-    if chunk:
-        parsed = parse_raw(line, offset, chunk)
+    decode = _decode_fast
+    lines = buf[:cut].split(b"\n")
+    lines.pop()  # empty: the block ends with a newline
+    for body in lines:
+        n = len(body)
+        length = n - 1 if body[-1:] == b"\r" else n
+        parsed: Entry | BadLine | None
+        if body[:1] == b"{":
+            try:
+                parsed = decode(body)  # msgspec takes a trailing CR as whitespace
+                parsed.line, parsed.offset, parsed.length, parsed.cached_blocks = line, offset, length, None
+            except _FAST_ERRORS:
+                parsed = parse_line(line, offset, body[:length])
+        else:
+            parsed = parse_line(line, offset, body[:length]) if body.strip() else None
+        offset += n + 1
+        line += 1
         if isinstance(parsed, Entry):
             entries.append(parsed)
         elif parsed is not None:
-            if is_truncated(chunk[:-1] if chunk.endswith(b"\r") else chunk):
-                torn = True  # the last line is still being written
+            bad.append(parsed)
+    return entries, bad, len(lines)
+
+
+class LineReader:
+    """The one chunk reader: every whole line from `offset` (numbered from `line`) up to `end`
+    (-1: the end of the file), ~1 MB of whole lines at a time, as `Batch`es.
+
+    A chunk is decoded in one msgspec call (`decode_block`) where that provably gives what line by
+    line does, else line by line (`parse_lines`). `read(offset, n)` gives up to n bytes from offset.
+    Each read starts at the first line not yet read: the part of a line a chunk cut is read again
+    with the next one (cheaper than copying blocks and joining the pieces). After the batches,
+    `rest` holds the bytes after the last newline (the torn tail, or the last line without a
+    newline), for `parse_tail`; `offset` and `line` are where it starts.
+    """
+
+    def __init__(self, read: Callable[[int, int], bytes], offset: int = 0, line: int = 1, end: int = -1) -> None:
+        self.read = read
+        self.offset, self.line, self.end = offset, line, end
+        self.rest = b""
+
+    def __iter__(self) -> Iterator[Batch]:
+        size = _CHUNK
+        while True:
+            want = size if self.end < 0 else min(size, self.end - self.offset)
+            if want <= 0:
+                return
+            offset, line = self.offset, self.line
+            chunk = self.read(offset, want)
+            cut = chunk.rfind(b"\n") + 1
+            if not cut:
+                if len(chunk) < size:
+                    self.rest = chunk  # no newline before the end (of the file, or `end`)
+                    return
+                size *= 2  # a line longer than a chunk: read it whole next time
+                continue
+            size = _CHUNK
+            entries = decode_block(chunk, cut, line, offset)
+            if entries is None:
+                entries, bad, count = parse_lines(chunk, cut, line, offset)
             else:
-                bad.append(parsed)
-    return Transcript(entries, bad, torn, offset + len(chunk))
+                bad, count = [], len(entries)  # one entry per line
+            self.offset, self.line = offset + cut, line + count
+            yield Batch(entries, bad, line, offset, offset + cut, count, chunk)
+
+
+def parse_tail(line: int, offset: int, rest: bytes) -> tuple[Entry | BadLine | None, bool]:
+    """The last line of a file when it has no newline: (what it holds, whether it is torn).
+
+    A torn line (the start of a JSON object cut short: a writer mid-line) holds nothing yet."""
+    body = rest[:-1] if rest.endswith(b"\r") else rest
+    if not body.strip():
+        return None, False
+    parsed = parse_line(line, offset, body)
+    if isinstance(parsed, BadLine) and is_truncated(body):
+        return None, True
+    return parsed, False
+
+
+def read_lines(read: Callable[[int, int], bytes]) -> Transcript:
+    """Every line of a file, through `LineReader` and `parse_tail`."""
+    entries: list[Entry] = []
+    bad: list[BadLine] = []
+    reader = LineReader(read)
+    for batch in reader:
+        entries.extend(batch.entries)
+        if batch.bad:
+            bad.extend(batch.bad)
+    last, torn = parse_tail(reader.line, reader.offset, reader.rest)
+    if isinstance(last, Entry):
+        entries.append(last)
+    elif last is not None:
+        bad.append(last)
+    return Transcript(entries, bad, torn, reader.offset + len(reader.rest))
 
 
 def read_transcript(path: str) -> Transcript:
@@ -420,8 +449,8 @@ def read_transcript(path: str) -> Transcript:
             f.seek(offset)
             return f.read(n)
 
-        return _read_chunks(read)
+        return read_lines(read)
 
 
 def read_transcript_bytes(data: bytes) -> Transcript:
-    return _read_chunks(lambda offset, n: data[offset : offset + n])
+    return read_lines(lambda offset, n: data[offset : offset + n])

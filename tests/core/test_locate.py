@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from core_support import findings, summary
 
-from rewind_lsp.locate import span
+from rewind_lsp.findings import Position, line_position
+from rewind_lsp.locate import Columns, element_spans, span
 
 TRICKY = (
     '{"toolUseResult":{"content":[{"x":"}]\\"{"}]},"message" : {"content" :"a","role":"user",'
@@ -63,3 +64,34 @@ def test_findings_point_at_the_block_in_pretty_spaced_lines(tmp_path: Path) -> N
     block = json.dumps(lines[1]["message"]["content"][1])
     assert fs[0].start.column == line.index(block) + 1
     assert fs[0].end.column == line.index(block) + len(block) + 1
+
+
+@pytest.mark.parametrize("text", [
+    TRICKY,
+    '{ "message" : { "content" : [ {"a": -1.5e+3, "b": true, "c": null} ,\t{"type": "tool_use"} , "x" ] } }',
+    '{"message":{"content":[{"a":1},{"b":[2,{"c":"]"}]},{"d":"é😀"}]},"message":{"content":[7, 8]}}',
+    '{"message":{"content":[{"a":1},{"b":"unterminated]}',  # stops where span stops
+    '{"message":{"content":"text, not blocks"}}',
+    '{"message":{"content":[]}}',
+    '{"message":{"content":[1 2]}}',  # no comma: span reads on, so must element_spans
+])
+def test_element_spans_are_the_spans_of_each_element(text: str) -> None:
+    spans = element_spans(text, ["message", "content"])
+    for k in range(len(spans) + 3):
+        expected = span(text, ["message", "content", k])
+        assert (spans[k] if k < len(spans) else None) == expected, k
+
+
+COLUMN_TEXTS = [
+    "plain ascii line", "héllo wörld", "a😀b😀😀c", "😀", "", "日本語 and 𝄞 clef",
+    "\x7f\x80\u07ff\u0800\uffff\U00010000",  # each side of every UTF-8 length
+]
+
+
+@pytest.mark.parametrize("text", COLUMN_TEXTS)
+def test_columns_count_utf16_units_and_utf8_bytes_as_encoding_the_prefix_does(text: str) -> None:
+    columns = Columns(text)
+    for i in range(-len(text) - 2, len(text) + 3):
+        assert columns.utf16(i) == len(text[:i].encode("utf-16-le")) // 2, i
+        assert columns.utf8(i) == len(text[:i].encode("utf-8")), i
+        assert Position(4, i + 1, columns.utf16(i)) == line_position(4, text, i)

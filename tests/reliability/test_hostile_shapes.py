@@ -70,12 +70,11 @@ def test_shape_is_checked_in_near_linear_time(tmp_path: Path, shape: str, n: int
     assert large / max(small, 0.15) < 3, (shape, small, large)
 
 
-# Many findings inside one line: each block is placed by scanning the line from its start
-# (check._Locator.block and locate.span), outside this change; see the report of branch perf.
+# Many findings inside one line: the line's content array is walked once for all of its blocks
+# (locate.element_spans) and its UTF-16 columns are worked out once (locate.Columns).
 ONE_LINE = [("orphan-results", 200), ("shared-id", 100)]
 
 
-@pytest.mark.xfail(strict=True, reason="placing N findings inside one line rescans the line per block: quadratic")
 @pytest.mark.parametrize(("shape", "n"), ONE_LINE, ids=[s for s, _ in ONE_LINE])
 def test_many_findings_in_one_line_are_placed_in_near_linear_time(tmp_path: Path, shape: str, n: int) -> None:
     small, large, _, _ = _growth(tmp_path, shape, n)
