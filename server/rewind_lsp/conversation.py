@@ -438,7 +438,7 @@ def dangling(ix: EntryIndex) -> bool:
 def chain_to(entries: Sequence[Entry], uuid: str) -> Conversation | None:
     """The conversation that ends at the line `uuid`, rebuilt as the live chain is: what Claude Code
     hydrates from a parent session for a fork whose pointer says `upToMessageId: uuid`."""
-    ix = _index(entries)
+    ix = index_entries(entries)
     leaf = ix.by_uuid.get(uuid)
     if leaf is None:
         return None
