@@ -79,7 +79,9 @@ def check_files(paths: list[str], rules: RuleSet | None, jobs: int, cache_dir: P
 
     The answers are the same whatever `jobs` is and whether the cache is used."""
     todo = [_Job(p, _size(p)) for p in paths]
-    progress = None if progress_to is None else Progress(progress_to, True, len(todo), sum(j.size for j in todo))
+    progress = None
+    if progress_to is not None and todo:
+        progress = Progress(progress_to, True, len(todo), sum(j.size for j in todo))
     processes = jobs or usable_cpus()
     alone = processes < 2 or len(todo) < 2
     # In a pool every core already has a file: a worker splitting one would only fight the others.
