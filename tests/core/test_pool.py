@@ -1,0 +1,114 @@
+"""The pool of forked workers: the answers of a serial run in the same order, the heaviest job
+first, a worker that dies costs only time, and Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+from core_support import CLI, Builder, compacted, text
+
+from rewind_lsp.pool import Pool
+
+PARENT = os.getpid()
+
+
+class Answer(msgspec.Struct):
+    job: int
+    square: int
+    pid: int
+
+
+def square(n: int) -> Answer:
+    return Answer(n, n * n, os.getpid())
+
+
+@pytest.mark.parametrize("processes", [1, 2, 5])
+def test_the_answers_are_the_serial_ones_in_order(processes: int) -> None:
+    jobs = list(range(40))
+    answers = Pool(square, Answer, processes).map(jobs, weight=lambda n: n % 7)
+    assert [(a.job, a.square) for a in answers] == [(n, n * n) for n in jobs]
+    pids = {a.pid for a in answers}
+    assert (pids == {os.getpid()}) if processes == 1 else (os.getpid() not in pids and len(pids) <= processes)
+
+
+def test_the_heaviest_job_goes_first() -> None:
+    seen: list[int] = []
+    Pool(square, Answer, 1).map([3, 9, 1, 7], weight=lambda n: n, done=lambda i, a: seen.append(a.job))
+    assert seen == [9, 7, 3, 1]
+    handed: list[int] = []
+    Pool(square, Answer, 2).map([3, 9, 1, 7, 5], weight=lambda n: n, done=lambda i, a: handed.append(a.job))
+    assert sorted(handed) == [1, 3, 5, 7, 9] and set(handed[:2]) <= {9, 7, 5}
+
+
+def dies_on_13(n: int) -> Answer:
+    if n == 13 and os.getpid() != PARENT:
+        os._exit(3)  # a worker killed mid-job (out of memory, say)
+    return square(n)
+
+
+def test_a_worker_that_dies_costs_only_time() -> None:
+    answers = Pool(dies_on_13, Answer, 2).map(list(range(30)), weight=lambda n: 0)
+    assert [a.square for a in answers] == [n * n for n in range(30)]
+    assert answers[13].pid == os.getpid()  # done here after its worker died
+
+
+def fails_on_5(n: int) -> Answer:
+    if n == 5:
+        raise ValueError("job 5 failed")
+    return square(n)
+
+
+def test_an_error_in_a_job_is_raised_here_as_in_a_serial_run() -> None:
+    with pytest.raises(ValueError, match="job 5 failed"):
+        Pool(fails_on_5, Answer, 3).map(list(range(12)), weight=lambda n: 0)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every worker was reaped
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Claude config folder with 80 sessions of ~1 MB: long enough for the pool to be busy."""
+    root = tmp_path_factory.mktemp("machine")
+    for i in range(80):
+        b = Builder(session_id=f"{i:08d}-3333-4333-8333-333333333333")
+        compacted(b, 3)
+        for t in range(120):
+            b.user(f"step {t} " + "x" * 4000)
+            b.assistant(text("done " + "y" * 4000))
+        b.write(root / "projects" / "-tmp-p" / f"{b.session_id}.jsonl")
+    return root
+
+
+@pytest.mark.parametrize("after", [0.15, 0.3, 0.45, 0.6])
+def test_ctrl_c_leaves_no_process_behind(machine: Path, tmp_path: Path, after: float) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) while the pool checks the machine's sessions."""
+    env = {**os.environ, "CLAUDE_CONFIG_DIR": str(machine), "REWIND_LSP_CACHE_DIR": str(tmp_path / "cache")}
+    exe = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "rewind_lsp"]
+    whole = subprocess.run([*exe, "--no-cache"], env=env, capture_output=True, timeout=120).stdout
+    proc = subprocess.Popen([*exe, "--jobs", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    # 130: stopped by the CLI's handler; -SIGINT: while Python was starting or shutting down; 0: the
+    # answer was complete before the signal came (the whole answer, then).
+    assert proc.returncode in (0, 130, -signal.SIGINT), err
+    if proc.returncode == 0:
+        assert out == whole, "exit 0 after Ctrl-C with a partial answer"
+    if proc.returncode == 130:
+        assert (out, err) == (b"", b"")
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            os.killpg(proc.pid, 0)  # anyone left in its group: a worker it did not stop and reap
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a worker outlived the check"
+        time.sleep(0.05)
