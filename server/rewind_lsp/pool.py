@@ -2,11 +2,12 @@
 
 Each worker is a fork of this process (so it shares what is already imported and loaded) with a
 pipe it reads job numbers from and a pipe it answers on (msgpack). The parent hands the next job
-to whichever worker answered, so the cores stay busy to the end when one job is much larger than
-the rest. A worker that dies without answering costs nothing but time: its job is done in this
-process. On any exception here (Ctrl-C above all) every worker is killed and reaped before it
-propagates, so no process outlives the call. Where a fork is not safe or does not pay (no
-`os.fork`, threads running, one job, one process), the jobs run here one after another.
+to whichever worker answered (each has AHEAD jobs queued), so the cores stay busy to the end when
+one job is much larger than the rest. A worker that dies without answering costs nothing but
+time: its jobs are done in this process. On any exception here (Ctrl-C above all) every worker
+is killed and reaped before it propagates, so no process outlives the call. Where a fork is not
+safe or does not pay (no `os.fork`, threads running, one job, one process), the jobs run here one
+after another.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import signal
 import struct
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import msgspec
@@ -27,6 +29,9 @@ import msgspec
 J = TypeVar("J")
 R = TypeVar("R")
 _LEN = struct.Struct("<I")
+# Jobs handed to a worker before it answers: the next one waits in its pipe, so a worker never
+# idles while this process (which shares the cores with it) gets round to reading its answer.
+AHEAD = 2
 
 
 @dataclass
@@ -34,7 +39,7 @@ class _Worker:
     pid: int
     jobs: int  # write end: job numbers
     answers: int  # read end: framed answers
-    job: int = -1  # the job it is doing
+    queued: deque[int] = field(default_factory=deque)  # the jobs it was given, in order, not answered
 
 
 class Pool(Generic[J, R]):
@@ -70,7 +75,8 @@ class Pool(Generic[J, R]):
                 worker = self._fork(jobs, workers)
                 workers.append(worker)
                 sel.register(worker.answers, selectors.EVENT_READ, worker)
-                self._give(worker, pending)
+                for _ in range(AHEAD):
+                    self._give(worker, pending)
             while sel.get_map():
                 for key, _ in sel.select():
                     worker = key.data
@@ -81,22 +87,24 @@ class Pool(Generic[J, R]):
                             answer = decode(frame)
                         except (msgspec.DecodeError, msgspec.ValidationError):
                             answer = None
-                    if answer is None:  # it died (or garbled its answer): its job is done here
-                        orphans.append(worker.job)
+                    if answer is None:  # it died (or garbled its answer): its jobs are done here
+                        orphans.extend(worker.queued)
                         sel.unregister(worker.answers)
+                        workers.remove(worker)  # first: its descriptors are closed only once
                         _stop(worker)
-                        workers.remove(worker)
                         if not workers:
                             orphans.extend(reversed(pending))
                             pending.clear()
                         continue
-                    answers[worker.job] = answer
+                    job = worker.queued.popleft()
+                    answers[job] = answer
                     if done is not None:
-                        done(worker.job, answer)
-                    if not self._give(worker, pending):
+                        done(job, answer)
+                    self._give(worker, pending)
+                    if not worker.queued:
                         sel.unregister(worker.answers)
-                        _finish(worker)
                         workers.remove(worker)
+                        _finish(worker)
         finally:
             sel.close()
             for worker in workers:  # only after an exception here (Ctrl-C): stop and reap the rest
@@ -106,13 +114,13 @@ class Pool(Generic[J, R]):
             if done is not None:
                 done(i, answers[i])
 
-    def _give(self, worker: _Worker, pending: list[int]) -> bool:
+    def _give(self, worker: _Worker, pending: list[int]) -> None:
         if not pending:
-            return False
-        worker.job = pending.pop()
-        with suppress(OSError):  # it is gone: the next read says so and its job is done here
-            os.write(worker.jobs, _LEN.pack(worker.job))
-        return True
+            return
+        job = pending.pop()
+        worker.queued.append(job)
+        with suppress(OSError):  # it is gone: the next read says so and its jobs are done here
+            os.write(worker.jobs, _LEN.pack(job))
 
     def _fork(self, jobs: Sequence[J], others: list[_Worker]) -> _Worker:
         job_r, job_w = os.pipe()
