@@ -42,9 +42,23 @@ def test_the_heaviest_job_goes_first() -> None:
     seen: list[int] = []
     Pool(square, Answer, 1).map([3, 9, 1, 7], weight=lambda n: n, done=lambda i, a: seen.append(a.job))
     assert seen == [9, 7, 3, 1]
-    handed: list[int] = []
-    Pool(square, Answer, 2).map([3, 9, 1, 7, 5], weight=lambda n: n, done=lambda i, a: handed.append(a.job))
-    assert sorted(handed) == [1, 3, 5, 7, 9] and set(handed[:2]) <= {9, 7, 5}
+    started = os.pipe()
+
+    def noted(n: int) -> Answer:
+        os.write(started[1], bytes([n]) + os.getpid().to_bytes(4, "little"))  # who took which job, when
+        return square(n)
+
+    Pool(noted, Answer, 2).map([3, 9, 1, 7, 5, 8], weight=lambda n: n)
+    os.close(started[1])
+    data = os.read(started[0], 256)
+    os.close(started[0])
+    taken: dict[int, list[int]] = {}
+    for k in range(0, len(data), 5):
+        taken.setdefault(int.from_bytes(data[k + 1 : k + 5], "little"), []).append(data[k])
+    assert sorted(n for ns in taken.values() for n in ns) == [1, 3, 5, 7, 8, 9]
+    # Jobs are handed out heaviest first and each worker takes its own in the order handed.
+    assert all(ns == sorted(ns, reverse=True) for ns in taken.values()), taken
+    assert 9 in [ns[0] for ns in taken.values()]
 
 
 def dies_on_13(n: int) -> Answer:
