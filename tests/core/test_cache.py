@@ -294,3 +294,33 @@ def test_a_custom_rule_set_keeps_its_own_states(tmp_path: Path) -> None:
 def test_the_shipped_rules_folder_is_the_loaders() -> None:
     assert shipped_rules_dir() == builtin_rules_dir()  # the hook's copy, which imports no loader
 
+
+
+def test_a_large_transcript_checked_alone_is_split_when_nothing_is_saved(tmp_path: Path) -> None:
+    """`--jobs` keeps its meaning for one huge file: with no saved state it is split at compactions
+    (a split check keeps no state); once a state is saved, it is read from there."""
+    from rewind_lsp.batch import check_files
+    from rewind_lsp.check import check_transcript_file
+    from rewind_lsp.parallel import MIN_PART
+
+    b = Builder()
+    for s in range(4):
+        if s:
+            b.compact()
+        for t in range(60):
+            b.user(f"step {s}.{t}")
+            call = b.assistant({"type": "tool_use", "id": f"toolu_{s}_{t}", "name": "Bash", "input": {}})
+            if (s, t) != (1, 5):
+                b.result(f"toolu_{s}_{t}", "x" * 80_000, of=call)
+            b.assistant(text("done"))
+    path = b.write(tmp_path / f"{SID}.jsonl")
+    assert path.stat().st_size >= 2 * MIN_PART
+    whole = check_transcript_file(str(path)).findings
+    cache = tmp_path / "cache" / "index"
+    assert check_files([str(path)], None, 2, cache)[0].findings == whole
+    assert not cache.exists()  # split: nothing saved
+    assert check_files([str(path)], None, 1, cache)[0].findings == whole
+    assert len(list(cache.glob("*.state"))) == 1
+    assert check_files([str(path)], None, 2, cache)[0].findings == whole
+    _, state, _ = check_saved(str(path), cache)
+    assert state.stats.reused
