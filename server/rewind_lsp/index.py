@@ -151,6 +151,10 @@ def save_state(state: TranscriptState, file: Path, path: str, rules: RuleSet | N
         state.closed_findings, state.findings,
     )
     try:
+        payload = msgspec.msgpack.encode(saved)
+    except (UnicodeEncodeError, msgspec.EncodeError):
+        return False  # an id with a lone surrogate (from a damaged file): such a state is not kept
+    try:
         file.parent.mkdir(parents=True, exist_ok=True)
         # A private temporary name by hand (O_EXCL, pid and clock): `tempfile` would cost the hook
         # a few ms of imports on every prompt. The rename makes a concurrent writer's file or ours
@@ -158,7 +162,6 @@ def save_state(state: TranscriptState, file: Path, path: str, rules: RuleSet | N
         tmp = file.with_name(f"{cachedir.TEMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            payload = msgspec.msgpack.encode(saved)
             with os.fdopen(fd, "wb") as f:
                 f.write(_digest(payload) + payload)
             os.replace(tmp, file)
