@@ -70,6 +70,15 @@ class Pool(Generic[J, R]):
         orphans: list[int] = []  # jobs whose worker died: done here
         workers: list[_Worker] = []
         sel = selectors.DefaultSelector()
+
+        def advance(worker: _Worker) -> None:
+            """One more job for a worker that answered; without any left, it is done."""
+            self._give(worker, pending)
+            if not worker.queued:
+                sel.unregister(worker.answers)
+                workers.remove(worker)
+                _finish(worker)
+
         try:
             for _ in range(processes):
                 worker = self._fork(jobs, workers)
@@ -82,6 +91,10 @@ class Pool(Generic[J, R]):
                     worker = key.data
                     frame = _read_frame(worker.answers)
                     answer: R | None = None
+                    if frame == b"":  # an answer it could not send: done here, the worker goes on
+                        orphans.append(worker.queued.popleft())
+                        advance(worker)
+                        continue
                     if frame is not None:
                         try:
                             answer = decode(frame)
@@ -100,11 +113,7 @@ class Pool(Generic[J, R]):
                     answers[job] = answer
                     if done is not None:
                         done(job, answer)
-                    self._give(worker, pending)
-                    if not worker.queued:
-                        sel.unregister(worker.answers)
-                        workers.remove(worker)
-                        _finish(worker)
+                    advance(worker)
         finally:
             sel.close()
             for worker in workers:  # only after an exception here (Ctrl-C): stop and reap the rest
@@ -145,7 +154,10 @@ class Pool(Generic[J, R]):
                 if got is None:
                     break  # the parent closed the pipe: no more jobs (or it is gone)
                 (i,) = _LEN.unpack(got)
-                data = msgspec.msgpack.encode(self.work(jobs[i]))
+                try:
+                    data = msgspec.msgpack.encode(self.work(jobs[i]))
+                except (UnicodeEncodeError, msgspec.EncodeError):
+                    data = b""  # not sendable (a lone surrogate in a string): the parent does this one
                 _write_all(ans_w, _LEN.pack(len(data)) + data)
             status = 0
         except BaseException:  # any failure: the parent does the job itself

@@ -126,3 +126,20 @@ def test_ctrl_c_leaves_no_process_behind(machine: Path, tmp_path: Path, after: f
             break
         assert time.monotonic() < deadline, "a worker outlived the check"
         time.sleep(0.05)
+
+
+class Note(msgspec.Struct):
+    text: str
+    pid: int
+
+
+def note(n: int) -> Note:
+    # A lone surrogate (an id read from a damaged file) cannot be sent as UTF-8 msgpack.
+    return Note(f"job {n}" + ("\udc80" if n == 3 else ""), os.getpid())
+
+
+def test_an_answer_that_cannot_be_sent_is_made_here_and_the_worker_goes_on() -> None:
+    answers = Pool(note, Note, 2).map(list(range(10)), weight=lambda n: 0)
+    assert [a.text for a in answers] == [f"job {n}" + ("\udc80" if n == 3 else "") for n in range(10)]
+    assert answers[3].pid == os.getpid()
+    assert len({a.pid for a in answers} - {os.getpid()}) == 2  # both workers kept working
