@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .findings import Finding, Severity
@@ -61,7 +61,7 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
     return user_cache_dir() / "index"
 
 
-def _progress_stream(args: argparse.Namespace) -> Any:
+def _progress_stream(args: argparse.Namespace) -> TextIO | None:
     """stderr when a person watches it (a terminal, no --quiet): the progress line goes there."""
     return sys.stderr if not args.quiet and sys.stderr.isatty() else None
 
