@@ -84,7 +84,8 @@ class Pool(Generic[J, R]):
                 worker = self._fork(jobs, workers)
                 workers.append(worker)
                 sel.register(worker.answers, selectors.EVENT_READ, worker)
-                for _ in range(AHEAD):
+            for _ in range(AHEAD):  # round by round: every worker has a job before any has two
+                for worker in workers:
                     self._give(worker, pending)
             while sel.get_map():
                 for key, _ in sel.select():

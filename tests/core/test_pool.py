@@ -29,13 +29,17 @@ def square(n: int) -> Answer:
     return Answer(n, n * n, os.getpid())
 
 
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 40])
 @pytest.mark.parametrize("processes", [1, 2, 5])
-def test_the_answers_are_the_serial_ones_in_order(processes: int) -> None:
-    jobs = list(range(40))
+def test_the_answers_are_the_serial_ones_in_order(processes: int, count: int) -> None:
+    """Any number of jobs against any number of workers (fewer jobs than workers have room for
+    queued: every worker must still get one, or the pool would wait on an idle worker forever)."""
+    jobs = list(range(count))
     answers = Pool(square, Answer, processes).map(jobs, weight=lambda n: n % 7)
     assert [(a.job, a.square) for a in answers] == [(n, n * n) for n in jobs]
     pids = {a.pid for a in answers}
-    assert (pids == {os.getpid()}) if processes == 1 else (os.getpid() not in pids and len(pids) <= processes)
+    alone = processes == 1 or count == 1
+    assert (pids == {os.getpid()}) if alone else (os.getpid() not in pids and len(pids) == min(processes, count))
 
 
 def test_the_heaviest_job_goes_first() -> None:
