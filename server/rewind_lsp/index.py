@@ -113,7 +113,11 @@ def rules_digest(rules: RuleSet | None) -> str:
 
 def state_file(cache_dir: Path, path: str, rules: RuleSet | None = None) -> Path:
     """Where the state of `path` under `rules` lives (one file per path, release and rule set)."""
-    key = f"{os.path.realpath(path)}\0{__version__}\0{rules_digest(rules)}"
+    return _file_for(cache_dir, os.path.realpath(path), rules)
+
+
+def _file_for(cache_dir: Path, real: str, rules: RuleSet | None) -> Path:
+    key = f"{real}\0{__version__}\0{rules_digest(rules)}"
     return cache_dir / f"{hashlib.sha256(key.encode(errors='surrogateescape')).hexdigest()[:32]}.state"
 
 
@@ -141,11 +145,15 @@ def _read_regular(file: Path) -> tuple[bytes, float] | None:
 def save_state(state: TranscriptState, file: Path, path: str, rules: RuleSet | None = None) -> bool:
     """Write `state` (which must use stable hashes) atomically: whether it was written (errors are
     ignored: this is a cache; an unwritable folder means the next call reads the file again)."""
+    return _save(state, file, os.path.realpath(path), rules)
+
+
+def _save(state: TranscriptState, file: Path, real: str, rules: RuleSet | None) -> bool:
     if not state.stable_hashes or state.findings is None:
         return False
     uuids, unresolved, siblings = state.closed.sorted_arrays()
     saved = SavedState(
-        FORMAT, __version__, rules_digest(rules), os.path.realpath(path), state.dev, state.ino, state.size,
+        FORMAT, __version__, rules_digest(rules), real, state.dev, state.ino, state.size,
         state.mtime_ns, state.offset, state.line, state.head, state.tail, state.open_start, state.open_line,
         uuids.tobytes(), unresolved.tobytes(), siblings.tobytes(),
         state.closed_findings, state.findings,
@@ -189,7 +197,7 @@ def read_saved(file: Path) -> tuple[SavedState, float] | None:
         return None
 
 
-def _load(file: Path, path: str, rules: RuleSet | None) -> tuple[TranscriptState, float]:
+def _load(file: Path, real: str, rules: RuleSet | None) -> tuple[TranscriptState, float]:
     state = TranscriptState(stable_hashes=True)
     state.rules = rules  # what the saved state was checked under (its digest is in the key)
     read = read_saved(file)
@@ -197,7 +205,7 @@ def _load(file: Path, path: str, rules: RuleSet | None) -> tuple[TranscriptState
         return state, 0.0
     saved, mtime = read
     if (saved.format, saved.version, saved.rules, saved.path) != (
-        FORMAT, __version__, rules_digest(rules), os.path.realpath(path)
+        FORMAT, __version__, rules_digest(rules), real
     ):
         return state, 0.0  # another release or rule set may judge differently, or a hash collision
     state.dev, state.ino, state.size, state.mtime_ns = saved.dev, saved.ino, saved.size, saved.mtime_ns
@@ -212,22 +220,23 @@ def _load(file: Path, path: str, rules: RuleSet | None) -> tuple[TranscriptState
 def load_state(file: Path, path: str, rules: RuleSet | None = None) -> TranscriptState:
     """The saved state for `path` under `rules`, or a fresh one when there is none usable
     (`state.findings` is None then)."""
-    return _load(file, path, rules)[0]
+    return _load(file, os.path.realpath(path), rules)[0]
 
 
 def check_saved(
     path: str, cache_dir: Path, rules: RuleSet | None = None
 ) -> tuple[list[Finding], TranscriptState, bool]:
     """`check_cached` without the folder's upkeep: (findings, state, whether a state was written)."""
-    file = state_file(cache_dir, path, rules)
-    state, mtime = _load(file, path, rules)
+    real = os.path.realpath(path)  # one look-up of every link in the path, not three
+    file = _file_for(cache_dir, real, rules)
+    state, mtime = _load(file, real, rules)
     findings = check_transcript_incremental(path, state, rules)
     if state.stats.reused:
         if time.time() - mtime > TOUCH_AFTER_SECONDS:
             with contextlib.suppress(OSError):
                 os.utime(file)  # used again: the last to be dropped
         return findings, state, False
-    return findings, state, save_state(state, file, path, rules)
+    return findings, state, _save(state, file, real, rules)
 
 
 def check_cached(path: str, cache_dir: Path, rules: RuleSet | None = None) -> tuple[list[Finding], TranscriptState]:
