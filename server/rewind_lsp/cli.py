@@ -56,9 +56,9 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
     """The folder of saved check states, or None with --no-cache."""
     if args.no_cache:
         return None
-    from .paths import user_cache_dir
+    from .index import states_dir
 
-    return user_cache_dir() / "index"
+    return states_dir()
 
 
 def _progress_stream(args: argparse.Namespace) -> TextIO | None:

@@ -111,6 +111,13 @@ def rules_digest(rules: RuleSet | None) -> str:
     return "set-" + h.hexdigest()
 
 
+def states_dir() -> Path:
+    """The folder the CLI, the hook and the server keep their states in (one, so they share them)."""
+    from .paths import user_cache_dir
+
+    return user_cache_dir() / "index"
+
+
 def state_file(cache_dir: Path, path: str, rules: RuleSet | None = None) -> Path:
     """Where the state of `path` under `rules` lives (one file per path, release and rule set)."""
     return _file_for(cache_dir, os.path.realpath(path), rules)
