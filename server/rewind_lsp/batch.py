@@ -36,16 +36,38 @@ class FileCheck(msgspec.Struct):
     wrote: bool = False  # a state was saved (the folder may need pruning)
 
 
+# Below this many bytes to read, the files are checked here: forking and feeding a pool costs
+# more than it saves (an unchanged run reads only state files).
+POOL_FROM_BYTES = 16 << 20
+
+
 class _Job(msgspec.Struct, frozen=True):
     path: str
     size: int
+    mtime_ns: int
 
 
-def _size(path: str) -> int:
+def _job(path: str) -> _Job:
     try:
-        return os.stat(path).st_size
+        st = os.stat(path)
     except OSError:
-        return 0
+        return _Job(path, 0, 0)
+    return _Job(path, st.st_size, st.st_mtime_ns)
+
+
+def _to_read(todo: list[_Job], cache_dir: Path, rules: RuleSet | None) -> int:
+    """About how many bytes the check will read: a transcript whose state was saved after it last
+    changed is taken to need none (only a guess for choosing a pool: the check itself decides)."""
+    total = 0
+    for job in todo:
+        if is_transcript_path(job.path):
+            try:
+                if os.stat(state_file(cache_dir, job.path, rules)).st_mtime_ns >= job.mtime_ns:
+                    continue
+            except OSError:
+                pass
+        total += job.size
+    return total
 
 
 def check_one(path: str, rules: RuleSet | None, cache_dir: Path | None, split_jobs: int = 1) -> FileCheck:
@@ -56,7 +78,7 @@ def check_one(path: str, rules: RuleSet | None, cache_dir: Path | None, split_jo
     try:
         if cache_dir is None or not is_transcript_path(path):
             return FileCheck(check_path(path, rules, split_jobs))
-        if split_jobs != 1 and _size(path) >= 2 * MIN_PART and load_state(
+        if split_jobs != 1 and _job(path).size >= 2 * MIN_PART and load_state(
             state_file(cache_dir, path, rules), path, rules
         ).findings is None:
             return FileCheck(check_path(path, rules, split_jobs))
@@ -73,12 +95,12 @@ def check_one(path: str, rules: RuleSet | None, cache_dir: Path | None, split_jo
 
 
 def check_files(paths: list[str], rules: RuleSet | None, jobs: int, cache_dir: Path | None,
-                progress_to: TextIO | None = None) -> list[FileCheck]:
-    """Each file's answer, in the order of `paths`; `jobs` processes (0: one per usable core);
-    a progress line on `progress_to` (a terminal) meanwhile.
+                progress_to: TextIO | None = None, pool_from_bytes: int = POOL_FROM_BYTES) -> list[FileCheck]:
+    """Each file's answer, in the order of `paths`; `jobs` processes (0: one per usable core) when
+    there are at least `pool_from_bytes` to read; a progress line on `progress_to` (a terminal).
 
     The answers are the same whatever `jobs` is and whether the cache is used."""
-    todo = [_Job(p, _size(p)) for p in paths]
+    todo = [_job(p) for p in paths]
     progress = None
     if progress_to is not None and todo:
         progress = Progress(progress_to, True, len(todo), sum(j.size for j in todo))
@@ -86,6 +108,8 @@ def check_files(paths: list[str], rules: RuleSet | None, jobs: int, cache_dir: P
     alone = processes < 2 or len(todo) < 2
     # In a pool every core already has a file: a worker splitting one would only fight the others.
     split_jobs = jobs if alone else 1
+    if not alone and cache_dir is not None and _to_read(todo, cache_dir, rules) < pool_from_bytes:
+        alone = True
 
     def work(job: _Job) -> FileCheck:
         return check_one(job.path, rules, cache_dir, split_jobs)

@@ -89,9 +89,31 @@ def test_cached_uncached_and_pool_give_the_same_answers(tmp_path: Path, corpus: 
     assert both(corpus, env, "--jobs", "1") == want  # writes the states
     assert len(states(tmp_path / "cache")) == len(transcripts(corpus))
     assert both(corpus, env, "--jobs", "1") == want  # reads them
-    assert both(corpus, env, "--jobs", "2") == want  # a pool reading them
-    assert both(corpus, env_for(tmp_path, corpus, tmp_path / "cache2"), "--jobs", "3") == want  # a pool writing
-    assert both(corpus, env, "--jobs", "2", "--no-cache") == want
+    # (With the cache, so few bytes are checked here without a pool: below POOL_FROM_BYTES.)
+    assert both(corpus, env, "--jobs", "2") == want
+    assert both(corpus, env_for(tmp_path, corpus, tmp_path / "cache2"), "--jobs", "3") == want
+    assert both(corpus, env, "--jobs", "2", "--no-cache") == want  # a pool
+
+
+def test_a_pool_writing_and_reading_states_gives_the_serial_answers(tmp_path: Path, corpus: Path) -> None:
+    from rewind_lsp.batch import check_files
+    from rewind_lsp.check import discover
+
+    files = list(discover([str(corpus)]))
+    serial = check_files(files, None, 1, None)
+    assert any(a.findings for a in serial)
+    cache = tmp_path / "cache" / "index"
+    for round_ in ("writes", "reads"):
+        pooled = check_files(files, None, 2, cache, pool_from_bytes=0)
+        assert [(a.findings, a.problem) for a in pooled] == [(a.findings, a.problem) for a in serial], round_
+        assert [a.wrote for a in pooled] == [round_ == "writes" and p.endswith(".jsonl") for p in files]
+    assert len(states(tmp_path / "cache")) == len(transcripts(corpus))
+    grown = transcripts(corpus)[0]
+    with grown.open("a") as f:
+        f.write('{"type":"summary","summary":"a title","leafUuid":"nowhere"}\n')
+    pooled = check_files(files, None, 2, cache, pool_from_bytes=0)
+    assert [a.findings for a in pooled] == [a.findings for a in check_files(files, None, 1, None)]
+    assert [a.wrote for a in pooled] == [p == str(grown) for p in files]  # only the grown one saved again
 
 
 def test_a_second_process_reads_only_the_state_and_what_was_appended(tmp_path: Path, corpus: Path) -> None:
