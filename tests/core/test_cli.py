@@ -409,7 +409,8 @@ def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
 PROGRESS_LINE = re.compile(r"rewind-lsp: checked (\d+) of (\d+) files, [\d.]+ of [\d.]+ MB(, about \d+ (s|min) left)?")
 
 
-@pytest.mark.parametrize("command", [["check", "--jobs", "1"], ["check"], []], ids=["check", "check-pool", "main"])
+@pytest.mark.parametrize("command", [["check", "--jobs", "1"], ["check", "--no-cache", "--jobs", "2"], []],
+                         ids=["check", "check-pool", "main"])
 def test_a_progress_line_on_a_terminal_only(tmp_path: Path, command: list[str]) -> None:
     folder = tmp_path / "claude" / "projects" / "-tmp-p"
     for i in range(3):
