@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .findings import Finding, Severity
@@ -53,31 +53,32 @@ def _jobs(text: str) -> int:
     return n
 
 
-def _check_all(
-    paths: Sequence[str], rules: RuleSet | None, jobs: int = 1
-) -> tuple[list[tuple[str, Finding]], list[str], int]:
-    """(findings, problems, how many files were read)."""
-    from .check import check_path, discover, is_regular_file
+def _cache_dir(args: argparse.Namespace) -> Path | None:
+    """The folder of saved check states, or None with --no-cache."""
+    if args.no_cache:
+        return None
+    from .index import states_dir
 
-    results: list[tuple[str, Finding]] = []
-    problems: list[str] = []
-    checked = 0
-    for path in discover(paths):
-        checked += 1
-        if os.path.exists(path) and not os.path.isdir(path) and not is_regular_file(path):
-            problems.append(f"{path}: not a regular file (a pipe or device is never read)")
-            continue
-        try:
-            results.extend((path, f) for f in check_path(path, rules, jobs))
-        except FileNotFoundError:
-            problems.append(f"{path}: no such file or folder")
-        except PermissionError:
-            problems.append(f"{path}: permission denied")
-        except IsADirectoryError:
-            problems.append(f"{path}: is a folder")
-        except OSError as exc:
-            problems.append(f"{path}: cannot read: {exc.strerror or exc}")
-    return results, problems, checked
+    return states_dir()
+
+
+def _progress_stream(args: argparse.Namespace) -> TextIO | None:
+    """stderr when a person watches it (a terminal, no --quiet): the progress line goes there."""
+    return sys.stderr if not args.quiet and sys.stderr.isatty() else None
+
+
+def _check_all(
+    args: argparse.Namespace, paths: Sequence[str], rules: RuleSet | None
+) -> tuple[list[tuple[str, list[Finding]]], list[str], int]:
+    """(each file with its findings, in order; problems; how many files were read)."""
+    from .batch import check_files
+    from .check import discover
+
+    files = list(discover(paths))
+    answers = check_files(files, rules, args.jobs, _cache_dir(args), _progress_stream(args))
+    results = [(path, a.findings) for path, a in zip(files, answers, strict=True) if a.problem is None]
+    problems = [a.problem for a in answers if a.problem is not None]
+    return results, problems, len(files)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -85,7 +86,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     # Without --rule-dir the shipped rules load only when a finding needs one: a clean check skips them.
     rules = _rules(args.rule_dir) if args.rule_dir else None
-    results, problems, checked = _check_all(args.paths, rules, args.jobs)
+    checked_files, problems, checked = _check_all(args, args.paths, rules)
+    results = [(path, f) for path, found in checked_files for f in found]
     if args.min_severity:
         limit = Severity.parse(args.min_severity)
         results = [(p, f) for p, f in results if f.severity <= limit]
@@ -158,15 +160,14 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
     errors_of: dict[str, list[Finding]] = {}
     warnings_of: dict[str, list[Finding]] = {}
     agent_errors: dict[str, list[tuple[str, list[Finding]]]] = {}
-    for path in sessions + agents:
-        results, errs, _ = _check_all([path], None, 0)
-        problems.extend(errs)
-        errors = [f for _, f in results if f.severity == Severity.ERROR]
+    checked_files, problems, _ = _check_all(args, sessions + agents, None)
+    for path, found in checked_files:
+        errors = [f for f in found if f.severity == Severity.ERROR]
         if path in session_set:
             if errors:
                 errors_of[path] = errors
             else:
-                recorded = [f for _, f in results if f.rule == "tool-use-concurrency-400"
+                recorded = [f for f in found if f.rule == "tool-use-concurrency-400"
                             and f.severity == Severity.WARNING]
                 if recorded:
                     warnings_of[path] = recorded
@@ -391,6 +392,16 @@ def cmd_capture(args: argparse.Namespace) -> int:
     return capture(argv, log_path)
 
 
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """What the main job and `check` share: processes, the saved states, the progress line."""
+    p.add_argument("--jobs", type=_jobs, default=0, metavar="N", help=(
+        "processes to check files with, the largest first; a transcript over 16 MB checked alone (with no saved "
+        "state) is split among them (default 0: one per core; 1: no others)"))
+    p.add_argument("--no-cache", action="store_true", help=(
+        "read every file whole, neither using nor saving the check states kept in the user cache folder"))
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr (shown only on a terminal)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rewind-lsp", description=(
         "Find and repair the broken tool pairing behind Claude Code's "
@@ -399,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rewind-lsp {__version__}")
     parser.add_argument("--format", choices=("text", "json"), default="text",
                         help="with no command: the list of broken sessions as text or JSON")
+    _add_run_options(parser)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     p = sub.add_parser("check", help="check transcripts (*.jsonl) and terminal logs (*.log)")
@@ -407,8 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule-dir", action="append", default=[], metavar="DIR", help="extra rule folder (repeatable)")
     p.add_argument("--min-severity", choices=("error", "warning", "information", "hint"),
                    help="report only findings at least this severe")
-    p.add_argument("--jobs", type=_jobs, default=0, metavar="N",
-                   help="processes a large transcript may be checked by (default 0: one per core; 1: no others)")
+    _add_run_options(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("rewind", help="write a repaired copy of a session that `claude --resume` accepts",

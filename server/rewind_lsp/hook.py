@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from .findings import Finding, Severity
-from .paths import user_cache_dir, user_log_dir
+from .paths import user_log_dir
 
 # Imported where used, not here: every prompt pays for this module's imports, and the rules
 # (pydantic, re2), the log scanner and the rewinder are needed only when something is wrong;
@@ -45,9 +45,9 @@ MAIN = "main conversation"  # the label check.py gives the live chain
 
 
 def _findings(path: str) -> list[Finding]:
-    from .index import check_cached
+    from .index import check_cached, states_dir
 
-    return check_cached(path, user_cache_dir() / "index")[0]
+    return check_cached(path, states_dir())[0]
 
 
 def live_errors(found: list[Finding]) -> list[Finding]:

@@ -345,3 +345,86 @@ def test_a_clean_check_never_loads_the_rules(tmp_path: Path) -> None:
             "print(rc, 'rewind_lsp.rules' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "False"], out.stderr
+
+
+# --- the progress line ---------------------------------------------------------------------------
+
+
+def test_progress_wording() -> None:
+    from rewind_lsp.progress import progress_text
+
+    assert progress_text(0, 12, 0, 40_000_000, 0.0) == "rewind-lsp: checked 0 of 12 files, 0.0 of 40.0 MB"
+    assert progress_text(3, 12, 10_000_000, 40_000_000, 2.0) == (
+        "rewind-lsp: checked 3 of 12 files, 10.0 of 40.0 MB, about 6 s left")
+    assert progress_text(100, 1000, 500_000_000, 5_100_000_000, 60.0) == (
+        "rewind-lsp: checked 100 of 1000 files, 500 of 5100 MB, about 9 min left")
+
+
+def test_progress_is_redrawn_at_most_every_tenth_of_a_second_and_cleared() -> None:
+    import io
+
+    from rewind_lsp.progress import Progress
+
+    now = [0.0]
+    out = io.StringIO()
+    p = Progress(out, True, 3, 3_000_000, clock=lambda: now[0])
+    now[0] = 0.05
+    p.advance(1_000_000)  # too soon after the first line: not drawn
+    now[0] = 1.0
+    p.advance(1_000_000)
+    p.clear()
+    assert out.getvalue() == ("\r\x1b[Krewind-lsp: checked 0 of 3 files, 0.0 of 3.0 MB"
+                              "\r\x1b[Krewind-lsp: checked 2 of 3 files, 2.0 of 3.0 MB, about 1 s left"
+                              "\r\x1b[K")
+    quiet = io.StringIO()
+    q = Progress(quiet, False, 3, 3_000_000)
+    q.advance(1)
+    q.clear()
+    assert quiet.getvalue() == ""
+
+
+def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a real pseudo-terminal (stdout a pipe): exit code, stdout, what
+    the terminal showed."""
+    import pty
+
+    master, slave = pty.openpty()
+    exe = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "rewind_lsp"]
+    proc = subprocess.Popen([*exe, *args], stdout=subprocess.PIPE, stderr=slave, env={**os.environ, **env})
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the last writer closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    return proc.wait(timeout=60), out, shown.decode()
+
+
+PROGRESS_LINE = re.compile(r"rewind-lsp: checked (\d+) of (\d+) files, [\d.]+ of [\d.]+ MB(, about \d+ (s|min) left)?")
+
+
+@pytest.mark.parametrize("command", [["check", "--jobs", "1"], ["check", "--no-cache", "--jobs", "2"], []],
+                         ids=["check", "check-pool", "main"])
+def test_a_progress_line_on_a_terminal_only(tmp_path: Path, command: list[str]) -> None:
+    folder = tmp_path / "claude" / "projects" / "-tmp-p"
+    for i in range(3):
+        broken("orphan-tool-use").write(folder / f"{i}{SID[1:]}.jsonl")
+    env = {"CLAUDE_CONFIG_DIR": str(tmp_path / "claude"), "REWIND_LSP_CACHE_DIR": str(tmp_path / "cache")}
+    args = [*command, str(folder)] if command else []
+    piped = run_cli(*args, env=env)
+    assert piped.stderr == ""  # not a terminal: no progress line
+    code, out, shown = on_a_terminal(*args, env=env)
+    assert (code, out) == (piped.returncode, piped.stdout)
+    assert shown.startswith("\r\x1b[Krewind-lsp: checked 0 of 3 files, 0.0 of ")
+    assert shown.endswith("\r\x1b[K")  # cleared: the terminal line is empty again
+    drawn = [d for d in shown.split("\r\x1b[K") if d]
+    assert drawn and all(PROGRESS_LINE.fullmatch(d) for d in drawn), drawn
+    code, out, shown = on_a_terminal(*args[:1], "--quiet", *args[1:], env=env) if args else on_a_terminal(
+        "--quiet", env=env)
+    assert (code, out, shown) == (piped.returncode, piped.stdout, "")
