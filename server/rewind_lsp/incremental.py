@@ -53,7 +53,6 @@ from .verdict import conversation_findings, file_fetcher
 if TYPE_CHECKING:
     from .rules import RuleSet
 
-_Closed = Links  # the name index.py imports
 
 
 class Stats(msgspec.Struct):

@@ -26,7 +26,8 @@ import msgspec
 
 from . import __version__, cachedir
 from .findings import Finding
-from .incremental import TranscriptState, _Closed, check_transcript_incremental
+from .incremental import TranscriptState, check_transcript_incremental
+from .links import Links
 
 if TYPE_CHECKING:
     from .rules import RuleSet
@@ -220,7 +221,7 @@ def _load(file: Path, real: str, rules: RuleSet | None) -> tuple[TranscriptState
     state.open_start, state.open_line = saved.open_start, saved.open_line
     state.closed_findings, state.findings = saved.closed_findings, saved.findings
     state.open_loaded = False
-    state.closed = _Closed.from_sorted(_unpack(saved.uuids), _unpack(saved.unresolved), _unpack(saved.siblings))
+    state.closed = Links.from_sorted(_unpack(saved.uuids), _unpack(saved.unresolved), _unpack(saved.siblings))
     return state, mtime
 
 

@@ -192,11 +192,11 @@ def test_cli_jobs(big: Path) -> None:
     assert path.stat().st_size > 16 << 20
     cuts = split_points(str(path), path.stat().st_size, 2)
     assert len(cuts) == 1 and check_parts(str(path), cuts) is not None  # the parallel path, not a fallback
-    one = run_cli("check", "--jobs", "1", "--format", "json", str(path))
+    one = run_cli("check", "--no-cache", "--jobs", "1", "--format", "json", str(path))
     assert one.returncode == 0, one.stderr  # history and pending faults only: no error
     assert len(json.loads(one.stdout)) == 3
     for jobs in ("2", "0"):
-        many = run_cli("check", "--jobs", jobs, "--format", "json", str(path))
+        many = run_cli("check", "--no-cache", "--jobs", jobs, "--format", "json", str(path))
         assert (many.returncode, many.stdout) == (one.returncode, one.stdout)
     assert key(check_path(str(path), jobs=2)) == key(check_transcript_file(str(path)).findings)
     for bad in ("-1", "many"):
@@ -207,9 +207,9 @@ def test_cli_jobs(big: Path) -> None:
 @pytest.mark.parametrize("after", [0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.35])
 def test_ctrl_c_leaves_no_process_behind(after: float, big: Path) -> None:
     """Ctrl-C (SIGINT to the terminal's process group) while the stretches are being checked."""
-    whole = run_cli("check", "--jobs", "2", str(big)).stdout.encode()
+    whole = run_cli("check", "--no-cache", "--jobs", "2", str(big)).stdout.encode()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rewind_lsp", "check", "--jobs", "2", str(big)],
+        [sys.executable, "-m", "rewind_lsp", "check", "--no-cache", "--jobs", "2", str(big)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )
     time.sleep(after)
