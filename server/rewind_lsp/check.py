@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .findings import Finding
+from .forks import follow
 from .gcpause import no_gc
 from .incremental import TranscriptState, check_transcript_incremental
 from .transcript import read_transcript, read_transcript_bytes
@@ -105,10 +106,10 @@ def check_path(path: str, rules: RuleSet | None = None, jobs: int = 1) -> list[F
         if jobs != 1:
             from .parallel import check_transcript_parallel
 
-            return check_transcript_parallel(path, rules, jobs)
+            return follow(path, check_transcript_parallel(path, rules, jobs), rules)
         # Segment by segment: the same findings as check_transcript_file, in memory bounded by the
         # largest segment instead of the file (a 1 GB transcript would need ~800 MB otherwise).
-        return check_transcript_incremental(path, TranscriptState(), rules)
+        return follow(path, check_transcript_incremental(path, TranscriptState(), rules), rules)
     return check_log_file(path, rules)
 
 

@@ -175,8 +175,8 @@ def follow(path: str, findings: list[Finding], rules: RuleSet | None = None,
     is; `messages.N` counts from the start of the hydrated conversation. A file that is no fork, or
     whose parent cannot be read, keeps its findings (their notes say why). `path` is read; `where`
     (default `path`) is where the session lives, for finding its parent."""
-    if not any("messages_index" in f.facts or "fork" in f.facts for f in findings):
-        return findings
+    if not any("forked" in f.facts or "fork" in f.facts for f in findings):
+        return findings  # no fork, or one whose live conversation no longer reaches the parent
     ref = pointer(path)
     if ref is None:
         return findings
@@ -209,6 +209,7 @@ def follow(path: str, findings: list[Finding], rules: RuleSet | None = None,
         n = facts.get("messages_index")
         if n is not None and "recorded_400" not in facts:  # a recorded 400's index is the API's own
             facts["messages_index"] = str(int(n) + offset)
+        facts.pop("forked", None)
         if facts.pop("fork", None) == "parent":
             if f.tool_use_id and f.tool_use_id in part.last_uses:
                 continue  # answered in the parent, as the API sees the hydrated conversation

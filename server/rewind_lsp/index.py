@@ -26,6 +26,7 @@ import msgspec
 
 from . import __version__, cachedir
 from .findings import Finding
+from .forks import follow
 from .incremental import TranscriptState, check_transcript_incremental
 from .links import Links
 
@@ -239,12 +240,13 @@ def check_saved(
     file = _file_for(cache_dir, real, rules)
     state, mtime = _load(file, real, rules)
     findings = check_transcript_incremental(path, state, rules)
+    # The file's own findings are saved; a fork's parent is read anew each time (it changes apart).
     if state.stats.reused:
         if time.time() - mtime > TOUCH_AFTER_SECONDS:
             with contextlib.suppress(OSError):
                 os.utime(file)  # used again: the last to be dropped
-        return findings, state, False
-    return findings, state, _save(state, file, real, rules)
+        return follow(path, findings, rules), state, False
+    return follow(path, findings, rules), state, _save(state, file, real, rules)
 
 
 def check_cached(path: str, cache_dir: Path, rules: RuleSet | None = None) -> tuple[list[Finding], TranscriptState]:

@@ -274,7 +274,12 @@ def _count_as_the_api(conv: Conversation, faults: list[Fault]) -> None:
     if not faults:
         return
     positions = api_positions(conv)
+    # A fork whose chain starts at its pointer's message: Claude Code sends the parent's part first,
+    # so the count goes on from there (forks.follow adds it, with the parent file at hand).
+    forked = conv.forked and bool(conv.missing_parent)
     for f in faults:
         n = positions.get(id(f.entry))
         if n is not None and "messages_index" in f.facts:
             f.facts["messages_index"] = str(n)
+        if forked:
+            f.facts["forked"] = "true"

@@ -177,3 +177,25 @@ def test_a_fork_whose_first_result_answers_nothing_in_the_parent_is_repaired(tmp
                if isinstance(c, dict) and c.get("type") == "tool_result"]
     assert [r["tool_use_id"] for r in results] == ["toolu_01INPARENT"]  # the parent's call, answered
     assert follow(str(copy), findings(copy), where=str(fork)) == []
+
+
+def test_check_follows_the_pointer_and_the_hook_too(tmp_path: Path) -> None:
+    """`check` (and the cached check the hook and the main job use) judge a fork with its parent."""
+    from core_support import run_cli
+
+    from rewind_lsp.index import check_cached
+
+    project = tmp_path / "projects" / "-tmp-project"
+    up_to = _parent(project)
+    healthy = _fork(project, up_to)
+    r = run_cli("check", "--format", "json", str(healthy))
+    assert (r.returncode, json.loads(r.stdout)) == (0, [])
+    broken = _fork(project / "other", up_to, answers="toolu_01NOWHERE")
+    (project / "other" / f"{PARENT}.jsonl").write_bytes((project / f"{PARENT}.jsonl").read_bytes())
+    r = run_cli("check", "--format", "json", str(broken))
+    assert r.returncode == 1
+    assert [(f["rule"], f["line"]) for f in json.loads(r.stdout)] == [("orphan-tool-use", 2), ("orphan-tool-result", 2)]
+    for _ in range(2):  # computed, then read back from the saved state: the same answer
+        found, _state = check_cached(str(broken), tmp_path / "cache")
+        assert [(f.rule, f.severity) for f in found] == [("orphan-tool-use", Severity.ERROR),
+                                                         ("orphan-tool-result", Severity.ERROR)]
