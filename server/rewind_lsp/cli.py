@@ -356,6 +356,37 @@ def _print_preview(args: argparse.Namespace, previews: list[Any]) -> int:
     return EXIT_OK
 
 
+def cmd_locate(args: argparse.Namespace) -> int:
+    from .check import is_transcript_path
+    from .lookup import NoSuchPlace, lookup
+    from .navigation import parse_ref
+
+    if parse_ref(args.ref) is None:
+        print(f"rewind-lsp: {args.ref!r} is not a message reference: use messages.N or messages.N.content.M",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if not is_transcript_path(args.file) or not os.path.isfile(args.file):
+        print(f"rewind-lsp: {args.file}: not a transcript file (a .jsonl session)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        place = lookup(args.file, args.ref)
+    except NoSuchPlace as exc:
+        print(f"rewind-lsp: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_FOUND
+    except OSError as exc:
+        print(f"rewind-lsp: {args.file}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        print(json.dumps({"path": str(place.path), "line": place.line, "column": place.column,
+                          "message": place.message, "content": place.content, "kind": place.kind,
+                          "tool_use_id": place.tool_use_id}))
+        return EXIT_OK
+    what = f" ({place.kind} {place.tool_use_id})" if place.tool_use_id else (f" ({place.kind})" if place.kind else "")
+    ref = f"messages.{place.message}" + (f".content.{place.content}" if place.content is not None else "")
+    print(f"{place.path}:{place.line}:{place.column}: {ref} is line {place.line:,}{what}")
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import report
 
@@ -450,6 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_rewind)
 
+    p = sub.add_parser("locate", help="the transcript line the API means by messages.N[.content.M]")
+    p.add_argument("file", metavar="FILE", help="a session transcript (.jsonl)")
+    p.add_argument("ref", metavar="messages.N[.content.M]", help="as the API error names it")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_locate)
+
     p = sub.add_parser("doctor", help="a report for bug reports, secrets redacted")
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="transcripts or folders (default: the Claude projects folder)")
@@ -482,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with sigint_held():
             parser = build_parser()
             args = parser.parse_args(argv)
-            if args.command in (None, "check", "rewind"):
+            if args.command in (None, "check", "rewind", "locate"):
                 load_engine()
         return cmd_scan_machine(args) if args.command is None else int(args.func(args))
     except KeyboardInterrupt:
