@@ -127,3 +127,40 @@ async def test_every_result_of_a_real_session_jumps_to_its_tool_use(client: Lang
                 if checked >= 40:
                     return
     assert checked
+
+
+def _plain(value: object) -> object:
+    """pygls's client hands an unknown method's answer back as named tuples: plain JSON again."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}  # type: ignore[attr-defined]
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+async def test_the_sessions_list_puts_broken_ones_first(client: LanguageClient) -> None:
+    """`rewind-lsp/sessions`: what a client's list of sessions shows (VS Code's Claude sessions view)."""
+    import asyncio
+
+    folder = PROJECTS / f"list-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    healthy = folder / f"{uuid.uuid4()}.jsonl"
+    healthy.write_text("\n".join(LINES[:4]) + "\n")
+    broken = folder / f"{uuid.uuid4()}.jsonl"
+    broken.write_text("\n".join(LINES) + "\n")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        answer: dict = _plain(await client.protocol.send_request_async("rewind-lsp/sessions", {}))  # type: ignore[assignment]
+        ours = [s for s in answer["sessions"] if s["path"].startswith(str(folder))]
+        if len(ours) == 2 or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert ours == [
+        {"uri": broken.as_uri(), "path": str(broken), "kind": "session", "sessionId": broken.stem, "errors": 1,
+         "warnings": 0, "firstError": {"line": 5, "message": (
+             "tool_use toolu_01RUN has no tool_result immediately after it: the next user message (line 7) "
+             "does not answer it")}},
+        {"uri": healthy.as_uri(), "path": str(healthy), "kind": "session", "sessionId": healthy.stem, "errors": 0,
+         "warnings": 0, "firstError": None},
+    ]

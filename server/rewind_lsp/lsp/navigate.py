@@ -1,5 +1,6 @@
 """The transcript as a navigable document, over LSP: outline, folding, workspace symbols, jumps
-between the halves of a tool call, `messages.N` inlay hints and rewind-to-here code lenses.
+between the halves of a tool call, `messages.N` inlay hints and rewind-to-here code lenses; and the
+list of watched sessions with their health (`rewind-lsp/sessions`).
 
 Thin handlers over `navigation.build`: one map per (open document, version), built on the server's
 worker thread and kept until the document changes or closes; every request of that version reads
@@ -10,13 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from lsprotocol import types
-from pygls.uris import to_fs_path
+from pygls.uris import from_fs_path, to_fs_path
 
-from ..check import check_transcript_bytes, is_transcript_path
+from ..check import check_transcript_bytes, is_subagent_transcript, is_transcript_path
 from ..findings import Severity
 from ..navigation import TranscriptMap, build
+from ..redact import redact
 from ..repair_plan import rewind_drops
 from .hints import code_lenses, inlay_hints
 from .jumps import Jumps
@@ -186,3 +190,32 @@ async def code_lens(ls: RewindLanguageServer, params: types.CodeLensParams) -> l
     except Exception:
         _failed("codeLens")
         return []
+
+
+SESSIONS = "rewind-lsp/sessions"
+
+
+def _kind(path: str) -> str:
+    if not is_transcript_path(path):
+        return "log"
+    return "subagent transcript" if is_subagent_transcript(path) else "session"
+
+
+@server.feature(SESSIONS)
+def sessions(ls: RewindLanguageServer, params: Any) -> dict[str, Any]:
+    """The watched files the server has checked, broken first (most errors first), then by name: for
+    a client's list of sessions (VS Code's `Claude sessions` view). Findings as the client sees them
+    (settings applied); `firstError.line` is 0-based."""
+    out: list[tuple[int, str, dict[str, Any]]] = []
+    for path, raw in list(ls.disk_findings.items()):
+        findings = ls.adjust(raw)
+        errors = [f for f in findings if f.severity == Severity.ERROR]
+        first = min(errors, key=lambda f: f.sort_key) if errors else None
+        out.append((-len(errors), path, {
+            "uri": from_fs_path(path) or path, "path": path, "kind": _kind(path),
+            "sessionId": Path(path).stem if is_transcript_path(path) else None,
+            "errors": len(errors), "warnings": sum(f.severity == Severity.WARNING for f in findings),
+            "firstError": {"line": first.start.line - 1, "message": redact(first.message)} if first else None,
+        }))
+    out.sort(key=lambda x: (x[0], x[1]))
+    return {"sessions": [x[2] for x in out]}
