@@ -281,6 +281,32 @@ def _last_message(entries: Sequence[Entry]) -> Entry | None:
     return None
 
 
+def _is_iso_utc(ts: str) -> bool:
+    """`2026-02-12T14:12:32.522Z`, the one shape Claude Code writes (Date.toISOString): then the
+    text order is the time order."""
+    return len(ts) == 24 and ts[-1] == "Z" and ts[10] == "T"
+
+
+def _resume_leaf(entries: Sequence[Entry], ix: EntryIndex) -> Entry | None:
+    """The line `claude --resume` continues from: of the main scope's user/assistant leaves (no
+    user/assistant line continues from them), the one with the newest timestamp, as Claude Code's
+    loader picks it (2.1.88, `findLatestMessage`: strict `>`, so the first of equal timestamps in
+    file order). When a leaf has no such timestamp (a file another tool wrote), the last message
+    line, which is the same line for the append-only files Claude Code writes."""
+    best: Entry | None = None
+    newest = ""
+    continued = ix.has_message_children
+    for e in entries:
+        if e.type not in _CHAIN_TYPES or (e.uuid is not None and e.uuid in continued):
+            continue
+        ts = e.timestamp
+        if ts is None or not _is_iso_utc(ts):
+            return _last_message(entries)
+        if ts > newest:
+            best, newest = e, ts
+    return best if best is not None else _last_message(entries)
+
+
 def _roots(entries: Sequence[Entry], ix: EntryIndex) -> dict[int, list[Entry]]:
     """Group sidechain entries by the root they hang from (one subagent run per root)."""
     root_of: dict[int, int] = {}
@@ -346,7 +372,7 @@ def rebuild_indexed(
     side_entries = [e for e in entries if e.sidechain]
     conversations: list[Conversation] = []
 
-    leaf = _last_message([e for e in entries if not e.sidechain]) if main else None
+    leaf = _resume_leaf([e for e in entries if not e.sidechain], ix) if main else None
     if leaf is not None:
         conv = _assemble(_walk_up(leaf, ix), ix, "main", "main conversation")
         conv.forked = any(e.type == "fork-context-ref" for e in entries)

@@ -81,7 +81,9 @@ def _synthetic_user(
         "type": "user",
         "message": {"role": "user", "content": content},
         "uuid": str(uuid.uuid4()),
-        "timestamp": now(),
+        # The neighbour's time, not the repair's: Claude Code resumes from the newest leaf, and a
+        # line stamped now would outrank the conversation's real end.
+        "timestamp": template.get("timestamp") if isinstance(template.get("timestamp"), str) else now(),
     }
     if template.get("agentId"):
         entry["agentId"] = template["agentId"]

@@ -106,6 +106,7 @@ class Entry(
     version: str | None = None
     api_error: bool = False  # synthetic entry (isApiErrorMessage), never sent to the API
     source_tool_assistant: str | None = None
+    timestamp: str | None = None  # ISO 8601 as Claude Code writes it: picks the leaf `--resume` takes
     message: _Message | None = None
     line: int = 0  # 1-based
     offset: int = 0  # byte offset of the line in the file
@@ -265,6 +266,7 @@ def _from_any(line: int, offset: int, length: int, d: dict[str, Any]) -> Entry:
         version=_str(d.get("version")),
         api_error=d.get("isApiErrorMessage") is True,
         source_tool_assistant=_str(d.get("sourceToolAssistantUUID")),
+        timestamp=_str(d.get("timestamp")),
         message=message,
         line=line,
         offset=offset,

@@ -23,11 +23,14 @@ from core_support import (
     run_cli,
     serious,
     sha,
+    summary,
     text,
     tu,
 )
 
+from rewind_lsp.conversation import rebuild
 from rewind_lsp.findings import Severity
+from rewind_lsp.transcript import read_transcript
 
 CONCURRENCY = "API Error: 400 due to tool use concurrency issues. Run /rewind to recover the conversation."
 ADVISOR_ID = "srvtoolu_017Tii4oWGrhVoMF2h9kXgqx"
@@ -267,3 +270,22 @@ def test_a_tool_call_marked_interrupted_is_not_a_break(tmp_path: Path, marker: s
     assert (f.rule, f.severity.label) == ("orphan-tool-use", "information")
     assert f.message.endswith(" (marked interrupted: Claude Code keeps an interrupted tool call on disk and leaves "
                               "it out when the session is resumed)")
+
+
+def test_the_live_conversation_ends_at_the_newest_leaf_as_resume_picks_it(tmp_path: Path) -> None:
+    """`claude --resume` continues from the user/assistant leaf with the newest timestamp, not from the
+    file's last line: a branch written last with older timestamps (another tool rewrote the file) is
+    history, and the newest branch is the one judged."""
+    b = Builder()
+    b.user("start", timestamp="2026-03-01T10:00:00.000Z")
+    a = b.assistant(text("ok"), timestamp="2026-03-01T10:00:01.000Z")
+    b.user("run it", timestamp="2026-03-01T10:00:05.000Z")
+    lost = b.assistant(tu("toolu_01NEWEST"), timestamp="2026-03-01T10:00:06.000Z")
+    b.user("hello?", parent=lost["uuid"], timestamp="2026-03-01T10:00:09.000Z")
+    b.user("another way", parent=a["uuid"], timestamp="2026-03-01T10:00:02.000Z")  # last line, older
+    b.assistant(text("done"), timestamp="2026-03-01T10:00:03.000Z")
+    path = b.write(tmp_path / f"{SID}.jsonl")
+    assert summary(serious(findings(path))) == [("orphan-tool-use", "error", 4, "toolu_01NEWEST")]
+    conversations = rebuild(read_transcript(str(path)).entries)
+    main = next(c for c in conversations if c.kind == "main")
+    assert main.leaf is not None and main.leaf.line == 5
