@@ -38,7 +38,7 @@ from .rules import Rule, RuleSet
 _ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 _CSI = re.compile(r"\x1b\[([0-?]*)[ -/]*([@-~])")
 _TOOL_ID = re.compile(r"\b(?:srv)?toolu_[A-Za-z0-9_]+")
-_MESSAGES_INDEX = re.compile(r"\bmessages\.(\d+)")
+_MESSAGES_INDEX = re.compile(r"\bmessages\.(\d+)(?:\.content\.(\d+))?")
 Buffer = bytes | bytearray
 # Continuation lines of a wrapped message are indented; a logical line spans at most this many.
 MAX_CONTINUATION = 16
@@ -621,6 +621,8 @@ def _line_facts(logical: _Logical) -> tuple[list[str], dict[str, str]]:
     m = _MESSAGES_INDEX.search(logical.text)
     if m:
         facts["messages_index"] = m.group(1)
+        if m.group(2) is not None:
+            facts["content_index"] = m.group(2)
     facts["text"] = logical.text[:2000]
     return ids, facts
 

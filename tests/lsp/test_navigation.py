@@ -164,3 +164,35 @@ async def test_the_sessions_list_puts_broken_ones_first(client: LanguageClient) 
         {"uri": healthy.as_uri(), "path": str(healthy), "kind": "session", "sessionId": healthy.stem, "errors": 0,
          "warnings": 0, "firstError": None},
     ]
+
+
+async def test_a_400_in_a_terminal_log_links_to_the_failing_line(client: LanguageClient) -> None:
+    """The raw API error names `messages.5.content.0`; the log names the session: the link and the
+    command open that block's line of the session's transcript."""
+    from lsp_support import LOG_DIR
+
+    folder = PROJECTS / f"log-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    sid = str(uuid.uuid4())
+    transcript = folder / f"{sid}.jsonl"
+    transcript.write_text("\n".join(LINES) + "\n")
+    log = LOG_DIR / f"term-{uuid.uuid4().hex[:8]}.log"
+    log.write_text(
+        f"$ claude --resume {sid}\n"
+        'API Error: 400 {"type":"error","error":{"type":"invalid_request_error","message":"messages.5.content.0: '
+        "`tool_use` ids were found without `tool_result` blocks immediately after: toolu_01RUN. Each `tool_use` "
+        'block must have a corresponding `tool_result` block in the next message."}}\n')
+    uri = open_doc(client, log, language="log")
+    await diagnostics_for(client, uri)
+    links = await client.text_document_document_link_async(types.DocumentLinkParams(text_document=_doc(uri)))
+    col = LINES[5].index('{"type":"tool_use"') + 1
+    assert [(lk.range.start.line, lk.target) for lk in links or []] == [(1, f"{transcript.as_uri()}#L6,{col}")]
+    td = client.capabilities.text_document  # type: ignore[attr-defined]
+    if td and td.document_link and td.document_link.tooltip_support:
+        assert [lk.tooltip for lk in links or []] == [f"messages.5.content.0 is line 6 of {transcript.name}"]
+    answer = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        "rewind-lsp.openMessage", [uri, "messages.5.content.0"]))
+    assert _plain(answer) == {"uri": transcript.as_uri(), "line": 5, "column": col - 1}
+    answer = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        "rewind-lsp.openMessage", [uri, "toolu_01LS"]))
+    assert _plain(answer) == {"uri": transcript.as_uri(), "line": 1, "column": LINES[1].index('{"type":"tool_use"')}

@@ -17,9 +17,10 @@ from typing import Any
 from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
-from ..check import check_transcript_bytes, is_subagent_transcript, is_transcript_path
-from ..findings import Severity
-from ..navigation import TranscriptMap, build
+from ..check import CONCURRENCY_400, check_transcript_bytes, is_subagent_transcript, is_transcript_path
+from ..findings import Finding, Severity
+from ..lookup import NoSuchPlace, Place, Transcript
+from ..navigation import TranscriptMap, build, parse_ref
 from ..redact import redact
 from ..repair_plan import rewind_drops
 from .hints import code_lenses, inlay_hints
@@ -219,3 +220,96 @@ def sessions(ls: RewindLanguageServer, params: Any) -> dict[str, Any]:
         }))
     out.sort(key=lambda x: (x[0], x[1]))
     return {"sessions": [x[2] for x in out]}
+
+
+# --- from a terminal log to the failing message in its session ---------------------------------
+
+OPEN_MESSAGE = "rewind-lsp.openMessage"
+OPEN_MESSAGE_TITLE = "Open the failing message in the session"
+
+
+def log_ref(f: Finding) -> str | None:
+    """`messages.N[.content.M]`, or else the tool id, that a log finding names; None if neither."""
+    n = f.facts.get("messages_index")
+    if n is not None:
+        content = f.facts.get("content_index")
+        return f"messages.{n}" + (f".content.{content}" if content is not None else "")
+    return f.tool_use_id
+
+
+def _places(transcript: str, refs: list[str]) -> list[Place | None]:
+    """Each reference's place in `transcript`, checked once (on the worker)."""
+    t = Transcript(transcript)
+    out: list[Place | None] = []
+    for ref in refs:
+        parsed = parse_ref(ref)
+        try:
+            out.append(t.message(*parsed) if parsed is not None else t.call(ref))
+        except NoSuchPlace:
+            out.append(None)
+    return out
+
+
+def _target(place: Place) -> str:
+    uri = from_fs_path(str(place.path)) or str(place.path)
+    return f"{uri}#L{place.line},{place.column}"
+
+
+async def _log_places(ls: RewindLanguageServer, uri: str) -> list[tuple[Finding, str, Place]]:
+    """The log's tool-use 400s that name a place, each with its reference and where that is."""
+    if is_transcript_path(to_fs_path(uri) or uri):
+        return []
+    named = [(f, ref) for f in ls.findings_for_uri(uri) if f.rule == CONCURRENCY_400 and (ref := log_ref(f))]
+    if not named:
+        return []
+    try:
+        transcript = await ls.transcript_for_log(uri)
+    except (ValueError, OSError):
+        return []
+    if transcript is None:
+        return []
+    places = await ls.on_worker(_places, transcript, [ref for _, ref in named])
+    return [(f, ref, place) for (f, ref), place in zip(named, places, strict=True) if place is not None]
+
+
+@server.feature(types.TEXT_DOCUMENT_DOCUMENT_LINK)
+async def document_link(ls: RewindLanguageServer, params: types.DocumentLinkParams) -> list[types.DocumentLink]:
+    """In a terminal log: each tool-use 400 that names `messages.N` or a tool id links to that line
+    of the session the log is about."""
+    uri = params.text_document.uri
+    td = ls.client_capabilities.text_document
+    tooltips = bool(td and td.document_link and td.document_link.tooltip_support)
+    try:
+        return [
+            types.DocumentLink(range=ls.diagnostics(uri, [f])[0].range, target=_target(place),
+                               tooltip=f"{ref} is line {place.line:,} of {place.path.name}" if tooltips else None)
+            for f, ref, place in await _log_places(ls, uri)
+        ]
+    except Exception:
+        _failed("documentLink")
+        return []
+
+
+@server.command(OPEN_MESSAGE)
+async def open_message(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
+    """`[log uri, "messages.N[.content.M]" or a tool id]`: show the session's transcript at that line
+    (window/showDocument, where the client can) and answer where it is."""
+    if len(args) < 2 or not all(isinstance(a, str) for a in args[:2]):
+        return {"error": "rewind-lsp: openMessage needs [log uri, messages.N or a tool id]"}
+    uri, ref = args[0], args[1]
+    try:
+        transcript = await ls.transcript_for_log(uri)
+    except (ValueError, OSError) as exc:
+        return {"error": f"rewind-lsp: {exc}"}
+    if transcript is None:
+        return {"error": "rewind-lsp: the log names no session on this machine"}
+    (place,) = await ls.on_worker(_places, transcript, [ref])
+    if place is None:
+        return {"error": f"rewind-lsp: {ref} is not in {Path(transcript).name}"}
+    target = from_fs_path(str(place.path)) or str(place.path)
+    at = types.Position(place.line - 1, 0)
+    window = ls.client_capabilities.window
+    if window is not None and window.show_document is not None and window.show_document.support:
+        ls.spawn(ls.window_show_document_async(types.ShowDocumentParams(
+            uri=target, take_focus=True, selection=types.Range(at, at))))
+    return {"uri": target, "line": place.line - 1, "column": place.column - 1}
