@@ -21,6 +21,9 @@ from .transcript import SERVER_TOOL_USES, TOOL_RESULT, TOOL_USE, Entry
 
 LineFetcher = Callable[[int, int], bytes]
 
+# The tools that run a subagent (its transcript: <session>/subagents/agent-<agentId>.jsonl).
+SUBAGENT_TOOLS = frozenset({"Task", "Agent"})
+
 # How much of a prompt names its turn, and of a tool's input its call.
 PROMPT_WORDS = 60
 INPUT_CHARS = 60
@@ -47,6 +50,7 @@ class Call:
     results: list[Spot] = field(default_factory=list)
     message: int | None = None  # API index of its assistant message; None off the live conversation
     scope: str = "main conversation"
+    agent_id: str | None = None  # a Task/Agent call: the subagent its result names (toolUseResult.agentId)
 
     @property
     def paired(self) -> bool:
@@ -127,6 +131,11 @@ class TranscriptMap:
 class _Line(msgspec.Struct):
     message: _Msg | None = None
     timestamp: str | None = None
+    toolUseResult: msgspec.Raw = msgspec.Raw(b"null")  # any shape (text, list, object); read for subagents
+
+
+class _ToolUseResult(msgspec.Struct):
+    agentId: str | None = None
 
 
 class _Msg(msgspec.Struct):
@@ -141,6 +150,16 @@ class _Part(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(_Line).decode
+
+
+_decode_result = msgspec.json.Decoder(_ToolUseResult).decode
+
+
+def _agent_id(raw: msgspec.Raw) -> str | None:
+    try:
+        return _decode_result(raw).agentId
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def _read(fetch: LineFetcher, e: Entry) -> _Line:
@@ -203,6 +222,8 @@ def _calls(conv: Conversation, fetch: LineFetcher, msg_index: dict[int, int] | N
                 known = calls.get(b.tool_id)
                 if known is not None:
                     known.results.append(Spot(e.line, b.index))
+                    if known.name in SUBAGENT_TOOLS and known.agent_id is None:
+                        known.agent_id = _agent_id(_read(fetch, e).toolUseResult)
     return ordered
 
 

@@ -196,3 +196,20 @@ async def test_a_400_in_a_terminal_log_links_to_the_failing_line(client: Languag
     answer = await client.workspace_execute_command_async(types.ExecuteCommandParams(
         "rewind-lsp.openMessage", [uri, "toolu_01LS"]))
     assert _plain(answer) == {"uri": transcript.as_uri(), "line": 1, "column": LINES[1].index('{"type":"tool_use"')}
+
+
+@pytest.mark.skipif(not (CORPUS / "marot-spotter" / "ae4a77f8-aedd-4bc1-888f-c94edc91af04.jsonl").exists(),
+                    reason="the real corpus (../shared/corpus/real) is not beside this clone")
+async def test_a_task_call_links_to_its_subagents_transcript(client: LanguageClient) -> None:
+    """A real session with a subagent: its Task call links to `<session>/subagents/agent-<id>.jsonl`."""
+    sid = "ae4a77f8-aedd-4bc1-888f-c94edc91af04"
+    folder = PROJECTS / f"sub-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    shutil.copy(CORPUS / "marot-spotter" / f"{sid}.jsonl", folder / f"{sid}.jsonl")
+    shutil.copytree(CORPUS / "marot-spotter" / sid, folder / sid)
+    uri = open_doc(client, folder / f"{sid}.jsonl")
+    links = await client.text_document_document_link_async(types.DocumentLinkParams(text_document=_doc(uri)))
+    lines = (folder / f"{sid}.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [lk.target for lk in links or []] == [(folder / sid / "subagents" / "agent-aac57f5.jsonl").as_uri()]
+    (link,) = links or []
+    assert '"name":"Task"' in lines[link.range.start.line].replace(" ", "")

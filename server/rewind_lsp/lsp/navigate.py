@@ -272,6 +272,30 @@ async def _log_places(ls: RewindLanguageServer, uri: str) -> list[tuple[Finding,
     return [(f, ref, place) for (f, ref), place in zip(named, places, strict=True) if place is not None]
 
 
+def subagent_file(transcript: str, agent_id: str) -> Path | None:
+    """`<session>/subagents/agent-<id>.jsonl` beside the transcript, if it is there (a regular file)."""
+    if not agent_id.replace("-", "").isalnum():
+        return None
+    p = Path(transcript).parent / Path(transcript).stem / "subagents" / f"agent-{agent_id}.jsonl"
+    return p if p.is_file() and not p.is_symlink() else None
+
+
+async def _subagent_links(ls: RewindLanguageServer, uri: str, tooltips: bool) -> list[types.DocumentLink]:
+    """In a transcript: each Task/Agent call links to its subagent's transcript."""
+    mapped = await _mapped(ls, uri)
+    path = to_fs_path(uri)
+    if mapped is None or path is None:
+        return []
+    jumps = Jumps(mapped.map, _line_text(ls, uri), _encoding(ls))
+    links = []
+    for c in mapped.map.calls:
+        target = subagent_file(path, c.agent_id) if c.agent_id else None
+        if target is not None:
+            links.append(types.DocumentLink(range=jumps.range(c.use), target=target.as_uri(),
+                                            tooltip=f"subagent {c.agent_id}: {target.name}" if tooltips else None))
+    return links
+
+
 @server.feature(types.TEXT_DOCUMENT_DOCUMENT_LINK)
 async def document_link(ls: RewindLanguageServer, params: types.DocumentLinkParams) -> list[types.DocumentLink]:
     """In a terminal log: each tool-use 400 that names `messages.N` or a tool id links to that line
@@ -280,6 +304,8 @@ async def document_link(ls: RewindLanguageServer, params: types.DocumentLinkPara
     td = ls.client_capabilities.text_document
     tooltips = bool(td and td.document_link and td.document_link.tooltip_support)
     try:
+        if is_transcript_path(to_fs_path(uri) or uri):
+            return await _subagent_links(ls, uri, tooltips)
         return [
             types.DocumentLink(range=ls.diagnostics(uri, [f])[0].range, target=_target(place),
                                tooltip=f"{ref} is line {place.line:,} of {place.path.name}" if tooltips else None)
