@@ -289,8 +289,9 @@ class RewindLanguageServer(LanguageServer):
         line_text = self.line_text(uri) if encoding == types.PositionEncodingKind.Utf8 else _no_line
         return [to_diagnostic(uri, f, self.rules, encoding, line_text) for f in findings]
 
-    def publish(self, uri: str, findings: list[Finding]) -> None:
-        """Push, unless the client pulls this document; then ask it to pull again."""
+    def publish(self, uri: str, findings: list[Finding], version: int | None = None) -> None:
+        """Push (for an open document's `version`), unless the client pulls this document; then ask it to
+        pull again."""
         open_doc = uri in self.documents
         if not open_doc and self.pulls_workspace:
             return  # a workspace pull is waiting for this change (see handlers.workspace_diagnostic)
@@ -298,12 +299,12 @@ class RewindLanguageServer(LanguageServer):
             self.refresh_pull()
             return
         self.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=uri, diagnostics=self.diagnostics(uri, findings))
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=self.diagnostics(uri, findings), version=version)
         )
 
     def publish_document(self, doc: OpenDocument) -> None:
         """A check of an open document's current version is done."""
-        self.publish(doc.uri, self.adjust(doc.findings))
+        self.publish(doc.uri, self.adjust(doc.findings), doc.version)
 
     def document_check_failed(self, doc: OpenDocument, reason: str) -> None:
         self.window_log_message(
