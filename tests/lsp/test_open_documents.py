@@ -130,7 +130,8 @@ async def test_an_append_is_checked_and_published_with_its_version(encoded: Lang
 
 async def test_an_obsolete_check_is_never_published(encoded: LanguageClient) -> None:
     """A large broken document, made healthy right after it was opened: the check of version 1 is still
-    running when version 2 comes, so only version 2's (empty) diagnostics are published."""
+    running when version 2 comes (a few bytes, read at once), so only version 2's (empty) diagnostics
+    are published."""
     encoding = encoded.encoding  # type: ignore[attr-defined]
     filler = [entry("user", f"f{i}", None if i == 0 else f"f{i - 1}", "x" * 400) for i in range(20000)]
     broken = "\n".join([*filler, BROKEN.replace('"parentUuid":null', '"parentUuid":"f19999"', 1)]) + "\n"
@@ -147,9 +148,13 @@ async def test_an_obsolete_check_is_never_published(encoded: LanguageClient) -> 
     features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = record
 
     uri = open_text(encoded, path, broken)
+    # A small edit (the fault's line made a text reply), so that it arrives while version 1 is checked.
+    start, end = types.Position(line=len(filler) + 1, character=0), types.Position(line=len(filler) + 2, character=0)
+    healthy = entry("assistant", "a1", "u1", [{"type": "text", "text": "done"}], "msg_1") + "\n"
     encoded.text_document_did_change(types.DidChangeTextDocumentParams(
         text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-        content_changes=[types.TextDocumentContentChangeWholeDocument(text="\n".join(filler) + "\n")]))
+        content_changes=[types.TextDocumentContentChangePartial(range=types.Range(start=start, end=end),
+                                                               text=healthy)]))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20
     while not versions:
