@@ -43,6 +43,10 @@ def units(text: str, encoding: str) -> int:
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER, server_env=ENV),
                     params=["utf-8", "utf-16", "utf-32"])
 async def encoded(lsp_client: LanguageClient, request):  # type: ignore[no-untyped-def]
+    @lsp_client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
+    def show_message_request(params: types.ShowMessageRequestParams) -> None:
+        return None  # a newly broken watched file is announced: the user dismisses it
+
     caps = client_capabilities("visual-studio-code")  # a client that takes pushed diagnostics
     caps.general = types.GeneralClientCapabilities(position_encodings=[request.param])
     result = await lsp_client.initialize_session(
@@ -105,6 +109,17 @@ async def test_log_columns_after_non_ascii_text_in_every_encoding(encoded: Langu
     text = f"first line\n{LOG_LINE}\n"
     uri = open_text(encoded, path, text)
     d = (await pushed(encoded, uri))[0]
+    assert (d.code, d.range.start.line, d.range.start.character) == (
+        "tool-use-concurrency-400", 1, units(LOG_PREFIX, encoding))
+
+
+async def test_columns_of_a_log_on_disk_in_every_encoding(encoded: LanguageClient) -> None:
+    """A watched log that is not open: the UTF-8 column is counted once on the server's worker, from the
+    file's line, not re-read for each publish."""
+    encoding = encoded.encoding  # type: ignore[attr-defined]
+    path = LOG_DIR / f"disk-{encoding}.log"
+    path.write_text(f"first line\n{LOG_LINE}\n", encoding="utf-8")
+    d = (await pushed(encoded, path.as_uri()))[0]
     assert (d.code, d.range.start.line, d.range.start.character) == (
         "tool-use-concurrency-400", 1, units(LOG_PREFIX, encoding))
 
@@ -259,3 +274,17 @@ async def test_a_check_made_obsolete_while_it_runs_is_dropped(tmp_path: Path, ho
             assert doc.mirror is None  # its mirror file is gone with it
     finally:
         docs.shutdown()
+
+
+def test_findings_of_files_on_disk_carry_their_utf8_columns(tmp_path: Path) -> None:
+    from rewind_lsp.lsp.server import RewindLanguageServer
+
+    log = tmp_path / "x.log"
+    log.write_text(f"first line\n{LOG_LINE}\n", encoding="utf-8")
+    server = RewindLanguageServer()
+    try:
+        (f,) = server.check_disk(str(log))
+        assert (f.start.line, f.start.utf8) == (2, len(LOG_PREFIX.encode()))
+        assert server.check_disk(str(log)) == [f]  # remembered: the file is not read for its lines again
+    finally:
+        server.io.shutdown()

@@ -205,11 +205,19 @@ def _with_utf8(p: Position, line_text: Callable[[int], str]) -> Position:
     return p if p.utf8 >= 0 else replace(p, utf8=utf8_column(line_text(p.line), p.column))
 
 
+def positions(f: Finding) -> tuple[Position, ...]:
+    return (f.start, f.end, *(p for p, _ in f.related))
+
+
+def lacks_utf8(f: Finding) -> bool:
+    return any(p.utf8 < 0 for p in positions(f))
+
+
 def fill_utf8(findings: list[Finding], line_text: Callable[[int], str]) -> list[Finding]:
     """Every position with its UTF-8 column, counted from the line's text where the checker left it out."""
     out = []
     for f in findings:
-        if f.start.utf8 >= 0 and f.end.utf8 >= 0 and all(p.utf8 >= 0 for p, _ in f.related):
+        if not lacks_utf8(f):
             out.append(f)
             continue
         related = tuple((_with_utf8(p, line_text), note) for p, note in f.related)
@@ -247,7 +255,7 @@ class DocumentChecker:
             from ..logscan import scan_text
 
             findings = scan_text("".join(parts), rules.for_logs())
-        if any(p.utf8 < 0 for f in findings for p in (f.start, f.end, *(r for r, _ in f.related))):
+        if any(lacks_utf8(f) for f in findings):
             findings = fill_utf8(findings, Lines("".join(parts)))
         doc.worker_version, doc.worker_rules, doc.worker_findings = version, rules, findings
         return version, findings

@@ -83,3 +83,19 @@ def read_line(path: str, line: int) -> str:
     except OSError:
         pass
     return ""
+
+
+def read_lines(path: str, wanted: set[int]) -> dict[int, str]:
+    """The texts of the 1-based lines `wanted` of a regular file, read in one pass that stops after the last."""
+    found: dict[int, str] = {}
+    last = max(wanted, default=0)
+    try:
+        with open_regular(path) as f:
+            for n, raw in enumerate(f, 1):
+                if n in wanted:
+                    found[n] = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+                if n >= last:
+                    break
+    except OSError:
+        pass
+    return found

@@ -33,8 +33,8 @@ from ..findings import Finding, Severity
 from ..incremental import TranscriptState, check_transcript_incremental
 from ..paths import user_cache_dir
 from .diagnostics import to_diagnostic
-from .documents import Documents, Lines, OpenDocument
-from .fileio import NotRegularFileError, mtime, read_line, shown
+from .documents import Documents, Lines, OpenDocument, fill_utf8, lacks_utf8, positions
+from .fileio import NotRegularFileError, mtime, read_line, read_lines, shown
 from .protocol import RewindProtocol
 from .watch import Watcher
 
@@ -85,6 +85,8 @@ class RewindLanguageServer(LanguageServer):
         self.documents.rules = lambda: self.rules
         self.disk_findings: dict[str, list[Finding]] = {}  # path -> findings of the file on disk
         self.log_states: dict[str, LogState] = {}
+        # Per file on disk: findings as checked -> the same with UTF-8 columns counted (worker only).
+        self.utf8_done: dict[str, dict[Finding, Finding]] = {}
         # Incremental states of live transcripts, least recently checked first. Only touched on the worker.
         self.transcript_states: OrderedDict[str, TranscriptState] = OrderedDict()
         self.known_errors: dict[str, set[tuple[str, int, str | None]]] = {}
@@ -216,12 +218,29 @@ class RewindLanguageServer(LanguageServer):
         if not stat.S_ISREG(st.st_mode):
             raise NotRegularFileError()
         if is_transcript_path(path):
-            return self.check_transcript_disk(path, st.st_mtime)
-        from ..logscan import LogState, scan_file
+            findings = self.check_transcript_disk(path, st.st_mtime)
+        else:
+            from ..logscan import LogState, scan_file
 
-        state = self.log_states.setdefault(path, LogState())
-        scan_file(path, state, self.rules)
-        return state.all()
+            state = self.log_states.setdefault(path, LogState())
+            scan_file(path, state, self.rules)
+            findings = state.all()
+        return self.with_utf8(path, findings)
+
+    def with_utf8(self, path: str, findings: list[Finding]) -> list[Finding]:
+        """Runs on the worker: every position with its UTF-8 column, so that no publish reads the file again.
+        Findings already completed for this file are remembered; the lines of new ones are read in one pass."""
+        done = self.utf8_done.setdefault(path, {})
+        missing = [f for f in findings if f not in done and lacks_utf8(f)]
+        if missing:
+            lines = read_lines(path, {p.line for f in missing for p in positions(f)})
+            for f, filled in zip(missing, fill_utf8(missing, lambda n: lines.get(n, "")), strict=True):
+                done[f] = filled
+        out = [done.get(f, f) for f in findings]
+        current = set(findings)
+        for stale in [f for f in done if f not in current]:
+            del done[stale]
+        return out
 
     def check_transcript_disk(self, path: str, mtime: float) -> list[Finding]:
         """A transcript the server follows (a live session) is checked from its state in memory, so each
@@ -325,6 +344,7 @@ class RewindLanguageServer(LanguageServer):
             self.disk_changed.set()
         self.log_states.pop(path, None)
         self.on_worker_soon(self.transcript_states.pop, path, None)
+        self.on_worker_soon(self.utf8_done.pop, path, None)
         self.known_errors.pop(path, None)
         if uri not in self.documents:
             self.publish(uri, [])
