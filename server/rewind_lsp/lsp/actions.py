@@ -168,7 +168,7 @@ async def preview_costs(ls: RewindLanguageServer, uri: str) -> dict[str, Any]:
     if cached is not None and cached[0] == key:
         return cached[1]
     try:
-        got = await ls.on_worker(preview, path)
+        got = await ls.on_worker(preview, path, pool=ls.preview_pool)
     except (RewindError, OSError):
         return {}
     costs = {p.mode: p for p in got}

@@ -102,7 +102,11 @@ class RewindLanguageServer(LanguageServer):
         self.previews: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
         # One worker for files on disk and rewinds: file checks never race each other, the event loop stays free.
         self.io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewind-lsp-check")
-        # Jobs submitted to the worker and not done yet -> whether the job writes (a rewind).
+        # What Rewind/Repair would cost (read-only): on a thread of its own, so that a code action never
+        # waits behind the startup scan, nor an open document's check behind a preview of a large file.
+        self.preview_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                                  thread_name_prefix="rewind-lsp-preview")
+        # Jobs submitted to the workers and not done yet -> whether the job writes (a rewind).
         self.worker_jobs: dict[concurrent.futures.Future[Any], bool] = {}
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
@@ -112,9 +116,11 @@ class RewindLanguageServer(LanguageServer):
         task.add_done_callback(self.background.discard)
         return task
 
-    async def on_worker(self, fn: Callable[..., T], *args: Any, writes: bool = False) -> T:
-        """Run `fn(*args)` on the worker thread, remembered until done so that exit knows what it waits for."""
-        job = self.io.submit(fn, *args)
+    async def on_worker(self, fn: Callable[..., T], *args: Any, writes: bool = False,
+                        pool: concurrent.futures.ThreadPoolExecutor | None = None) -> T:
+        """Run `fn(*args)` on the worker thread (or `pool`), remembered until done so that exit knows what it
+        waits for."""
+        job = (pool or self.io).submit(fn, *args)
         self.worker_jobs[job] = writes
         job.add_done_callback(lambda j: self.worker_jobs.pop(j, None))
         return await asyncio.wrap_future(job)
@@ -131,6 +137,7 @@ class RewindLanguageServer(LanguageServer):
             self.watcher.stop()  # watchdog's thread must not call into the closed loop
         self.documents.checker.shutdown()
         self.io.shutdown(wait=False, cancel_futures=True)
+        self.preview_pool.shutdown(wait=False, cancel_futures=True)
         super().shutdown()  # type: ignore[no-untyped-call]
         running = [(job, writes) for job, writes in list(self.worker_jobs.items()) if not job.done()]
         if not running:
