@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -139,7 +140,7 @@ def claim(ls: RewindLanguageServer, folder: Path) -> None:
             return
         ls.scan_holder = True
         ls.window_log_message(types.LogMessageParams(types.MessageType.Info, TOOK_OVER.format(roots=shown)))
-        ls.spawn(startup_scan(ls, summary=False))
+        ls.spawn(startup_scan(ls, summary=False, since=time.time()))
 
     def acquired() -> None:
         loop.call_soon_threadsafe(took_over)
@@ -147,9 +148,11 @@ def claim(ls: RewindLanguageServer, folder: Path) -> None:
     lock.wait(acquired)
 
 
-async def startup_scan(ls: RewindLanguageServer, summary: bool) -> None:
+async def startup_scan(ls: RewindLanguageServer, summary: bool, since: float | None = None) -> None:
     """Check every watched file once (from the persistent cache: a warm restart only stats files),
-    reporting progress, without blocking requests; then the summary, when asked for and broken."""
+    reporting progress, without blocking requests; then the summary, when asked for and broken.
+    Errors in a file written since `since` (default: since watching began) are news, announced; a
+    takeover passes the moment it took over (what broke before, the previous holder announced)."""
     watcher = ls.watcher
     files = (
         await asyncio.get_running_loop().run_in_executor(None, watched_files, watcher.roots, watcher.wanted)
@@ -172,7 +175,7 @@ async def startup_scan(ls: RewindLanguageServer, summary: bool) -> None:
             token = None
     broken: list[str] = []
     for i, path in enumerate(files):
-        await ls.refresh_path(path, announce=summary and ls.changed_since_watching(path))
+        await ls.refresh_path(path, announce=ls.changed_since_watching(path, since))
         if any(f.severity == Severity.ERROR for f in ls.disk_findings.get(path, [])):
             broken.append(path)
         if token and (i % 20 == 0 or i == len(files) - 1):

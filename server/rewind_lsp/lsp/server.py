@@ -459,12 +459,13 @@ class RewindLanguageServer(LanguageServer):
 
         self.spawn(ask())
 
-    def changed_since_watching(self, path: str) -> bool:
-        """Whether a file was written after the watcher started: its errors are news, to announce even when a
-        sweep over every file (the startup scan, a settings change) reads it before its watch event comes.
+    def changed_since_watching(self, path: str, since: float | None = None) -> bool:
+        """Whether a file was written after the watcher started (or after `since`): its errors are news, to
+        announce even when a sweep over every file (the startup scan, a settings change) reads it before its
+        watch event comes.
         Errors already on disk when watching began are listed, never announced."""
         when = mtime(path)
-        return when is not None and when >= self.watching_since - MTIME_SLACK
+        return when is not None and when >= (self.watching_since if since is None else since) - MTIME_SLACK
 
     def start_watching(self) -> None:
         loop = asyncio.get_running_loop()
