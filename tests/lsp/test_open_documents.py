@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,28 @@ def test_findings_of_files_on_disk_carry_their_utf8_columns(tmp_path: Path) -> N
         assert server.check_disk(str(log)) == [f]  # remembered: the file is not read for its lines again
     finally:
         server.io.shutdown()
+
+
+async def test_mirrors_of_killed_servers_are_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    from rewind_lsp.lsp.documents import MIRROR_PREFIX
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    stale = Path(tempfile.mkdtemp(prefix=f"{MIRROR_PREFIX}{gone}-"))
+    (stale / "doc-1.jsonl").write_text(BROKEN)
+    alive = Path(tempfile.mkdtemp(prefix=f"{MIRROR_PREFIX}{os.getpid()}-"))
+    docs = store([])
+    try:
+        doc = docs.did_open((tmp_path / "s.jsonl").as_uri(), 1, BROKEN)
+        await docs.findings(doc)
+        assert not stale.exists() and alive.exists()
+        assert docs.checker.folder is not None
+        assert Path(docs.checker.folder).name.startswith(f"{MIRROR_PREFIX}{os.getpid()}-")
+    finally:
+        docs.shutdown()
+        alive.rmdir()
+    assert docs.checker.folder is not None and not Path(docs.checker.folder).exists()

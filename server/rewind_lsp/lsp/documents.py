@@ -226,6 +226,26 @@ def fill_utf8(findings: list[Finding], line_text: Callable[[int], str]) -> list[
     return out
 
 
+MIRROR_PREFIX = "rewind-lsp-open-"
+
+
+def sweep_mirrors(folder: str) -> None:
+    """Remove the mirror folders of servers that ended without removing them (killed), this user's only."""
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            pid_text = entry.name.removeprefix(MIRROR_PREFIX).partition("-")[0]
+            if not entry.name.startswith(MIRROR_PREFIX) or not pid_text.isdigit():
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != os.getuid() or not entry.is_dir(follow_symlinks=False):
+                    continue
+                os.kill(int(pid_text), 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry.path, ignore_errors=True)  # its server is gone
+            except OSError:
+                continue  # alive (another user's would be PermissionError), or unreadable
+
+
 class DocumentChecker:
     """Runs the checks of open documents on one worker thread of their own (a startup scan or a rewind
     on the files' worker never delays them), keeping the mirror files in a private temporary folder."""
@@ -237,7 +257,10 @@ class DocumentChecker:
 
     def _new_mirror(self) -> str:
         if self.folder is None:
-            self.folder = tempfile.mkdtemp(prefix="rewind-lsp-open-")  # mode 0700: it holds conversation text
+            sweep_mirrors(tempfile.gettempdir())
+            # Mode 0700: it holds conversation text. The pid in the name lets a later server remove it
+            # should this one be killed before it could.
+            self.folder = tempfile.mkdtemp(prefix=f"{MIRROR_PREFIX}{os.getpid()}-")
         self._count += 1
         return os.path.join(self.folder, f"doc-{self._count}.jsonl")
 
