@@ -28,11 +28,14 @@ class Severity(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """1-based line; 1-based column in characters, and the 0-based UTF-16 column LSP wants."""
+    """1-based line; 1-based column in characters; the 0-based UTF-16 column LSP wants by default, and
+    the 0-based UTF-8 column (bytes) for clients that negotiate UTF-8. `utf8` is UNKNOWN_COLUMN when the
+    checker that made the position did not compute it: the server then counts it from the line's text."""
 
     line: int
     column: int
     utf16: int
+    utf8: int = -1  # UNKNOWN_COLUMN
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +59,20 @@ class Finding:
         return (self.start.line, self.start.column, self.rule)
 
 
+UNKNOWN_COLUMN = -1
+
+
 def line_position(line: int, text: str, char_index: int) -> Position:
     """Position of the character at `char_index` (0-based) of a line's decoded text."""
     prefix = text[:char_index]
-    utf16 = len(prefix.encode("utf-16-le")) // 2
-    return Position(line, char_index + 1, utf16)
+    if prefix.isascii():
+        return Position(line, char_index + 1, char_index, char_index)
+    utf16 = len(prefix.encode("utf-16-le", errors="surrogatepass")) // 2
+    utf8 = len(prefix.encode("utf-8", errors="surrogatepass"))
+    return Position(line, char_index + 1, utf16, utf8)
+
+
+def utf8_column(text: str, column: int) -> int:
+    """The 0-based UTF-8 column of 1-based character column `column` of a line's text."""
+    prefix = text[: max(column - 1, 0)]
+    return len(prefix) if prefix.isascii() else len(prefix.encode("utf-8", errors="surrogatepass"))

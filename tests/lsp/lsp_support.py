@@ -73,7 +73,9 @@ PRESCANNED = PROJECTS / "prescanned" / "22222222-2222-4222-8222-222222222222.jso
 PRESCANNED.parent.mkdir(parents=True)
 PRESCANNED.write_text(BROKEN)
 
-ENV = {**os.environ, "CLAUDE_CONFIG_DIR": str(CLAUDE_DIR), "REWIND_LSP_LOG_DIR": str(LOG_DIR)}
+CACHE_DIR = ROOT / "cache"
+ENV = {**os.environ, "CLAUDE_CONFIG_DIR": str(CLAUDE_DIR), "REWIND_LSP_LOG_DIR": str(LOG_DIR),
+       "REWIND_LSP_CACHE_DIR": str(CACHE_DIR)}
 SERVER = [sys.executable, "-m", "rewind_lsp", "serve"]
 PROFILES = ["visual-studio-code", "neovim@v0.10.0", "neovim@v0.7.0"]
 

@@ -51,3 +51,25 @@ def test_the_server_answers_initialize_before_loading_the_engine() -> None:
     code = "import sys, rewind_lsp.lsp.server; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert not set(out.split()) & {"pydantic", "rewind_lsp.rules", "rewind_lsp.logscan", "rewind_lsp.rewind"}
+
+
+def test_idle_transcripts_go_through_the_shared_state_cache(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """What the server's scan checked, a restart (or the hook, or the CLI) finds in the cache: unchanged,
+    the file is only stat'ed."""
+    from rewind_lsp.index import check_cached
+    from rewind_lsp.lsp.server import index_dir
+
+    monkeypatch.setenv("REWIND_LSP_CACHE_DIR", str(tmp_path / "cache"))
+    old = tmp_path / "old.jsonl"
+    old.write_text(BROKEN)
+    long_ago = time.time() - LIVE_SECONDS - 60
+    os.utime(old, (long_ago, long_ago))
+    server = RewindLanguageServer()
+    try:
+        first = server.check_disk(str(old))
+    finally:
+        server.io.shutdown()
+    findings, state = check_cached(str(old), index_dir())
+    # The server adds UTF-8 columns to what it keeps; the saved findings are otherwise the same.
+    assert state.stats.reused and [(f.rule, f.start.line, f.start.column, f.message) for f in findings] == [
+        (f.rule, f.start.line, f.start.column, f.message) for f in first]

@@ -550,3 +550,53 @@ def test_client_process_killed_mid_session(tmp_path: Path) -> None:
     FUZZ_CASES["server: client hang-ups"] += 1
     if not _exited(pid):  # pragma: no cover - only when the assertion above failed
         os.kill(pid, 9)
+
+
+def test_one_server_of_the_machine_scans_and_announces_and_another_takes_over(tmp_path: Path) -> None:
+    """Two real servers watching the same folders (two editor windows): the first holds the watch lock,
+    scans and announces; the second says why it does not, still answers for open documents and watched
+    changes, and takes over the notifications when the first exits."""
+    from rewind_lsp.lsp.scan import NOT_HOLDER, TOOK_OVER
+    from rewind_lsp.lsp.summary import broken_summary
+
+    projects, transcript = setup_root(tmp_path)
+    options = {"watchRoots": [str(projects)]}
+    summary = broken_summary([str(transcript)])
+
+    def asked(srv: RawServer, name: str) -> bool:
+        return any(r["method"] == "window/showMessageRequest" and name in r["params"]["message"]
+                   for r in srv.server_requests)
+
+    def published(srv: RawServer, path: Path) -> bool:
+        return srv.wait_notification(lambda n: n["method"] == "textDocument/publishDiagnostics"
+                                     and n["params"]["uri"] == path.as_uri() and bool(n["params"]["diagnostics"]),
+                                     timeout=10) is not None
+
+    with raw_server(tmp_path, options) as first:
+        assert wait_until(lambda: summary in first.shown_messages(), 15)
+        with raw_server(tmp_path, options) as second:
+            watching = wait_until(
+                lambda: [m for m in second.log_messages() if m.startswith("rewind-lsp: watching ")], 10)
+            roots = watching[0].removeprefix("rewind-lsp: watching ")
+            said = NOT_HOLDER.format(pid=first.proc.pid, roots=roots)
+            assert said == (f"rewind-lsp: another rewind-lsp server (pid {first.proc.pid}) runs the startup scan and "
+                            f"the notifications for {roots}; this one answers for open documents and watched changes, "
+                            "and takes over when that one exits")
+            assert wait_until(lambda: said in second.log_messages(), 10)
+            second.open(transcript)
+            assert published(second, transcript)  # open documents: answered
+            newly = transcript.with_name("33333333-3333-4333-8333-333333333333.jsonl")
+            newly.write_text(broken("33333333-3333-4333-8333-333333333333"))
+            assert published(second, newly)  # watched changes: answered
+            assert wait_until(lambda: asked(first, newly.name), 10)  # ... and announced by the holder only
+            time.sleep(0.5)
+            assert not asked(second, newly.name) and summary not in second.shown_messages()
+
+            assert first.close() == 0
+            took = TOOK_OVER.format(roots=roots)
+            assert took == f"rewind-lsp: took over the startup scan and the notifications for {roots}"
+            assert wait_until(lambda: took in second.log_messages(), 10)
+            later = transcript.with_name("44444444-4444-4444-8444-444444444444.jsonl")
+            later.write_text(broken("44444444-4444-4444-8444-444444444444"))
+            assert wait_until(lambda: asked(second, later.name), 10)
+            assert summary not in second.shown_messages()  # a takeover shows no second summary

@@ -4,51 +4,70 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass, field, replace
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
 
 from ..check import claude_projects_dir
 from ..findings import Severity
 from ..paths import user_log_dir
 
+# Checked by hand, not with pydantic: importing pydantic and building a model cost ~0.2 s between
+# `initialized` and the first diagnostics of every editor start.
+
 SECTION = "rewind-lsp"
+_LISTS = ("watch_roots", "log_globs", "rule_dirs", "disabled_rules")
 
 
 def default_watch_roots() -> list[str]:
     return [str(claude_projects_dir()), str(user_log_dir())]
 
 
-class Settings(BaseModel):
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+@dataclass(frozen=True)
+class Settings:
     """The public setting names are camelCase: watchRoots, logGlobs, ruleDirs, disabledRules, severity,
-    notifications."""
+    notifications, inlayHints (snake_case is accepted too)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    watch_roots: list[str] = Field(default_factory=default_watch_roots)
-    log_globs: list[str] = Field(default_factory=lambda: ["*.log"])
-    rule_dirs: list[str] = Field(default_factory=list)
-    disabled_rules: list[str] = Field(default_factory=list)
-    severity: dict[str, str] = Field(default_factory=dict)
+    watch_roots: list[str] = field(default_factory=default_watch_roots)
+    log_globs: list[str] = field(default_factory=lambda: ["*.log"])
+    rule_dirs: list[str] = field(default_factory=list)
+    disabled_rules: list[str] = field(default_factory=list)
+    severity: dict[str, str] = field(default_factory=dict)
     notifications: bool = True
     inlay_hints: bool = True  # `messages.N` at the start of each line of the live conversation
-
-    @field_validator("severity")
-    @classmethod
-    def _levels(cls, v: dict[str, str]) -> dict[str, str]:
-        for rule, level in v.items():
-            try:
-                Severity.parse(level)
-            except ValueError:
-                raise ValueError(
-                    f"severity of {rule!r}: {level!r} is not error, warning, information or hint"
-                ) from None
-        return v
 
     def severity_for(self, rule: str) -> Severity | None:
         level = self.severity.get(rule)
         return Severity.parse(level) if level else None
+
+    def model_copy(self, update: dict[str, Any]) -> Settings:
+        return replace(self, **update)
+
+
+def _problem(name: str, value: Any) -> str | None:
+    """What is wrong with one setting's value, or None."""
+    if name in _LISTS:
+        if not isinstance(value, list):
+            return "Input should be a valid list"
+        if not all(isinstance(x, str) for x in value):
+            return "Input should be a valid string (every item)"
+        return None
+    if name == "severity":
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return "Input should be an object of rule ids to severities"
+        for rule, level in value.items():
+            try:
+                Severity.parse(level)
+            except ValueError:
+                return f"Value error, severity of {rule!r}: {level!r} is not error, warning, information or hint"
+        return None
+    if not isinstance(value, bool):
+        return "Input should be a valid boolean"
+    return None
 
 
 def parse_settings(raw: Any) -> tuple[Settings, str | None]:
@@ -59,18 +78,26 @@ def parse_settings(raw: Any) -> tuple[Settings, str | None]:
         raw = raw[SECTION]  # {"rewind-lsp": {...}} as sent by didChangeConfiguration
     if not isinstance(raw, dict):
         return Settings(), f"rewind-lsp settings must be an object, got {type(raw).__name__}; using the defaults"
-    known = {k: v for k, v in raw.items() if v is not None}
-    try:
-        return Settings.model_validate(known), None
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
-        good = {k: v for k, v in known.items() if k not in bad}
-        try:
-            settings = Settings.model_validate(good)
-        except ValidationError:
-            settings = Settings()
-        return settings, f"rewind-lsp: bad settings ({problems}); using the defaults for {', '.join(sorted(bad))}"
+    names = {_camel(n): n for n in (*_LISTS, "severity", "notifications", "inlay_hints")}
+    names.update({n: n for n in names.values()})
+    good: dict[str, Any] = {}
+    problems: list[str] = []
+    bad: set[str] = set()
+    for key, value in raw.items():
+        name = names.get(key) if isinstance(key, str) else None
+        if name is None or value is None:
+            continue  # unknown settings are ignored, as a null is
+        why = _problem(name, value)
+        if why is None:
+            good[name] = list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+        else:
+            problems.append(f"{key}: {why}")
+            bad.add(str(key))
+    settings = Settings(**good)
+    if not problems:
+        return settings, None
+    shown = ", ".join(sorted(bad))
+    return settings, f"rewind-lsp: bad settings ({'; '.join(problems)}); using the defaults for {shown}"
 
 
 def rule_dir_problem(folder: str) -> str | None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 MAX_HEADER = 8 * 1024  # bytes of one message's header lines
-MAX_BODY = 64 * 1024 * 1024  # bytes of one message's body
+MAX_BODY = 256 * 1024 * 1024  # bytes of one message's body: a 100 MB transcript opened whole is ~130 MB of JSON
 # A body that stops arriving this long before its stated length is checked for a header inside it
 # (a length larger than the body swallows the next message, and the client then waits for an answer).
 STALL_SECONDS = 0.5

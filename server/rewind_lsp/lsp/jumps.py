@@ -10,31 +10,9 @@ from lsprotocol import types
 
 from .. import locate
 from ..navigation import Call, Spot, TranscriptMap
+from .positions import char_index, units
 
 LineText = Callable[[int], str]  # 1-based line -> its decoded text
-
-
-def _units(text: str, chars: int, encoding: str) -> int:
-    """`chars` characters of `text` in the client's position units."""
-    if encoding == types.PositionEncodingKind.Utf32:
-        return chars
-    if encoding == types.PositionEncodingKind.Utf8:
-        return len(text[:chars].encode("utf-8", errors="surrogatepass"))
-    return len(text[:chars].encode("utf-16-le", errors="surrogatepass")) // 2
-
-
-def _chars(text: str, units: int, encoding: str) -> int:
-    """The character index at `units` of the client's position units (the inverse of `_units`)."""
-    if encoding == types.PositionEncodingKind.Utf32:
-        return min(units, len(text))
-    size = 1 if encoding == types.PositionEncodingKind.Utf8 else 2
-    seen = 0
-    for i, ch in enumerate(text):
-        width = len(ch.encode("utf-8", errors="surrogatepass")) if size == 1 else (2 if ord(ch) > 0xFFFF else 1)
-        if seen + width > units:
-            return i
-        seen += width
-    return len(text)
 
 
 class Jumps:
@@ -50,8 +28,8 @@ class Jumps:
     def range(self, spot: Spot) -> types.Range:
         text = self.text(spot.line)
         start, end = self.span(spot)
-        return types.Range(types.Position(spot.line - 1, _units(text, start, self.encoding)),
-                           types.Position(spot.line - 1, _units(text, end, self.encoding)))
+        return types.Range(types.Position(spot.line - 1, units(text[:start], self.encoding)),
+                           types.Position(spot.line - 1, units(text[:end], self.encoding)))
 
     def at(self, pos: types.Position) -> tuple[Call, Spot] | None:
         """The call whose block is under the cursor, and that block; on a line of one call, that call."""
@@ -59,7 +37,7 @@ class Jumps:
         calls = self.m.calls_on(line)
         if not calls:
             return None
-        char = _chars(self.text(line), pos.character, self.encoding)
+        char = char_index(self.text(line), pos.character, self.encoding)
         halves = [(c, s) for c in calls for s in (c.use, *c.results) if s.line == line]
         for c, s in halves:
             start, end = self.span(s)

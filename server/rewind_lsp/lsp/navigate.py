@@ -23,10 +23,13 @@ from ..lookup import NoSuchPlace, Place, Transcript
 from ..navigation import TranscriptMap, build, parse_ref
 from ..redact import redact
 from ..repair_plan import rewind_drops
+from .actions import transcript_for_log
+from .documents import Lines
 from .hints import code_lenses, inlay_hints
 from .jumps import Jumps
 from .outline import document_symbols, folding_ranges, workspace_symbols
-from .server import RewindLanguageServer, server
+from .positions import units
+from .server import RewindLanguageServer
 
 log = logging.getLogger(__name__)
 
@@ -52,42 +55,30 @@ def _build(source: str, version: int | None) -> _Mapped:
 
 
 async def _mapped(ls: RewindLanguageServer, uri: str) -> _Mapped | None:
-    if not ls.is_open(uri) or not is_transcript_path(to_fs_path(uri) or ""):
+    doc = ls.documents.get(uri)
+    if doc is None or not doc.is_transcript:
         return None
-    for gone in [u for u in _maps if not ls.is_open(u)]:  # closed since: their maps go
+    for gone in [u for u in _maps if u not in ls.documents]:  # closed since: their maps go
         del _maps[gone]
-    doc = ls.workspace.get_text_document(uri)
     known = _maps.get(uri)
     if known is not None and known.version == doc.version:
         return known
-    mapped = await ls.on_worker(_build, doc.source, doc.version)
+    version, text = doc.version, doc.text
+    mapped = await ls.on_worker(_build, text, version)
     _maps[uri] = mapped
     return mapped
 
 
-def _encoding(ls: RewindLanguageServer) -> str:
-    return str(ls.workspace.position_encoding or types.PositionEncodingKind.Utf16)
-
-
 def _line_text(ls: RewindLanguageServer, uri: str) -> Callable[[int], str]:
-    lines = ls.workspace.get_text_document(uri).lines
-
-    def text(line: int) -> str:
-        return lines[line - 1].rstrip("\r\n") if 0 < line <= len(lines) else ""
-
-    return text
+    doc = ls.documents.get(uri)
+    return Lines(doc.text) if doc is not None else (lambda line: "")
 
 
 def _line_length(ls: RewindLanguageServer, uri: str) -> Callable[[int], int]:
-    text, encoding = _line_text(ls, uri), _encoding(ls)
+    text, encoding = _line_text(ls, uri), ls.position_encoding
 
     def length(line0: int) -> int:
-        t = text(line0 + 1)
-        if encoding == types.PositionEncodingKind.Utf32:
-            return len(t)
-        if encoding == types.PositionEncodingKind.Utf8:
-            return len(t.encode("utf-8", errors="surrogatepass"))
-        return len(t.encode("utf-16-le", errors="surrogatepass")) // 2
+        return units(text(line0 + 1), encoding)
 
     return length
 
@@ -96,7 +87,6 @@ def _failed(name: str) -> None:
     log.exception("rewind-lsp: %s failed", name)
 
 
-@server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
 async def document_symbol(ls: RewindLanguageServer, params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:
     uri = params.text_document.uri
     try:
@@ -107,7 +97,6 @@ async def document_symbol(ls: RewindLanguageServer, params: types.DocumentSymbol
         return []
 
 
-@server.feature(types.TEXT_DOCUMENT_FOLDING_RANGE)
 async def folding_range(ls: RewindLanguageServer, params: types.FoldingRangeParams) -> list[types.FoldingRange]:
     try:
         mapped = await _mapped(ls, params.text_document.uri)
@@ -117,12 +106,11 @@ async def folding_range(ls: RewindLanguageServer, params: types.FoldingRangePara
         return []
 
 
-@server.feature(types.WORKSPACE_SYMBOL)
 async def workspace_symbol(ls: RewindLanguageServer, params: types.WorkspaceSymbolParams
                            ) -> list[types.WorkspaceSymbol]:
     try:
         maps = []
-        for uri in list(ls.workspace.text_documents):
+        for uri in [d.uri for d in ls.documents]:
             mapped = await _mapped(ls, uri)
             if mapped is not None:
                 maps.append((uri, mapped.map))
@@ -134,10 +122,9 @@ async def workspace_symbol(ls: RewindLanguageServer, params: types.WorkspaceSymb
 
 async def _jumps(ls: RewindLanguageServer, uri: str) -> Jumps | None:
     mapped = await _mapped(ls, uri)
-    return Jumps(mapped.map, _line_text(ls, uri), _encoding(ls)) if mapped else None
+    return Jumps(mapped.map, _line_text(ls, uri), ls.position_encoding) if mapped else None
 
 
-@server.feature(types.TEXT_DOCUMENT_DEFINITION)
 async def definition(ls: RewindLanguageServer, params: types.DefinitionParams) -> list[types.Location]:
     uri = params.text_document.uri
     try:
@@ -148,7 +135,6 @@ async def definition(ls: RewindLanguageServer, params: types.DefinitionParams) -
         return []
 
 
-@server.feature(types.TEXT_DOCUMENT_REFERENCES)
 async def references(ls: RewindLanguageServer, params: types.ReferenceParams) -> list[types.Location]:
     uri = params.text_document.uri
     try:
@@ -159,7 +145,6 @@ async def references(ls: RewindLanguageServer, params: types.ReferenceParams) ->
         return []
 
 
-@server.feature(types.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)
 async def document_highlight(ls: RewindLanguageServer, params: types.DocumentHighlightParams
                              ) -> list[types.DocumentHighlight]:
     try:
@@ -170,7 +155,6 @@ async def document_highlight(ls: RewindLanguageServer, params: types.DocumentHig
         return []
 
 
-@server.feature(types.TEXT_DOCUMENT_INLAY_HINT, types.InlayHintOptions(resolve_provider=False))
 async def inlay_hint(ls: RewindLanguageServer, params: types.InlayHintParams) -> list[types.InlayHint]:
     if not ls.settings.inlay_hints:
         return []
@@ -182,7 +166,6 @@ async def inlay_hint(ls: RewindLanguageServer, params: types.InlayHintParams) ->
         return []
 
 
-@server.feature(types.TEXT_DOCUMENT_CODE_LENS, types.CodeLensOptions(resolve_provider=False))
 async def code_lens(ls: RewindLanguageServer, params: types.CodeLensParams) -> list[types.CodeLens]:
     uri = params.text_document.uri
     try:
@@ -202,7 +185,6 @@ def _kind(path: str) -> str:
     return "subagent transcript" if is_subagent_transcript(path) else "session"
 
 
-@server.feature(SESSIONS)
 def sessions(ls: RewindLanguageServer, params: Any) -> dict[str, Any]:
     """The watched files the server has checked, broken first (most errors first), then by name: for
     a client's list of sessions (VS Code's `Claude sessions` view). Findings as the client sees them
@@ -259,11 +241,11 @@ async def _log_places(ls: RewindLanguageServer, uri: str) -> list[tuple[Finding,
     """The log's tool-use 400s that name a place, each with its reference and where that is."""
     if is_transcript_path(to_fs_path(uri) or uri):
         return []
-    named = [(f, ref) for f in ls.findings_for_uri(uri) if f.rule == CONCURRENCY_400 and (ref := log_ref(f))]
+    named = [(f, ref) for f in await ls.findings_for(uri) if f.rule == CONCURRENCY_400 and (ref := log_ref(f))]
     if not named:
         return []
     try:
-        transcript = await ls.transcript_for_log(uri)
+        transcript = await transcript_for_log(ls, uri)
     except (ValueError, OSError):
         return []
     if transcript is None:
@@ -286,7 +268,7 @@ async def _subagent_links(ls: RewindLanguageServer, uri: str, tooltips: bool) ->
     path = to_fs_path(uri)
     if mapped is None or path is None:
         return []
-    jumps = Jumps(mapped.map, _line_text(ls, uri), _encoding(ls))
+    jumps = Jumps(mapped.map, _line_text(ls, uri), ls.position_encoding)
     links = []
     for c in mapped.map.calls:
         target = subagent_file(path, c.agent_id) if c.agent_id else None
@@ -296,7 +278,6 @@ async def _subagent_links(ls: RewindLanguageServer, uri: str, tooltips: bool) ->
     return links
 
 
-@server.feature(types.TEXT_DOCUMENT_DOCUMENT_LINK)
 async def document_link(ls: RewindLanguageServer, params: types.DocumentLinkParams) -> list[types.DocumentLink]:
     """In a terminal log: each tool-use 400 that names `messages.N` or a tool id links to that line
     of the session the log is about."""
@@ -316,7 +297,6 @@ async def document_link(ls: RewindLanguageServer, params: types.DocumentLinkPara
         return []
 
 
-@server.command(OPEN_MESSAGE)
 async def open_message(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
     """`[log uri, "messages.N[.content.M]" or a tool id]`: show the session's transcript at that line
     (window/showDocument, where the client can) and answer where it is."""
@@ -324,7 +304,7 @@ async def open_message(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
         return {"error": "rewind-lsp: openMessage needs [log uri, messages.N or a tool id]"}
     uri, ref = args[0], args[1]
     try:
-        transcript = await ls.transcript_for_log(uri)
+        transcript = await transcript_for_log(ls, uri)
     except (ValueError, OSError) as exc:
         return {"error": f"rewind-lsp: {exc}"}
     if transcript is None:
@@ -339,3 +319,18 @@ async def open_message(ls: RewindLanguageServer, *args: Any) -> dict[str, Any]:
         ls.spawn(ls.window_show_document_async(types.ShowDocumentParams(
             uri=target, take_focus=True, selection=types.Range(at, at))))
     return {"uri": target, "line": place.line - 1, "column": place.column - 1}
+
+
+def register(server: RewindLanguageServer) -> None:
+    """The navigation features on `server` (server.make_server calls this after the core handlers)."""
+    server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)(document_symbol)
+    server.feature(types.TEXT_DOCUMENT_FOLDING_RANGE)(folding_range)
+    server.feature(types.WORKSPACE_SYMBOL)(workspace_symbol)
+    server.feature(types.TEXT_DOCUMENT_DEFINITION)(definition)
+    server.feature(types.TEXT_DOCUMENT_REFERENCES)(references)
+    server.feature(types.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)(document_highlight)
+    server.feature(types.TEXT_DOCUMENT_INLAY_HINT, types.InlayHintOptions(resolve_provider=False))(inlay_hint)
+    server.feature(types.TEXT_DOCUMENT_CODE_LENS, types.CodeLensOptions(resolve_provider=False))(code_lens)
+    server.feature(SESSIONS)(sessions)
+    server.feature(types.TEXT_DOCUMENT_DOCUMENT_LINK)(document_link)
+    server.command(OPEN_MESSAGE)(open_message)

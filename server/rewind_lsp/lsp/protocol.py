@@ -1,4 +1,11 @@
-"""pygls' LSP protocol, made to answer every request, even one whose params do not fit its method.
+"""pygls' LSP protocol, made to answer every request, even one whose params do not fit its method, and
+to leave open documents to the server. Every override of a pygls internal is in this module (pygls is
+pinned to the 2.x line these were written against; tests/lsp/test_protocol_overrides.py holds them).
+
+Open documents: pygls' own didOpen/didChange/didClose handlers keep each document in its workspace and,
+on every incremental change, split the whole text into lines (a second per keystroke, or per appended
+line, on a 100 MB transcript, on the event loop). Here they only hand the notification to the server's
+handler; the server keeps the text itself (lsp/documents.py).
 
 pygls 2.x turns each incoming message into lsprotocol types inside `json.loads(object_hook=...)`; a
 message that does not fit (a number for a uri, no params, `range: 3`) raises out of the parse, before
@@ -10,13 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Generator
 from typing import Any
 
 from cattrs.errors import ClassValidationError
 from cattrs.v import transform_error
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from .early import EarlyAnswer, is_id
 
@@ -59,6 +67,23 @@ def _reason(exc: BaseException) -> str:
 class RewindProtocol(LanguageServerProtocol):
     # The `initialize` already answered by `early` (None: none was): pygls's own answer is dropped.
     early_answer: EarlyAnswer | None = None
+
+    def _to_user(self, method: str, params: Any) -> Generator[Any, Any, None]:
+        """pygls' builtin handler protocol: yield (handler, args, kwargs) to have the user's handler run."""
+        if (handler := self.fm.features.get(method)) is not None:
+            yield handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Generator[Any, Any, None]:
+        yield from self._to_user(types.TEXT_DOCUMENT_DID_OPEN, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
+        yield from self._to_user(types.TEXT_DOCUMENT_DID_CHANGE, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> Generator[Any, Any, None]:
+        yield from self._to_user(types.TEXT_DOCUMENT_DID_CLOSE, params)
 
     def _send_data(self, data: Any) -> None:
         early = self.early_answer
