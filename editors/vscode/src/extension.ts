@@ -86,15 +86,22 @@ function createStatusItem(): vscode.Disposable {
 function createSessionsView(): vscode.Disposable[] {
   const provider = new SessionsProvider(() => (client?.isRunning() ? client.sendRequest(SESSIONS_REQUEST, {}) : undefined));
   sessions = provider;
+  const view = vscode.window.createTreeView(VIEW_ID, { treeDataProvider: provider, showCollapseAll: true });
   return [
     provider,
-    vscode.window.createTreeView(VIEW_ID, { treeDataProvider: provider, showCollapseAll: true }),
+    view,
+    // A hidden view asks the server nothing; shown again, it reloads.
+    view.onDidChangeVisibility(({ visible }) => {
+      if (visible) provider.refresh();
+    }),
     vscode.commands.registerCommand(REFRESH_COMMAND, () => provider.refresh()),
     vscode.commands.registerCommand(OPEN_COMMAND, (node: SessionNode) => openSession(node)),
     vscode.commands.registerCommand(REPAIR_COMMAND, (node: SessionNode) =>
       runResultCommand(() => executeServerCommand(SERVER.repair, [node.entry.uri])),
     ),
-    vscode.languages.onDidChangeDiagnostics(() => provider.refreshSoon()),
+    vscode.languages.onDidChangeDiagnostics(() => {
+      if (view.visible) provider.refreshSoon();
+    }),
   ];
 }
 

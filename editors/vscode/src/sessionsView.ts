@@ -17,6 +17,9 @@ export class SessionsProvider implements vscode.TreeDataProvider<SessionNode> {
   private readonly changed = new vscode.EventEmitter<void>();
   readonly onDidChangeTreeData = this.changed.event;
   private timer: NodeJS.Timeout | undefined;
+  /** The last answer shown, as JSON: a diagnostics burst that changes nothing in the list redraws nothing (a
+   * redraw under the pointer loses a click on a row's Repair). */
+  private shown: string | undefined;
 
   /** `fetch` sends `rewind-lsp/sessions`; undefined while no server runs. */
   constructor(private readonly fetch: () => Promise<unknown> | undefined) {}
@@ -25,18 +28,25 @@ export class SessionsProvider implements vscode.TreeDataProvider<SessionNode> {
     this.changed.fire();
   }
 
-  /** Diagnostics arrive in bursts while the server checks the watched folders: one refresh per burst. */
+  /** After diagnostics change: ask the server (once per burst) and redraw only if the list changed. */
   refreshSoon(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.refresh();
+      void this.answer().then((answer) => {
+        if (JSON.stringify(answer) !== this.shown) this.refresh();
+      });
     }, 300);
+  }
+
+  private async answer(): Promise<unknown> {
+    return Promise.resolve(this.fetch()).catch(() => undefined);
   }
 
   async getChildren(node?: SessionNode): Promise<SessionNode[]> {
     if (node !== undefined) return node.children;
-    const answer = await Promise.resolve(this.fetch()).catch(() => undefined);
+    const answer = await this.answer();
+    this.shown = JSON.stringify(answer);
     return sessionTree(entriesOf(answer));
   }
 
