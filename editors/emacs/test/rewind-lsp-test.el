@@ -206,6 +206,49 @@
                         (lambda () (let ((buf (find-buffer-visiting new)))
                                      (and buf (get-buffer-window buf))))))))
 
+;; The transcript as a document: imenu (documentSymbol) and xref (definition).
+
+(defconst rewind-test-nav-lines
+  '("{\"type\":\"user\",\"uuid\":\"u1\",\"parentUuid\":null,\"sessionId\":\"33333333-3333-4333-8333-333333333333\",\"message\":{\"role\":\"user\",\"content\":\"list the files\"}}"
+    "{\"type\":\"assistant\",\"uuid\":\"a1\",\"parentUuid\":\"u1\",\"sessionId\":\"33333333-3333-4333-8333-333333333333\",\"message\":{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_01LS\",\"name\":\"Bash\",\"input\":{\"command\":\"ls\"}}],\"id\":\"msg_1\"}}"
+    "{\"type\":\"user\",\"uuid\":\"u2\",\"parentUuid\":\"a1\",\"sessionId\":\"33333333-3333-4333-8333-333333333333\",\"message\":{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"toolu_01LS\",\"content\":\"ok\"}]}}"
+    "{\"type\":\"assistant\",\"uuid\":\"a2\",\"parentUuid\":\"u2\",\"sessionId\":\"33333333-3333-4333-8333-333333333333\",\"message\":{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Here they are.\"}],\"id\":\"msg_2\"}}"
+    "{\"type\":\"user\",\"uuid\":\"u3\",\"parentUuid\":\"a2\",\"sessionId\":\"33333333-3333-4333-8333-333333333333\",\"message\":{\"role\":\"user\",\"content\":\"now run the tests\"}}"
+    "{\"type\":\"assistant\",\"uuid\":\"a3\",\"parentUuid\":\"u3\",\"sessionId\":\"33333333-3333-4333-8333-333333333333\",\"message\":{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_01RUN\",\"name\":\"Bash\",\"input\":{\"command\":\"npm test\"}}],\"id\":\"msg_3\"}}"
+    "{\"type\":\"user\",\"uuid\":\"u4\",\"parentUuid\":\"a3\",\"sessionId\":\"33333333-3333-4333-8333-333333333333\",\"message\":{\"role\":\"user\",\"content\":\"hello?\"}}")
+  "Two prompts answered, the third interrupting an unanswered Bash call.")
+
+(defun rewind-test-imenu-names (index)
+  "Every name in the imenu INDEX (Eglot 1.9 groups by kind and container), depth first."
+  (let (names)
+    (dolist (entry index (nreverse names))
+      (push (substring-no-properties (car entry)) names)
+      (when (consp (cdr entry))
+        (setq names (append (reverse (rewind-test-imenu-names (cdr entry))) names))))))
+
+(ert-deftest rewind-lsp-transcript-imenu-and-xref ()
+  "imenu lists the prompts and their tool calls; xref-find-definitions on a
+tool_result's id lands on its tool_use block."
+  (let ((buf (rewind-test-open
+              (rewind-test-write
+               (expand-file-name "projects/-tmp-nav/33333333-3333-4333-8333-333333333333.jsonl"
+                                 rewind-test-claude)
+               rewind-test-nav-lines))))
+    (with-current-buffer buf
+      (let ((names (rewind-test-imenu-names (funcall imenu-create-index-function))))
+        (dolist (name '("list the files" "Bash ls ✓" "Here they are." "now run the tests"
+                        "Bash npm test ✗" "hello?"))
+          (should (member name names))))
+      (goto-char (point-min))
+      (forward-line 2)
+      (search-forward "toolu_01LS")
+      (backward-char 3)
+      (let ((xref-prompt-for-identifier nil))
+        (call-interactively #'xref-find-definitions))
+      (should (eq (current-buffer) buf))
+      (should (= (line-number-at-pos) 2))
+      (should (looking-at-p (regexp-quote "{\"type\":\"tool_use\",\"id\":\"toolu_01LS\""))))))
+
 (ert-deftest rewind-lsp-log-diagnostic ()
   "tool-use-concurrency-400 (Error) on the log's 400 line, with hover and fix steps."
   (with-current-buffer (rewind-test-log)

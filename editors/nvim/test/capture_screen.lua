@@ -12,7 +12,9 @@ end
 -- cursor's screen row, so the hover float below the cursor hides neither.
 vim.diagnostic.config({ virtual_text = true, signs = true })
 vim.o.wrap = true
-H.setup()
+-- Hints and lenses would move the virtual text off the cursor's row; the
+-- navigation capture (capture_navigation.lua) shows them.
+H.setup({ inlay_hints = false, code_lens = false })
 local buf = H.open(H.write_transcript())
 local ok_diag = vim.wait(30000, function() return H.diagnostics(buf, "orphan-tool-use")[1] ~= nil end, 50)
 if not ok_diag then

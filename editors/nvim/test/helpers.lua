@@ -98,6 +98,24 @@ function H.write_sessions()
   return named, other
 end
 
+-- The transcript of the navigation tests (test_navigation.lua, the capture).
+-- Two prompts answered, the third interrupting an unanswered Bash call
+-- (literal lines: the columns below are found in them).
+H.nav_lines = {
+  '{"type":"user","uuid":"u1","parentUuid":null,"sessionId":"33333333-3333-4333-8333-333333333333","message":{"role":"user","content":"list the files"}}',
+  '{"type":"assistant","uuid":"a1","parentUuid":"u1","sessionId":"33333333-3333-4333-8333-333333333333","message":{"role":"assistant","content":[{"type":"tool_use","id":"toolu_01LS","name":"Bash","input":{"command":"ls"}}],"id":"msg_1"}}',
+  '{"type":"user","uuid":"u2","parentUuid":"a1","sessionId":"33333333-3333-4333-8333-333333333333","message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_01LS","content":"ok"}]}}',
+  '{"type":"assistant","uuid":"a2","parentUuid":"u2","sessionId":"33333333-3333-4333-8333-333333333333","message":{"role":"assistant","content":[{"type":"text","text":"Here they are."}],"id":"msg_2"}}',
+  '{"type":"user","uuid":"u3","parentUuid":"a2","sessionId":"33333333-3333-4333-8333-333333333333","message":{"role":"user","content":"now run the tests"}}',
+  '{"type":"assistant","uuid":"a3","parentUuid":"u3","sessionId":"33333333-3333-4333-8333-333333333333","message":{"role":"assistant","content":[{"type":"tool_use","id":"toolu_01RUN","name":"Bash","input":{"command":"npm test"}}],"id":"msg_3"}}',
+  '{"type":"user","uuid":"u4","parentUuid":"a3","sessionId":"33333333-3333-4333-8333-333333333333","message":{"role":"user","content":"hello?"}}',
+}
+
+--- The navigation transcript, as a session of the demo project.
+function H.write_nav_transcript()
+  return H.write_file(("%s/projects/-tmp-nav/33333333-3333-4333-8333-333333333333.jsonl"):format(H.claude_dir), H.nav_lines)
+end
+
 function H.fail(msg)
   error(msg, 2)
 end

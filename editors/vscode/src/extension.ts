@@ -13,6 +13,8 @@ import {
 import { commandErrorOf, countBroken, isMarkdownUri, pickRuleId, resumeCommandOf, rewindResultText, statusText } from './diagnostics';
 import { ResultMessages, type ServerMessage } from './resultMessage';
 import { resolveServerCommand } from './serverCommand';
+import { SESSIONS_REQUEST, type SessionNode } from './sessions';
+import { OPEN_COMMAND, REFRESH_COMMAND, REPAIR_COMMAND, SessionsProvider, VIEW_ID, openSession } from './sessionsView';
 import { SECTION, documentPatterns, sectionToServerOptions, toServerOptions } from './settings';
 import { TERMINAL_OUTPUT_NOTIFICATION, isClaudeCommandLine, type TerminalOutputParams } from './terminal';
 
@@ -36,6 +38,7 @@ const COPY_RESUME = 'Copy resume command';
 /** Commands whose answer carries a resume command, announced by the server's window/showMessage. */
 const RESULT_COMMANDS: ReadonlySet<string> = new Set([SERVER.rewind, SERVER.repair, SERVER.rewindTo]);
 const resultMessages = new ResultMessages();
+let sessions: SessionsProvider | undefined;
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   output = vscode.window.createOutputChannel('rewind-lsp');
@@ -51,6 +54,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }
     }),
     createStatusItem(),
+    ...createSessionsView(),
   );
   watchClaudeTerminals(context);
   await restartClient();
@@ -76,6 +80,29 @@ function createStatusItem(): vscode.Disposable {
   update();
   item.show();
   return vscode.Disposable.from(item, vscode.languages.onDidChangeDiagnostics(update));
+}
+
+/** The `Claude sessions` view: refreshed when diagnostics change, when the server (re)starts and on its button. */
+function createSessionsView(): vscode.Disposable[] {
+  const provider = new SessionsProvider(() => (client?.isRunning() ? client.sendRequest(SESSIONS_REQUEST, {}) : undefined));
+  sessions = provider;
+  const view = vscode.window.createTreeView(VIEW_ID, { treeDataProvider: provider, showCollapseAll: true });
+  return [
+    provider,
+    view,
+    // A hidden view asks the server nothing; shown again, it reloads.
+    view.onDidChangeVisibility(({ visible }) => {
+      if (visible) provider.refresh();
+    }),
+    vscode.commands.registerCommand(REFRESH_COMMAND, () => provider.refresh()),
+    vscode.commands.registerCommand(OPEN_COMMAND, (node: SessionNode) => openSession(node)),
+    vscode.commands.registerCommand(REPAIR_COMMAND, (node: SessionNode) =>
+      runResultCommand(() => executeServerCommand(SERVER.repair, [node.entry.uri])),
+    ),
+    vscode.languages.onDidChangeDiagnostics(() => {
+      if (view.visible) provider.refreshSoon();
+    }),
+  ];
 }
 
 async function startClient(): Promise<void> {
@@ -151,6 +178,7 @@ async function startClient(): Promise<void> {
   try {
     await newClient.start();
     setNotRunning(undefined);
+    sessions?.refresh();
   } catch (error) {
     setNotRunning('failed to start');
     output.appendLine(`The language server failed to start: ${String(error)}`);

@@ -36,6 +36,12 @@ local defaults = {
   -- function(bufnr) -> boolean.
   terminal_match = "claude",
   root_dir = nil, -- string or function(bufnr) -> string
+  -- Transcripts as documents (0.10+): `messages.N` / `→ result line L` inlay
+  -- hints at the start of each line of the live conversation.
+  inlay_hints = true,
+  -- Code lenses (`Rewind to here`, `Repair session`), refreshed on attach,
+  -- after edits and when the findings change.
+  code_lens = true,
   on_attach = nil,
   capabilities = nil,
   cmd_env = nil,
@@ -398,6 +404,52 @@ function M.show_fix(rule)
   return M.execute("rewind-lsp.showFix", { rule })
 end
 
+-- The transcript as a document ----------------------------------------------
+
+local function is_transcript(bufnr)
+  return api.nvim_buf_get_name(bufnr):match("%.jsonl$") ~= nil
+end
+
+--- Ask for the buffer's code lenses again (0.7-0.9 refresh the current
+--- buffer only, hence nvim_buf_call).
+function M.refresh_code_lens(bufnr)
+  if api.nvim_buf_is_loaded(bufnr) then
+    api.nvim_buf_call(bufnr, function() vim.lsp.codelens.refresh({ bufnr = bufnr }) end)
+  end
+end
+
+--- on_attach for transcripts: inlay hints on (0.10+, `inlay_hints` option)
+--- and code lenses kept fresh (`code_lens` option).
+function M.enable_document_features(_, bufnr)
+  if not is_transcript(bufnr) then
+    return
+  end
+  local opts = config()
+  if opts.inlay_hints ~= false and vim.lsp.inlay_hint and has("nvim-0.10") then
+    vim.lsp.inlay_hint.enable(true, { bufnr = bufnr })
+  end
+  if opts.code_lens ~= false then
+    M.refresh_code_lens(bufnr)
+    local group = api.nvim_create_augroup("rewind_lsp_codelens_" .. bufnr, { clear = true })
+    -- DiagnosticChanged: the server's check finished, so `Repair session`
+    -- and the rewind points may have changed.
+    api.nvim_create_autocmd({ "BufEnter", "InsertLeave", "TextChanged", "DiagnosticChanged" }, {
+      group = group,
+      buffer = bufnr,
+      callback = function() M.refresh_code_lens(bufnr) end,
+    })
+  end
+end
+
+-- Lenses and code actions naming these run through M.execute, so their
+-- result is handled like :RewindLspRepair's (resume command copied).
+local function session_commands()
+  local function run(command, ctx)
+    M.execute(command.command, command.arguments, ctx and ctx.bufnr)
+  end
+  return { ["rewind-lsp.rewindTo"] = run, ["rewind-lsp.repair"] = run }
+end
+
 -- Starting and attaching --------------------------------------------------
 
 local function client_config()
@@ -417,7 +469,13 @@ local function client_config()
     init_options = settings,
     capabilities = capabilities,
     handlers = handlers,
-    on_attach = opts.on_attach,
+    commands = session_commands(),
+    on_attach = function(client, bufnr)
+      M.enable_document_features(client, bufnr)
+      if opts.on_attach then
+        opts.on_attach(client, bufnr)
+      end
+    end,
   }
 end
 
@@ -519,7 +577,7 @@ local function expect(option, types)
 end
 
 --- setup({ cmd, patterns, settings, attach_terminals, terminal_match, root_dir,
----         on_attach, capabilities, cmd_env })
+---         inlay_hints, code_lens, on_attach, capabilities, cmd_env })
 function M.setup(opts)
   M.config = vim.tbl_extend("force", defaults, opts or {})
   expect("cmd", { "table", "function" })
@@ -528,6 +586,8 @@ function M.setup(opts)
   expect("attach_terminals", { "boolean" })
   expect("terminal_match", { "string", "function" })
   expect("root_dir", { "nil", "string", "function" })
+  expect("inlay_hints", { "boolean" })
+  expect("code_lens", { "boolean" })
 
   if api_level == "config" then
     local cfg = client_config()
