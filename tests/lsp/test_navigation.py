@@ -190,6 +190,17 @@ async def test_a_400_in_a_terminal_log_links_to_the_failing_line(client: Languag
     td = client.capabilities.text_document  # type: ignore[attr-defined]
     if td and td.document_link and td.document_link.tooltip_support:
         assert [lk.tooltip for lk in links or []] == [f"messages.5.content.0 is line 6 of {transcript.name}"]
+    hover = await client.text_document_hover_async(types.HoverParams(
+        text_document=_doc(uri), position=types.Position(1, 5)))
+    assert hover is not None and hover.contents.value.endswith(  # type: ignore[union-attr]
+        f"\n\nmessages.5.content.0 is line 6 of {transcript.name}")
+    diags = await diagnostics_for(client, uri)
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=_doc(uri), range=diags[0].range, context=types.CodeActionContext(diagnostics=diags)))
+    opens = [(a.title, a.command.command, list(a.command.arguments or []))  # type: ignore[union-attr]
+             for a in actions or [] if a.title.startswith("Open")]
+    assert opens == [("Open the failing message in the session", "rewind-lsp.openMessage",
+                      [uri, "messages.5.content.0"])]
     answer = await client.workspace_execute_command_async(types.ExecuteCommandParams(
         "rewind-lsp.openMessage", [uri, "messages.5.content.0"]))
     assert _plain(answer) == {"uri": transcript.as_uri(), "line": 5, "column": col - 1}

@@ -24,6 +24,8 @@ CMD_REPAIR = "rewind-lsp.repair"
 CMD_REWIND_TO = "rewind-lsp.rewindTo"
 CMD_SHOW_FIX = "rewind-lsp.showFix"
 CMD_COPY_RESUME = "rewind-lsp.copyResumeCommand"
+CMD_OPEN_MESSAGE = "rewind-lsp.openMessage"
+OPEN_MESSAGE_TITLE = "Open the failing message in the session"
 LOG_TAIL = 1 << 20  # bytes of a log read to find the session it names
 _SESSION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -232,12 +234,30 @@ async def code_actions(ls: RewindLanguageServer, uri: str, ours: list[types.Diag
                 command=types.Command(title="Show fix steps", command=CMD_SHOW_FIX, arguments=[rule]),
             )
         )
+    if target is not None and not is_transcript_path(uri):
+        actions.extend(_open_message_actions(uri, ours))
     repairable = [d for d in ours if d.severity == types.DiagnosticSeverity.Error or (
         str(d.code) == "tool-use-concurrency-400" and d.severity == types.DiagnosticSeverity.Warning)]
     if target is not None and repairable:
         costs = await preview_costs(ls, target)
         actions.extend(repair_actions(target, repairable, costs))
     return actions
+
+
+def _open_message_actions(uri: str, diags: list[types.Diagnostic]) -> list[types.CodeAction]:
+    """In a log: a 400 that names `messages.N` (or a tool id) opens that line of the session."""
+    out: list[types.CodeAction] = []
+    for d in diags:
+        data = d.data if isinstance(d.data, dict) else {}
+        ref = data.get("messagesRef") or data.get("toolUseId")
+        if str(d.code) != "tool-use-concurrency-400" or not isinstance(ref, str):
+            continue
+        out.append(types.CodeAction(
+            title=OPEN_MESSAGE_TITLE, kind=types.CodeActionKind.QuickFix, diagnostics=[d],
+            command=types.Command(title=OPEN_MESSAGE_TITLE, command=CMD_OPEN_MESSAGE, arguments=[uri, ref]),
+        ))
+        break  # one: the log is about one session
+    return out
 
 
 def repair_actions(target: str, diags: list[types.Diagnostic], costs: dict[str, Any]) -> list[types.CodeAction]:

@@ -33,6 +33,15 @@ def to_position(p: Position, encoding: str, line_text: Callable[[int], str]) -> 
     return types.Position(line=max(p.line - 1, 0), character=max(_character(p, encoding, line_text), 0))
 
 
+def _place(f: Finding) -> dict[str, str]:
+    """`messages.N[.content.M]` a finding names (a log's 400 quotes the API's), for the actions."""
+    n = f.facts.get("messages_index")
+    if n is None:
+        return {}
+    content = f.facts.get("content_index")
+    return {"messagesRef": f"messages.{n}" + (f".content.{content}" if content is not None else "")}
+
+
 def to_diagnostic(
     uri: str, f: Finding, rules: RuleSet, encoding: str, line_text: Callable[[int], str]
 ) -> types.Diagnostic:
@@ -56,5 +65,5 @@ def to_diagnostic(
         source="rewind-lsp",
         message=redact(f.message),
         related_information=related or None,
-        data={"rule": f.rule, "toolUseId": f.tool_use_id},
+        data={"rule": f.rule, "toolUseId": f.tool_use_id, **_place(f)},
     )

@@ -20,7 +20,7 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from ..findings import Finding
 from ..paths import user_cache_dir, user_log_dir
-from . import actions
+from . import actions, navigate
 from .fileio import append_regular
 from .hover import hover_text, wants_markdown
 
@@ -231,10 +231,11 @@ def register(server: RewindLanguageServer) -> None:  # one short handler per LSP
         asked = td.hover.content_format if td is not None and td.hover is not None else None
         markdown = wants_markdown([str(k.value) for k in asked] if asked else None)
         kind = types.MarkupKind.Markdown if markdown else types.MarkupKind.PlainText
-        return types.Hover(
-            contents=types.MarkupContent(kind=kind, value=hover_text(here, ls.rules, markdown)),
-            range=diags[0].range,
-        )
+        text = hover_text(here, ls.rules, markdown)
+        note = await navigate.place_note(ls, uri, here[0])  # a log's 400: where that message is
+        if note is not None:
+            text += "\n\n" + note
+        return types.Hover(contents=types.MarkupContent(kind=kind, value=text), range=diags[0].range)
 
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix])

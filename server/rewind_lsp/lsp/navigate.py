@@ -23,7 +23,7 @@ from ..lookup import NoSuchPlace, Place, Transcript
 from ..navigation import TranscriptMap, build, parse_ref
 from ..redact import redact
 from ..repair_plan import rewind_drops
-from .actions import transcript_for_log
+from .actions import CMD_OPEN_MESSAGE, transcript_for_log
 from .documents import Lines
 from .hints import code_lenses, inlay_hints
 from .jumps import Jumps
@@ -206,8 +206,6 @@ def sessions(ls: RewindLanguageServer, params: Any) -> dict[str, Any]:
 
 # --- from a terminal log to the failing message in its session ---------------------------------
 
-OPEN_MESSAGE = "rewind-lsp.openMessage"
-OPEN_MESSAGE_TITLE = "Open the failing message in the session"
 
 
 def log_ref(f: Finding) -> str | None:
@@ -333,4 +331,19 @@ def register(server: RewindLanguageServer) -> None:
     server.feature(types.TEXT_DOCUMENT_CODE_LENS, types.CodeLensOptions(resolve_provider=False))(code_lens)
     server.feature(SESSIONS)(sessions)
     server.feature(types.TEXT_DOCUMENT_DOCUMENT_LINK)(document_link)
-    server.command(OPEN_MESSAGE)(open_message)
+    server.command(CMD_OPEN_MESSAGE)(open_message)
+
+
+async def place_note(ls: RewindLanguageServer, uri: str, f: Finding) -> str | None:
+    """For a log's 400 that names a place: `messages.212 is line 3,046 of <file>` (for the hover)."""
+    ref = log_ref(f) if f.rule == CONCURRENCY_400 and not is_transcript_path(to_fs_path(uri) or uri) else None
+    if ref is None:
+        return None
+    try:
+        transcript = await transcript_for_log(ls, uri)
+    except (ValueError, OSError):
+        return None
+    if transcript is None:
+        return None
+    (place,) = await ls.on_worker(_places, transcript, [ref])
+    return f"{ref} is line {place.line:,} of {place.path.name}" if place is not None else None
