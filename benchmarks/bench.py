@@ -934,14 +934,14 @@ class Bench:
                             unopened[size] = str(exc)
         small_l = generate.size_label(self.s.open_small)
         n = self.s.requests
-        for op in ("hover", "codeAction"):  # the targets hold at every size ("flat in file size")
+        for op in ("hover", "codeAction", "documentSymbol", "inlayHint"):  # the targets hold at every size
             for pct, goal in ((50, 20), (99, 50)):
                 self.r.add(Row(f"LSP: {op} on an open {small_l} broken transcript, p{pct} ({n} requests)",
                                _pct(small[op], pct) * 1000, "ms", target=Target("<", goal, text=f"< {goal} ms")))
         notes = [f"didOpen → diagnostics {small['open'] * 1000:,.0f} ms ({small_l})"]
         for size in larger:
             big, label = opened.get(size), generate.size_label(size)
-            for op in ("hover", "codeAction"):
+            for op in ("hover", "codeAction", "documentSymbol", "inlayHint"):
                 for pct, goal in ((50, 20), (99, 50)):
                     self.r.add(Row(f"LSP: {op} on an open {label} broken transcript, p{pct} ({n} requests)",
                                    _pct(big[op], pct) * 1000 if big else None, "ms", f"the same on {small_l}",
@@ -950,6 +950,9 @@ class Bench:
                            f"(median of {self.s.change_appends})",
                            statistics.median(big["change"]) * 1000 if big else None, "ms", "didOpen → diagnostics",
                            big["open"] * 1000 if big else None, Target("<", 100, text="< 100 ms")))
+            if big and big["first documentSymbol"] is not None:
+                notes.append(f"{label}: the first documentSymbol (the document's map built) "
+                             f"{big['first documentSymbol'] * 1000:,.0f} ms")
             if big:
                 notes.append(f"{label}: didOpen → diagnostics {big['open'] * 1000:,.0f} ms, hover max "
                              f"{max(big['hover']) * 1000:,.1f} ms, codeAction max {max(big['codeAction']) * 1000:,.1f}"
@@ -976,7 +979,8 @@ class Bench:
         text = path.read_text(encoding="utf-8")
         uri = path.as_uri()
         line = 0 if minimal else info["tool_use_line"]
-        out: dict[str, Any] = {"hover": [], "codeAction": [], "change": []}
+        out: dict[str, Any] = {"hover": [], "codeAction": [], "change": [], "documentSymbol": [], "inlayHint": [],
+                               "first documentSymbol": None}
         sync = c.capabilities.get("textDocumentSync")
         kind = sync.get("change", 1) if isinstance(sync, dict) else sync
         out["sync"] = "incremental" if kind == 2 else "full"
@@ -1001,6 +1005,23 @@ class Bench:
             out["codeAction"].append(at - t)
             if not actions:
                 raise RuntimeError(f"no code action on the diagnostic of {path.name} line {line + 1}")
+        # The navigation requests (issue 14): the first builds the document's map, the rest read it.
+        around = {"start": {"line": max(line - 50, 0), "character": 0}, "end": {"line": line + 50, "character": 0}}
+        for i in range(requests + 1 if requests and not minimal else 0):
+            t = time.perf_counter()
+            at, symbols = c.request("textDocument/documentSymbol", {"textDocument": {"uri": uri}})
+            if i == 0:
+                out["first documentSymbol"] = at - t
+            else:
+                out["documentSymbol"].append(at - t)
+            if not symbols:
+                raise RuntimeError(f"no outline of {path.name}")
+            t = time.perf_counter()
+            at, hints = c.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": around})
+            if not hints:
+                raise RuntimeError(f"no inlay hints around line {line + 1} of {path.name}")
+            if i:
+                out["inlayHint"].append(at - t)
         parent, end_line, version = info["last_uuid"], text.count("\n"), 1
         for i in range(appends):
             parent, data = generate.entry_line(parent, info["session_id"], seed=4000 + i)

@@ -3,6 +3,7 @@ server sends them: whole-response assertions, in each position encoding."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,36 @@ def test_a_lens_drops_what_rewind_to_that_prompt_drops(tmp_path: Path) -> None:
     for line, n in drops.items():
         (p,) = preview(path, to=str(line))
         assert p.total_messages - p.kept_messages == n
+
+
+def test_the_hint_names_the_index_a_recorded_raw_400_names(tmp_path: Path) -> None:
+    """A session compacted once, then broken: the API counts from the compaction's summary (messages.0)
+    and leaves the recorded error out. Its raw 400 names messages.3.content.1 (counted here by hand: the
+    summary, "ok", "run both", then the reply whose second block is the lost call); the hint on that
+    line, `locate` and the checker name the same."""
+    from core_support import run_cli
+
+    b = Builder()
+    b.user("old work")
+    b.assistant(text("old reply"))
+    b.compact()                                   # messages.0: the summary
+    b.assistant(text("ok"))                       # messages.1
+    b.user("run both")                            # messages.2
+    lost = b.assistant(text("running"), tu("toolu_01LOST"))  # messages.3: content.0 text, content.1 the call
+    b.user("well?")                               # messages.4 (the call's result never came)
+    raw = ('API Error: 400 {"type":"error","error":{"type":"invalid_request_error","message":"messages.3.content.1: '
+           '`tool_use` ids were found without `tool_result` blocks immediately after: toolu_01LOST. Each `tool_use` '
+           'block must have a corresponding `tool_result` block in the next message."}}')
+    e = b.assistant(text(raw), isApiErrorMessage=True)
+    e["message"]["model"] = "<synthetic>"
+    path = b.write(tmp_path / f"{SID}.jsonl")
+    line = b.line_of(lost)
+    check = check_transcript_file(str(path))
+    data = path.read_bytes()
+    m = build(check.conversations, lambda o, n: data[o:o + n])
+    assert hint_label(m, line) == "messages.3 ✗ toolu_01LOST: no result"
+    orphan = next(f for f in check.findings if f.rule == "orphan-tool-use")
+    recorded = next(f for f in check.findings if f.rule == "tool-use-concurrency-400")
+    assert orphan.facts["messages_index"] == recorded.facts["messages_index"] == "3"
+    r = run_cli("locate", "--format", "json", str(path), "messages.3.content.1")
+    assert (json.loads(r.stdout)["line"], json.loads(r.stdout)["tool_use_id"]) == (line, "toolu_01LOST")
