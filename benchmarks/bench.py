@@ -343,6 +343,13 @@ class Data:
         def make(p: Path) -> dict[str, Any]:
             shutil.copyfile(source, p)
             broken = generate.append_broken_turn(p, seed)
+            from rewind_lsp.check import check_transcript_file
+            from rewind_lsp.findings import Severity
+
+            # The figures are about a broken session: a generator whose appended break the checker
+            # does not call an error (it once stamped the break before the file's end) measures nothing.
+            if not any(f.severity == Severity.ERROR for f in check_transcript_file(str(p)).findings):
+                raise RuntimeError(f"{p.name}: the appended break does not check as an error")
             return {**broken, "size": p.stat().st_size}
 
         return self._cached(name, make)

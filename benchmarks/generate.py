@@ -41,7 +41,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-GENERATOR_VERSION = 4  # bump when the output changes, so cached data is regenerated
+GENERATOR_VERSION = 5  # bump when the output changes, so cached data is regenerated
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _encode = msgspec.json.Encoder().encode
@@ -607,6 +607,7 @@ def entry_line(parent: str, session_id: str, seed: int, kind: str = "assistant")
     rng = random.Random(f"append:{seed}")
     buf = _Buffer()
     w = TranscriptWriter(buf, rng, session_id)  # type: ignore[arg-type]
+    w.clock = _append_clock()
     if kind == "user":
         u = w.user_prompt(_Scope(), parent, "continue")
     else:
@@ -618,6 +619,18 @@ def entry_line(parent: str, session_id: str, seed: int, kind: str = "assistant")
             {"type": "text", "text": w.text.sized(250, 1.0, 2000)},
         )
     return u, buf.data
+
+
+_last_append = datetime(2026, 2, 11, tzinfo=UTC)
+
+
+def _append_clock() -> datetime:
+    """Where an appended entry's clock starts: now, as Claude Code stamps what it appends, and never
+    before an earlier append. A generated file's own stamps start in February 2026, so what is appended
+    is the newest leaf, the one `claude --resume` continues (conversation picks the leaf by timestamp)."""
+    global _last_append
+    _last_append = max(datetime.now(UTC), _last_append + timedelta(seconds=5))
+    return _last_append
 
 
 def append_line(path: str | Path, parent: str, session_id: str, seed: int, kind: str = "assistant") -> tuple[str, int]:
@@ -637,6 +650,7 @@ def append_broken_turn(path: str | Path, seed: int = 1) -> dict[str, Any]:
     rng = random.Random(f"broken:{seed}")
     buf = _Buffer()
     w = TranscriptWriter(buf, rng, session)  # type: ignore[arg-type]
+    w.clock = _append_clock()
     tool_id = f"toolu_01{_b62(rng, 22)}"
     block = {"type": "tool_use", "id": tool_id, "name": "Bash", "input": {"command": "ls"}}
     a = w.assistant(_Scope(), parent, f"msg_01{_b62(rng, 22)}", f"req_011C{_b62(rng, 20)}", block)

@@ -263,9 +263,15 @@ def build(conversations: Sequence[Conversation], fetch: LineFetcher, boundaries:
             content.append(blocks)
         calls = _calls(main, fetch, msg_index)
         turns = _turns(main, fetch, msg_index, calls)
+    # Another conversation shares the lines before its fork with the live one (a rewound branch, the
+    # chain a newer leaf left behind): a call on those lines is the live one's, listed once.
+    seen = {(c.use.line, c.use.block) for c in calls}
     for conv in conversations:
         if conv is not main:
-            calls.extend(_calls(conv, fetch, None))
+            for c in _calls(conv, fetch, None):
+                if (c.use.line, c.use.block) not in seen:
+                    seen.add((c.use.line, c.use.block))
+                    calls.append(c)
     stretches = [
         Stretch(c.label, min(e.line for e in c.order), max(e.line for e in c.order))
         for c in conversations if c is not main and c.order

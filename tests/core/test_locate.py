@@ -94,4 +94,5 @@ def test_columns_count_utf16_units_and_utf8_bytes_as_encoding_the_prefix_does(te
     for i in range(-len(text) - 2, len(text) + 3):
         assert columns.utf16(i) == len(text[:i].encode("utf-16-le")) // 2, i
         assert columns.utf8(i) == len(text[:i].encode("utf-8")), i
-        assert Position(4, i + 1, columns.utf16(i)) == line_position(4, text, i)
+    for i in range(len(text) + 1):  # the offsets a finding can have: in the line or just past it
+        assert Position(4, i + 1, columns.utf16(i), columns.utf8(i)) == line_position(4, text, i), i

@@ -96,3 +96,24 @@ def test_the_index_of_every_line_is_the_one_the_checker_names(s: Session, tmp_pa
         if f.facts.get("conversation", "main conversation") != "main conversation":
             continue
         assert m.message_of[f.start.line] == int(n), (f.rule, f.start.line, n)
+
+
+def test_a_call_shared_by_the_live_conversation_and_another_is_listed_once(tmp_path: Path) -> None:
+    """A rewound branch carries the lines before its fork too. When its leaf is the newest (the one
+    `claude --resume` continues) the chain through the file's last line is the other conversation:
+    the calls both hold are the live conversation's, once each, and their hints say so once."""
+    from rewind_lsp.lsp.hints import hint_label
+
+    b = Builder()
+    b.user("look around", timestamp="2026-05-01T10:00:00.000Z")
+    b.assistant(tu("toolu_01S", command="ls"), timestamp="2026-05-01T10:00:01.000Z")
+    b.result("toolu_01S", "a.py", timestamp="2026-05-01T10:00:02.000Z")
+    fork = b.lines[-1]
+    b.assistant(text("Seen it."), timestamp="2026-05-01T10:00:03.000Z")
+    b.user("now the other way", timestamp="2026-05-01T10:00:04.000Z")
+    b.assistant(text("Done that way."), parent=fork["uuid"], timestamp="2026-05-01T10:09:00.000Z")  # newest leaf
+    m = _map(b.write(tmp_path / f"{SID}.jsonl"))
+    assert [(c.tool_id, c.use.line, [r.line for r in c.results], c.message) for c in m.calls] == [
+        ("toolu_01S", 2, [3], 1)]
+    assert hint_label(m, 2) == "messages.1 → result line 3"
+    assert hint_label(m, 6) == "messages.3" and hint_label(m, 4) is None  # line 4 is off the live one now
