@@ -33,7 +33,17 @@ def resume_command(session_id: str, cwd: str | None, transcript: str) -> tuple[s
     """(the command that resumes the session, a note when the working folder cannot be trusted).
 
     `claude --resume <id>` finds the session only when run from the folder whose project folder
-    holds the transcript; `cd` there first when that folder is the session's recorded cwd."""
+    holds the transcript; `cd` there first when that folder is the session's recorded cwd. A Codex
+    rollout (`rollout-….jsonl`) is found by its id from anywhere: `codex resume <id>`, from the
+    session's folder so that its tools run where they did."""
+    if os.path.basename(transcript).startswith("rollout-"):
+        resume = shell_command(["codex", "resume", session_id])
+        if not cwd:
+            return resume, None
+        if not os.path.isdir(cwd):
+            return resume, (f"the session's folder {cwd} no longer exists (the project moved?): "
+                            "run it from where it is now")
+        return f"{shell_command(['cd', cwd])} && {resume}", None
     resume = shell_command(["claude", "--resume", session_id])
     folder = os.path.basename(os.path.dirname(os.path.abspath(transcript)))
     if not cwd:

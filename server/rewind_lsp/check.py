@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .codex import check_rollout_bytes, check_rollout_file, is_rollout_file, is_rollout_head
 from .findings import Finding
 from .forks import follow
 from .gcpause import no_gc
@@ -50,7 +51,8 @@ if TYPE_CHECKING:  # rules (pydantic, re2, TOML) and logscan load only when need
 __all__ = [
     "CONCURRENCY_400", "INTERRUPTED_NOTE", "LOG_SUFFIXES", "RECORDED_400_PAIRED", "TRANSCRIPT_SUFFIXES", "LineFetcher",
     "TranscriptCheck", "analyze", "check_log_file", "check_log_text", "check_path", "check_transcript_bytes",
-    "check_transcript_file", "claude_config_dir", "claude_projects_dir", "conversation_findings", "discover",
+    "check_transcript_file", "claude_config_dir", "claude_projects_dir", "codex_sessions_dir", "conversation_findings",
+    "discover",
     "is_regular_file", "is_subagent_transcript", "is_transcript_path",
 ]
 
@@ -61,12 +63,17 @@ _file_fetcher = file_fetcher  # the name benchmarks/worker.py and before_after.p
 
 
 def check_transcript_file(path: str, rules: RuleSet | None = None) -> TranscriptCheck:
+    """Everything about a session file: a Claude Code transcript, or a Codex rollout by its content."""
     with no_gc():
+        if is_rollout_file(path):
+            return check_rollout_file(path, rules)
         return analyze(read_transcript(path), file_fetcher(path), rules)
 
 
 def check_transcript_bytes(data: bytes, rules: RuleSet | None = None) -> TranscriptCheck:
     with no_gc():
+        if is_rollout_head(data[:1 << 20]):
+            return check_rollout_bytes(data, rules)
         return analyze(read_transcript_bytes(data), bytes_fetcher(data), rules)
 
 
@@ -143,3 +150,9 @@ def claude_config_dir() -> Path:
 
 def claude_projects_dir() -> Path:
     return claude_config_dir() / "projects"
+
+
+def codex_sessions_dir() -> Path:
+    """Where Codex CLI keeps its sessions: `$CODEX_HOME/sessions` (`~/.codex` by default)."""
+    env = os.environ.get("CODEX_HOME")
+    return (Path(env).expanduser() if env else Path.home() / ".codex") / "sessions"

@@ -143,24 +143,30 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
     Words, the same on every surface: a *session* is a `<id>.jsonl` one can resume; a *subagent
     transcript* belongs to a session and is reported under it; terminal logs are not sessions."""
     from .advice import rewind_command
-    from .check import claude_projects_dir, discover, is_subagent_transcript
+    from .check import claude_projects_dir, codex_sessions_dir, discover, is_subagent_transcript
+    from .codex import is_rollout_name
 
     root = claude_projects_dir()
+    codex_root = codex_sessions_dir()
     as_json = args.format == "json"
-    if not root.is_dir():
+    # Codex sessions are checked beside Claude Code's when Codex is installed (its sessions folder exists).
+    candidates = discover([str(codex_root)], (".jsonl",)) if codex_root.is_dir() else iter(())
+    rollouts = [p for p in candidates if is_rollout_name(p)]
+    if not root.is_dir() and not rollouts:
         message = f"No Claude Code sessions found: {root} does not exist (set CLAUDE_CONFIG_DIR if yours is elsewhere)."
         print(json.dumps({"root": str(root), "sessions": 0, "subagent_transcripts": 0, "broken": [], "warnings": [],
-                          "note": message}, indent=2) if as_json else message)
+                          "codex_root": str(codex_root), "codex_sessions": 0, "note": message}, indent=2)
+              if as_json else message)
         return EXIT_OK
-    files = list(discover([str(root)], (".jsonl",)))
+    files = list(discover([str(root)], (".jsonl",))) if root.is_dir() else []
     sessions = [p for p in files if not is_subagent_transcript(p)]
     agents = [p for p in files if is_subagent_transcript(p)]
-    session_set = set(sessions)
+    session_set = set(sessions) | set(rollouts)
     problems: list[str] = []
     errors_of: dict[str, list[Finding]] = {}
     warnings_of: dict[str, list[Finding]] = {}
     agent_errors: dict[str, list[tuple[str, list[Finding]]]] = {}
-    checked_files, problems, _ = _check_all(args, sessions + agents, None)
+    checked_files, problems, _ = _check_all(args, sessions + agents + rollouts, None)
     for path, found in checked_files:
         errors = [f for f in found if f.severity == Severity.ERROR]
         if path in session_set:
@@ -203,9 +209,10 @@ def cmd_scan_machine(args: argparse.Namespace) -> int:
               for path, fs in sorted(warnings_of.items()) if path not in errors_of and path not in agent_errors]
     if as_json:
         print(json.dumps({"root": str(root), "sessions": len(sessions), "subagent_transcripts": len(agents),
-                          "broken": report, "warnings": warned, "repaired": repaired}, indent=2))
+                          "broken": report, "warnings": warned, "repaired": repaired,
+                          "codex_root": str(codex_root), "codex_sessions": len(rollouts)}, indent=2))
     else:
-        _print_scan(root, len(sessions), len(agents), report, warned)
+        _print_scan(root, len(sessions), len(agents), report, warned, (codex_root, len(rollouts)))
         for item in repaired:
             print(f"\nREPAIRED {item['session']}\n  {item['note']}")
     for p in problems:
@@ -218,9 +225,11 @@ def _plural(n: int, word: str) -> str:
 
 
 def _print_scan(root: Path, sessions: int, agents: int, report: list[dict[str, object]],
-                warned: list[dict[str, object]]) -> None:
+                warned: list[dict[str, object]], codex: tuple[Path, int] = (Path(), 0)) -> None:
     counted = f"{_plural(sessions, 'Claude Code session')} ({_plural(agents, 'subagent transcript')})"
     print(f"Checked {counted} under {root}.")
+    if codex[1]:
+        print(f"Checked {_plural(codex[1], 'Codex session')} under {codex[0]}.")
     if not report:
         print("No broken sessions: every tool call pairs." if not warned else
               "No broken sessions; a recorded 400 to look at:")
@@ -241,7 +250,8 @@ def _print_scan(root: Path, sessions: int, agents: int, report: list[dict[str, o
             print("          (keeps everything; a new session beside the original, which stays untouched)")
             print(f"     or:  {fixes[1]}")
             print("          (cuts back to the last point where every tool call pairs)")
-            print("  then run the `claude --resume <id>` line it prints.")
+            is_codex = os.path.basename(str(item["session"])).startswith("rollout-")
+            print(f"  then run the `{'codex resume' if is_codex else 'claude --resume'} <id>` line it prints.")
         else:
             print("  fix (each subagent transcript in place, a timestamped backup kept):")
             for cmd in fixes:

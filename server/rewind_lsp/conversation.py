@@ -53,6 +53,9 @@ class Conversation(msgspec.Struct):
     # A `/fork` made since 2.1.118 holds a `fork-context-ref` line instead of a copy of the parent
     # conversation, which Claude Code hydrates on read: what its first lines answer is in the parent.
     forked: bool = False
+    # Whose pairing rules judge it: "messages" (Anthropic's Messages API, Claude Code) or
+    # "responses" (OpenAI's Responses API, a Codex rollout: `codex.rebuild_rollout`).
+    api: str = "messages"
 
     @property
     def entry_ids(self) -> set[int]:

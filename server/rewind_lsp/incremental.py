@@ -42,6 +42,7 @@ from typing import IO, TYPE_CHECKING
 
 import msgspec
 
+from .codex import check_rollout_bytes, is_rollout_fd
 from .conversation import EntryIndex, Locality, dangling, index_entries, locality, rebuild_indexed
 from .filemark import FileMark, rewritten, take_mark
 from .findings import Finding
@@ -170,6 +171,8 @@ def _check(path: str, state: TranscriptState, rules: RuleSet | None) -> list[Fin
         state.rules = rules
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
+        if is_rollout_fd(f):  # a Codex session: read whole, by its own reader (codex.py)
+            return _check_rollout(f, st, state, rules)
         if rewritten(f, st, state.mark, state.offset):
             state._reset()
         elif state.findings is not None and state.mark.unchanged(st):
@@ -192,6 +195,20 @@ def _check(path: str, state: TranscriptState, rules: RuleSet | None) -> list[Fin
             tail = _tail(f, state)
             findings = _analyze_open(state, tail)
         state.mark = take_mark(f, st, state.offset)
+    state.findings = findings
+    return findings
+
+
+def _check_rollout(f: IO[bytes], st: os.stat_result, state: TranscriptState, rules: RuleSet | None) -> list[Finding]:
+    """A rollout's findings, kept with the file's mark: unchanged, they are the answer again."""
+    if state.findings is not None and state.offset == 0 and state.mark.unchanged(st):
+        state.stats.reused = True
+        return state.findings
+    state._reset()
+    state.rules = rules
+    state.stats.full_reads += 1
+    findings = check_rollout_bytes(f.read(), rules).findings
+    state.mark = take_mark(f, st, 0)
     state.findings = findings
     return findings
 

@@ -37,7 +37,7 @@ from .rules import Rule, RuleSet
 # An OSC never spans lines: an unterminated one (a torn write) must not swallow the lines after it.
 _ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 _CSI = re.compile(r"\x1b\[([0-?]*)[ -/]*([@-~])")
-_TOOL_ID = re.compile(r"\b(?:srv)?toolu_[A-Za-z0-9_]+")
+_TOOL_ID = re.compile(r"\b(?:(?:srv)?toolu_[A-Za-z0-9_]+|call_[A-Za-z0-9]{8,})")  # Claude Code; Codex (call_…)
 _MESSAGES_INDEX = re.compile(r"\bmessages\.(\d+)(?:\.content\.(\d+))?")
 Buffer = bytes | bytearray
 # Continuation lines of a wrapped message are indented; a logical line spans at most this many.

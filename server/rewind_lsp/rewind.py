@@ -12,6 +12,8 @@ from pathlib import Path
 
 from . import forks, placement
 from .check import TranscriptCheck, check_transcript_file
+from .codex import is_rollout_file
+from .codex_repair import choose_rollout_target, cwd_of, plan_rollout, session_id_of_rollout
 from .findings import Severity
 from .placement import STALE_TEMP_SECONDS, TEMP_SUFFIX, choose_target, session_id_of
 from .repair_plan import (
@@ -53,14 +55,18 @@ class RewindResult:
     dropped_messages: int
     cwd: str | None
     warnings: list[str] = field(default_factory=list)  # done, but the user must know (data kept elsewhere)
+    agent: str = "claude"  # or "codex": whose session it is, so whose resume command
 
     @property
     def resume_command(self) -> str:
-        return f"claude --resume {self.session_id}"
+        return f"codex resume {self.session_id}" if self.agent == "codex" else f"claude --resume {self.session_id}"
 
     @property
     def resumable(self) -> bool:
-        """Claude Code finds a session by its file name, which must be `<sessionId>.jsonl`."""
+        """Claude Code finds a session by its file name, which must be `<sessionId>.jsonl`; Codex by
+        the id a `rollout-<time>-<id>.jsonl` name ends with."""
+        if self.agent == "codex":
+            return session_id_of_rollout(self.path) == self.session_id
         return session_id_of(self.path) == self.session_id
 
 
@@ -93,7 +99,8 @@ def rewind(
     _check_arguments(source, mode, to)
     if out is not None and in_place:
         raise RewindError("--out and --in-place cannot be used together")
-    target, session_id = choose_target(source, out, in_place)
+    codex = is_rollout_file(str(source))
+    target, session_id = (choose_rollout_target if codex else choose_target)(source, out, in_place)
     # Held open to the end: with `--in-place`, the old file can still be read once replaced.
     src_fd = os.open(source, os.O_RDONLY)
     try:
@@ -113,10 +120,12 @@ def preview(path: str | Path, to: str | None = None) -> list[Preview]:
         _check_arguments(source, mode, to)
     check = check_transcript_file(str(source))
     lines = SourceLines(source)
+    codex = is_rollout_file(str(source))
     out: list[Preview] = []
     for mode in modes:
         try:
-            plan = _plan(source, source, check, lines, mode, to)
+            plan = (plan_rollout(check, lines, mode, None, to) if codex
+                    else _plan(source, source, check, lines, mode, to))
         except RewindError as exc:
             out.append(Preview(mode, str(exc)))
             continue
@@ -129,9 +138,12 @@ def preview(path: str | Path, to: str | None = None) -> list[Preview]:
 
 
 def _prompt_text(lines: SourceLines, e: Entry) -> str:
-    content = lines.get(e).get("message", {}).get("content")
+    d = lines.get(e)
+    holder = d.get("message") or d.get("payload") or d  # Claude Code; a Codex rollout, wrapped or bare
+    content = holder.get("content") if isinstance(holder, dict) else None
     if isinstance(content, list):
-        content = " ".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+        content = " ".join(b.get("text", "") for b in content
+                           if isinstance(b, dict) and b.get("type") in ("text", "input_text"))
     text = " ".join(str(content or "").split())
     return text if len(text) <= 80 else text[:79] + "…"
 
@@ -201,9 +213,14 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
     check = check_transcript_file(str(through_fd))
     lines = SourceLines(through_fd)
     # Read now: once `--in-place` has replaced the source, its old offsets point at other bytes.
-    cwd = next((lines.get(e).get("cwd") for e in reversed(check.transcript.entries) if e.type in ("user", "assistant")),
-               None)
-    plan = _plan(source, through_fd, check, lines, mode, to)
+    codex = check.main is not None and check.main.api == "responses"
+    if codex:
+        cwd = cwd_of(check, lines)
+        plan = plan_rollout(check, lines, mode, session_id, to)
+    else:
+        cwd = next((lines.get(e).get("cwd") for e in reversed(check.transcript.entries)
+                    if e.type in ("user", "assistant")), None)
+        plan = _plan(source, through_fd, check, lines, mode, to)
     placed = placement.place(source, src_fd, before, plan, target, session_id, _verify)
     if session_id is not None:  # a new session beside (or away from) the untouched original
         from .repairs import remember
@@ -212,4 +229,5 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
     dropped = plan.total_messages - plan.kept_messages
     return RewindResult(target, session_id or source.stem, mode, placed.backup,
                         plan.fixed + plan.left_out + placed.left_out,
-                        plan.kept_messages, dropped, cwd if isinstance(cwd, str) else None, placed.warnings)
+                        plan.kept_messages, dropped, cwd if isinstance(cwd, str) else None, placed.warnings,
+                        "codex" if codex else "claude")

@@ -96,6 +96,8 @@ def _next_replies(entries: list[Entry]) -> dict[int, Entry | None]:
 
 
 def validate(conv: Conversation) -> list[Fault]:
+    if conv.api == "responses":
+        return validate_responses(conv)
     faults: list[Fault] = []
     splitter_list = [e for e in conv.order if is_splitter(e)]
     splitters: _Splitters | None = None  # indexed on first use: few conversations need it
@@ -283,3 +285,85 @@ def _count_as_the_api(conv: Conversation, faults: list[Fault]) -> None:
             f.facts["messages_index"] = str(n)
         if forked:
             f.facts["forked"] = "true"
+
+
+# The Responses API's rules (a Codex rollout), in the wording of its refusals. A call and the output
+# kind that answers it, as Codex's own normalizer pairs them (`codex.OUTPUT_OF`, repeated here so
+# that the validator imports no reader).
+_RESPONSES_OUTPUT_OF = {
+    "function_call": "function_call_output",
+    "custom_tool_call": "custom_tool_call_output",
+    "local_shell_call": "function_call_output",
+}
+_RESPONSES_OUTPUTS = frozenset(_RESPONSES_OUTPUT_OF.values())
+_NO_OUTPUT = {
+    "function_call": "No tool output found for function call {id}.",
+    "custom_tool_call": "No tool output found for custom tool call {id}.",
+    "local_shell_call": "No tool output found for local shell call {id}.",
+}
+_NO_CALL = {
+    "function_call_output": "No tool call found for function call output with call_id {id}.",
+    "custom_tool_call_output": "No tool call found for custom tool call output with call_id {id}.",
+}
+
+
+def validate_responses(conv: Conversation) -> list[Fault]:
+    """A Responses API history pairs when every call (`function_call`, `custom_tool_call`,
+    `local_shell_call`) has one output of its kind with its `call_id` somewhere after it, every output
+    answers a call before it, and call ids are unique (`codex-orphan-call`, `codex-orphan-output`,
+    `codex-duplicate-call-id`). Unlike the Messages API the output need not be the next item."""
+    faults: list[Fault] = []
+    items = [(e, b) for m in conv.messages for e in m.entries for b in e.blocks]
+    calls: dict[str, tuple[Entry, Block, int]] = {}
+    uses: dict[str, int] = {}  # calls made with each id (more than one is itself a finding)
+    answered: dict[str, Entry] = {}
+    answers: dict[str, int] = {}
+    for pos, (e, b) in enumerate(items):
+        tid = b.tool_id or ""
+        if b.kind in _RESPONSES_OUTPUT_OF:
+            uses[tid] = uses.get(tid, 0) + 1
+            first = calls.get(tid)
+            if first is not None:
+                faults.append(Fault(
+                    "codex-duplicate-call-id", e, b.index,
+                    f"call_id {tid} is used a second time (first at line {first[0].line}); call ids must be unique",
+                    tid, related=[(first[0], first[1].index, "first call with this id")], facts={"agent": "codex"},
+                ))
+            else:
+                calls[tid] = (e, b, pos)
+        elif b.kind in _RESPONSES_OUTPUTS:
+            call = calls.get(tid)
+            if call is not None and _RESPONSES_OUTPUT_OF[call[1].kind] == b.kind and answers.get(tid, 0) < uses[tid]:
+                answered.setdefault(tid, e)
+                answers[tid] = answers.get(tid, 0) + 1
+                continue
+            refusal = _NO_CALL[b.kind].format(id=tid or "(no id)")
+            if call is None:
+                why = "no call before it has this call_id"
+            elif tid in answered:
+                why = f"a second output for the call at line {call[0].line} (the first is at line {answered[tid].line})"
+            else:
+                why = f"the call with this id (line {call[0].line}) is a {call[1].kind}, answered by a " \
+                      f"{_RESPONSES_OUTPUT_OF[call[1].kind]}"
+            faults.append(Fault(
+                "codex-orphan-output", e, b.index, f"{b.kind} for {tid or '(no id)'} answers no call: {why}. "
+                f"The Responses API refuses the history: \"{refusal}\"", tid or None,
+                related=[(call[0], call[1].index, "the call with this id")] if call else [], facts={"agent": "codex"},
+            ))
+    # The last message that is not a call: a call after it, with only calls after it, may still run.
+    last_answer = max((k for k, m in enumerate(conv.messages)
+                       if not any(b.kind in _RESPONSES_OUTPUT_OF for b in m.entries[0].blocks)), default=-1)
+    place = {id(m.entries[0]): k for k, m in enumerate(conv.messages)}
+    for tid, (e, b, _pos) in calls.items():
+        if tid in answered or not tid:
+            continue
+        pending = place[id(e)] > last_answer
+        refusal = _NO_OUTPUT[b.kind].format(id=tid)
+        if pending:
+            message = (f"{b.kind} {tid} has no output yet: the tool may still be running; if this session is not "
+                       f"running, resuming it fails (\"{refusal}\")")
+        else:
+            message = (f"{b.kind} {tid} has no {_RESPONSES_OUTPUT_OF[b.kind]} after it. The Responses API refuses "
+                       f"the history: \"{refusal}\"")
+        faults.append(Fault("codex-orphan-call", e, b.index, message, tid, facts={"agent": "codex"}, pending=pending))
+    return faults

@@ -62,6 +62,9 @@ class _Locator:
         self.spans: dict[int, list[tuple[int, int]]] = {}
         self.columns: dict[int, locate.Columns] = {}
         self.interrupted: dict[int, bool] = {}
+        # Where a block is: the nth element of `message.content` (Claude Code), or, for a line that
+        # is one item (a Codex rollout's `payload`), the value at this path.
+        self.item_path: list[str | int] | None = None
 
     def text(self, e: Entry) -> str:
         if e.line not in self.cache:
@@ -80,7 +83,13 @@ class _Locator:
     def block(self, e: Entry, block: int | None) -> tuple[Position, Position]:
         text = self.text(e)
         start, end = 0, len(text)
-        if block is not None:
+        if block is not None and self.item_path is not None:
+            from .locate import span
+
+            found = span(text, self.item_path)
+            if found is not None:
+                start, end = found
+        elif block is not None:
             spans = self.spans.get(e.line)
             if spans is None:
                 from .locate import element_spans
@@ -203,6 +212,7 @@ def conversation_findings(
         findings.setdefault((f.start.line, f.start.column, f.rule, f.tool_use_id), f)
 
     for conv in conversations:
+        loc.item_path = ["payload"] if conv.api == "responses" else None
         faults = validate(conv)
         for fault in faults:
             rule = ruleset.get(fault.rule)

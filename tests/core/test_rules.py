@@ -17,6 +17,8 @@ PUBLIC_IDS = {
     "orphan-tool-use", "orphan-tool-result", "duplicate-tool-use-id", "tool-result-not-first", "malformed-line",
     "tool-use-concurrency-400", "rate-limit-429", "overloaded-529", "auth-401-403", "prompt-too-long",
     "api-error-500", "syntax-error-unexpected-token",
+    # Codex CLI sessions (issue 15)
+    "codex-orphan-call", "codex-orphan-output", "codex-duplicate-call-id", "codex-tool-pairing-400",
 }
 
 GOOD = '''id = "my-rule"

@@ -7,7 +7,7 @@ import stat
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..check import claude_projects_dir
+from ..check import claude_projects_dir, codex_sessions_dir
 from ..findings import Severity
 from ..paths import user_log_dir
 
@@ -19,7 +19,9 @@ _LISTS = ("watch_roots", "log_globs", "rule_dirs", "disabled_rules")
 
 
 def default_watch_roots() -> list[str]:
-    return [str(claude_projects_dir()), str(user_log_dir())]
+    """Claude Code's projects, the terminal logs, and Codex's sessions when Codex is installed."""
+    codex = codex_sessions_dir()
+    return [str(claude_projects_dir()), str(user_log_dir()), *([str(codex)] if codex.is_dir() else [])]
 
 
 def _camel(name: str) -> str:

@@ -1,0 +1,261 @@
+"""Codex CLI rollouts: found by their content, checked by the same engine (the Responses API's
+pairing rules), placed at the exact line and column, and repaired in both modes into a new session
+`codex resume` finds, the original untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from codex_support import CODEX_SID, Rollout, rollouts, user_messages
+from core_support import CORPUS, corpus_files
+from hypothesis import HealthCheck, given, settings
+
+from rewind_lsp.check import check_log_text, check_path, check_transcript_bytes, check_transcript_file
+from rewind_lsp.codex import is_rollout_file
+from rewind_lsp.codex_repair import session_id_of_rollout
+from rewind_lsp.findings import Severity
+from rewind_lsp.incremental import TranscriptState, check_transcript_incremental
+from rewind_lsp.rewind import RewindError, preview, rewind
+
+FIXTURES = Path(__file__).parent / "data" / "codex"
+SETTINGS = settings(max_examples=80, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def _errors(path: Path) -> list[Any]:
+    return [f for f in check_transcript_file(str(path)).findings if f.severity == Severity.ERROR]
+
+
+def _broken_turn(tmp_path: Path) -> tuple[Rollout, Path]:
+    r = Rollout()
+    r.meta()
+    r.prompt("list the files")
+    cid, kind = r.call("function_call")
+    r.output(cid, kind)
+    r.reply("Here they are.")
+    r.prompt("now run the tests")
+    r.call("function_call")  # its output was never written: Codex died mid-tool
+    r.prompt("hello?")
+    r.reply("Sorry, where were we?")
+    return r, r.write(tmp_path)
+
+
+def test_a_lost_output_is_one_error_at_the_call_s_payload_naming_its_call_id(tmp_path: Path) -> None:
+    _, path = _broken_turn(tmp_path)
+    lines = path.read_text().splitlines()
+    (f,) = check_transcript_file(str(path)).findings
+    call_line = next(n for n, x in enumerate(lines, 1) if '"call_0002' in x)
+    start = lines[call_line - 1].index('"payload":') + len('"payload":')
+    assert (f.rule, f.severity, f.tool_use_id, f.start.line, f.start.column, f.end.column) == (
+        "codex-orphan-call", Severity.ERROR, "call_0002abcdEFGHfu", call_line, start + 1, len(lines[call_line - 1]))
+    assert f.message == ("function_call call_0002abcdEFGHfu has no function_call_output after it. The Responses API "
+                         'refuses the history: "No tool output found for function call call_0002abcdEFGHfu."')
+    assert f.facts["session_id"] == CODEX_SID and f.facts["agent"] == "codex"
+
+
+def test_each_break_is_named_with_codex_s_own_wording(tmp_path: Path) -> None:
+    r = Rollout()
+    r.meta()
+    r.prompt("go")
+    a, _ = r.call("custom_tool_call")
+    r.output(a, "function_call")  # answered by the wrong kind
+    b, kind = r.call("local_shell_call")
+    r.output(b, kind)
+    r.output("call_ZZZZorphan01", "function_call")  # its call is gone
+    r.add("response_item", dict(r.lines[-3]["payload"]))  # local_shell_call written twice
+    r.output(b, kind)
+    r.reply("ok")
+    found = {(f.rule, f.tool_use_id): f.message for f in check_transcript_file(str(r.write(tmp_path))).findings}
+    assert found == {
+        ("codex-orphan-call", a): f"custom_tool_call {a} has no custom_tool_call_output after it. The Responses API "
+                                  f'refuses the history: "No tool output found for custom tool call {a}."',
+        ("codex-orphan-output", a): f"function_call_output for {a} answers no call: the call with this id (line 5) "
+                                    "is a custom_tool_call, answered by a custom_tool_call_output. The Responses API "
+                                    'refuses the history: "No tool call found for function call output with call_id '
+                                    f'{a}."',
+        ("codex-orphan-output", "call_ZZZZorphan01"): (
+            "function_call_output for call_ZZZZorphan01 answers no call: no call before it has this call_id. The "
+            'Responses API refuses the history: "No tool call found for function call output with call_id '
+            'call_ZZZZorphan01."'),
+        ("codex-duplicate-call-id", b): f"call_id {b} is used a second time (first at line 7); call ids must be unique",
+    }
+
+
+def test_a_call_still_running_at_the_end_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    r = Rollout()
+    r.meta()
+    r.prompt("run it")
+    r.call("function_call")
+    (f,) = check_transcript_file(str(r.write(tmp_path))).findings
+    assert (f.rule, f.severity) == ("codex-orphan-call", Severity.WARNING)
+    assert f.message.startswith("function_call call_0001abcdEFGHfu has no output yet: the tool may still be running")
+
+
+def test_an_output_whose_call_a_compaction_dropped_is_an_error_and_history_before_is_not_judged(tmp_path: Path) -> None:
+    r = Rollout()
+    r.meta()
+    r.prompt("one")
+    r.call("function_call")  # before the compaction: never sent again, so no error
+    r.compact()
+    r.prompt("two")
+    r.output("call_0001abcdEFGHfu", "function_call")
+    r.reply("ok")
+    found = [(f.rule, f.severity, f.start.line) for f in check_transcript_file(str(r.write(tmp_path))).findings]
+    assert found == [("codex-orphan-output", Severity.ERROR, 10)]
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.jsonl")), ids=lambda p: p.name)
+def test_real_rollouts_are_read_as_codex_sessions_and_check_clean(path: Path) -> None:
+    assert is_rollout_file(str(path))
+    check = check_transcript_file(str(path))
+    assert check.main is not None and check.main.api == "responses" and check.main.messages
+    assert [f for f in check.findings if f.severity <= Severity.WARNING] == []
+
+
+@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: str(p.relative_to(CORPUS)))
+def test_no_claude_code_transcript_is_taken_for_a_rollout(path: Path) -> None:
+    assert not is_rollout_file(str(path))
+
+
+@SETTINGS
+@given(r=rollouts())
+def test_healthy_rollouts_check_clean_on_every_path(r: Rollout, tmp_path_factory: Any) -> None:
+    path = r.write(tmp_path_factory.mktemp("codex"))
+    whole = check_transcript_file(str(path)).findings
+    assert [f for f in whole if f.severity <= Severity.WARNING] == []
+    assert check_transcript_bytes(path.read_bytes()).findings == whole
+    assert check_path(str(path)) == whole == check_path(str(path), jobs=2)
+    state = TranscriptState()
+    assert check_transcript_incremental(str(path), state) == whole
+    assert check_transcript_incremental(str(path), state) == whole and state.stats.reused
+
+
+@SETTINGS
+@given(r=rollouts(breaking=True))
+def test_broken_rollouts_are_errors_and_both_repairs_check_clean_keeping_the_prompts(
+    r: Rollout, tmp_path_factory: Any
+) -> None:
+    folder = tmp_path_factory.mktemp("codex")
+    path = r.write(folder)
+    original = path.read_bytes()
+    errors = _errors(path)
+    assert errors and all(f.rule.startswith("codex-") and f.tool_use_id for f in errors), r.breaks
+    lines = path.read_text().splitlines()
+    for f in errors:
+        assert f.tool_use_id in lines[f.start.line - 1]  # the line of the call or output at fault
+    prompts = user_messages(path)
+    patched = rewind(path, "patch")
+    assert patched.agent == "codex" and patched.resumable
+    assert patched.resume_command == f"codex resume {patched.session_id}"
+    assert _errors(patched.path) == [] and user_messages(patched.path) == prompts
+    assert patched.session_id in patched.path.read_text().splitlines()[0]
+    cut = rewind(path, "truncate")
+    assert _errors(cut.path) == [] and cut.resumable
+    kept = user_messages(cut.path)
+    assert kept and kept == prompts[:len(kept)] and cut.kept_messages < cut.dropped_messages + cut.kept_messages
+    assert path.read_bytes() == original
+    for p in (patched.path, cut.path):
+        assert p.read_bytes().endswith(b"\n") and all(json.loads(x) for x in p.read_text().splitlines())
+
+
+def test_patch_adds_the_output_codex_s_normalizer_would_and_names_the_new_session_as_codex_does(tmp_path: Path) -> None:
+    _, path = _broken_turn(tmp_path)
+    result = rewind(path, "patch")
+    assert result.fixed == [f"line {_line_of(path, 'call_0002')}: added the missing output of function_call "
+                            "call_0002abcdEFGHfu ('aborted')"]
+    assert session_id_of_rollout(result.path) == result.session_id != CODEX_SID
+    assert result.path.parent == path.parent and result.path.name.startswith("rollout-")
+    copy = [json.loads(x) for x in result.path.read_text().splitlines()]
+    assert copy[0]["payload"]["id"] == result.session_id
+    at = next(k for k, x in enumerate(copy) if x["payload"].get("call_id") == "call_0002abcdEFGHfu")
+    assert copy[at + 1]["payload"] == {"type": "function_call_output", "call_id": "call_0002abcdEFGHfu",
+                                       "output": "aborted"}
+    assert result.cwd == "/tmp/codex-project"
+
+
+def test_truncate_cuts_before_the_broken_turn_and_preview_says_so_first(tmp_path: Path) -> None:
+    _, path = _broken_turn(tmp_path)
+    truncate, patch = preview(path)
+    assert (truncate.mode, truncate.refused, truncate.last_prompt_text) == ("truncate", None, "list the files")
+    assert (patch.mode, patch.refused, patch.added_results, patch.dropped_messages) == ("patch", None, 1, 0)
+    result = rewind(path, "truncate")
+    assert user_messages(result.path) == ["list the files"]
+    assert (result.kept_messages, result.kept_messages + result.dropped_messages) == (
+        truncate.kept_messages, truncate.total_messages)
+
+
+def test_a_break_in_the_first_turn_cannot_be_truncated_and_says_to_patch(tmp_path: Path) -> None:
+    r = Rollout()
+    r.meta()
+    r.prompt("only turn")
+    r.call("function_call")
+    r.prompt("again")
+    with pytest.raises(RewindError, match="broken from its first turn: nothing to keep; use --mode patch"):
+        rewind(r.write(tmp_path), "truncate")
+
+
+def test_a_healthy_rollout_is_not_repaired(tmp_path: Path) -> None:
+    r = Rollout()
+    r.meta()
+    r.prompt("hi")
+    r.reply("hello")
+    with pytest.raises(RewindError, match="already pairs; nothing to repair"):
+        rewind(r.write(tmp_path), "patch")
+
+
+def test_the_terminal_400_of_codex_is_found_with_its_call_id() -> None:
+    log = ("› continue\n"
+           "■ unexpected status 400 Bad Request: {\n"
+           '  "error": {\n'
+           '    "message": "No tool output found for function call call_Gx1y2Z3abcDEF.",\n'
+           '    "type": "invalid_request_error",\n'
+           '    "param": "input"\n'
+           "  }\n"
+           "}\n"
+           "› No tool output found for function call call_typedAtThePrompt\n")
+    found = [(f.rule, f.start.line, f.tool_use_id) for f in check_log_text(log)]
+    assert found == [("codex-tool-pairing-400", 4, "call_Gx1y2Z3abcDEF")]
+
+
+def _line_of(path: Path, needle: str) -> int:
+    return next(n for n, x in enumerate(path.read_text().splitlines(), 1) if needle in x)
+
+
+def _run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_the_main_job_lists_broken_codex_sessions_and_its_commands_run_as_printed(tmp_path: Path) -> None:
+    """From a shell where the installation is not on PATH, in a folder whose path has a space."""
+    home = tmp_path / "a home"
+    day = home / ".codex" / "sessions" / "2026" / "11" / "30"
+    day.mkdir(parents=True)
+    (home / ".claude" / "projects").mkdir(parents=True)
+    Path("/tmp/codex-project").mkdir(exist_ok=True)
+    _, path = _broken_turn(day)
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    exe = str(Path(sys.executable).with_name("rewind-lsp"))
+    job = _run([exe], env, home)
+    assert job.returncode == 1, job.stderr
+    assert "Checked 1 Codex session under " + str(home / ".codex" / "sessions") + "." in job.stdout
+    assert f"BROKEN  {path}" in job.stdout
+    assert "then run the `codex resume <id>` line it prints." in job.stdout
+    fix = next(x.split("fix:", 1)[1].strip() for x in job.stdout.splitlines() if x.strip().startswith("fix:"))
+    done = _run(["/bin/sh", "-c", fix], env, home)
+    assert done.returncode == 0, done.stderr
+    resume = done.stdout.strip().splitlines()[-1].strip()
+    new_id = resume.rsplit(" ", 1)[1]
+    assert resume == f"cd /tmp/codex-project && codex resume {new_id}"
+    copy = next(day.glob(f"rollout-*-{new_id}.jsonl"))
+    assert _errors(copy) == []
+    as_json = json.loads(_run([exe, "--format", "json"], env, home).stdout)
+    assert (as_json["codex_sessions"], as_json["codex_root"]) == (2, str(home / ".codex" / "sessions"))
+    assert [b["session"] for b in as_json["broken"]] == []  # the original is now recorded as repaired
+    assert [r["session_id"] for r in as_json["repaired"]] == [new_id]
+    assert os.path.exists(path)
