@@ -56,10 +56,12 @@ class Transcript:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         check = check_transcript_file(str(self.path))
-        self.map = _map_of(self.path, check.conversations)
+        main = check.main
+        # A Codex rollout: the Responses API names a call by its call_id, never by messages.N.
+        self.codex = main is not None and main.api == "responses"
+        self.map = _map_of(self.path, [] if self.codex else check.conversations)
         self.offset = 0
         self._parent: tuple[Path, TranscriptMap] | None = None
-        main = check.main
         if main is None or not (main.forked and main.missing_parent):
             return
         ref = pointer(str(self.path))
@@ -79,6 +81,9 @@ class Transcript:
         return self.offset + self.map.total_messages
 
     def message(self, n: int, content: int | None = None) -> Place:
+        if self.codex:
+            raise NoSuchPlace("a Codex session: the Responses API names a call by its call_id, "
+                              "not by messages.N (`rewind-lsp check` gives the line of each call it refuses)")
         path, m, k = self.path, self.map, n - self.offset
         if k < 0:
             if self._parent is None:

@@ -259,3 +259,24 @@ def test_the_main_job_lists_broken_codex_sessions_and_its_commands_run_as_printe
     assert [b["session"] for b in as_json["broken"]] == []  # the original is now recorded as repaired
     assert [r["session_id"] for r in as_json["repaired"]] == [new_id]
     assert os.path.exists(path)
+
+
+def test_locate_says_a_codex_session_has_no_messages_index(tmp_path: Path) -> None:
+    _, path = _broken_turn(tmp_path)
+    exe = str(Path(sys.executable).with_name("rewind-lsp"))
+    done = _run([exe, "locate", str(path), "messages.2"], {"PATH": "/usr/bin:/bin"}, tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"rewind-lsp: {path}: a Codex session: the Responses API names a call by its call_id, not "
+                           "by messages.N (`rewind-lsp check` gives the line of each call it refuses)\n")
+
+
+def test_the_server_maps_no_messages_index_onto_a_rollout(tmp_path: Path) -> None:
+    """Outline, inlay hints and rewind-to-here lenses are the Messages API's view: none on a rollout
+    (its diagnostics, hover and code actions are the Claude Code ones)."""
+    import rewind_lsp.lsp.server  # noqa: F401  # navigate registers itself on the server it imports
+    from rewind_lsp.lsp import navigate
+
+    _, path = _broken_turn(tmp_path)
+    mapped = navigate._build(path.read_text(), 1)
+    assert (mapped.broken, mapped.map.turns, mapped.map.calls, mapped.map.message_of, mapped.drops) == (
+        True, [], [], {}, {})

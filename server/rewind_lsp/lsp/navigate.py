@@ -47,10 +47,14 @@ _maps: dict[str, _Mapped] = {}
 def _build(source: str, version: int | None) -> _Mapped:
     data = source.encode("utf-8", errors="surrogatepass")
     check = check_transcript_bytes(data)
+    broken = any(f.severity == Severity.ERROR for f in check.findings)
+    if check.main is not None and check.main.api == "responses":
+        # A Codex rollout: the map (turns, `messages.N`, rewind points) is the Messages API's view of a
+        # Claude Code transcript; a rollout gets diagnostics, hover and code actions, not a wrong map.
+        return _Mapped(version, build((), lambda o, n: b""), {}, broken)
     boundaries = [e for e in check.transcript.entries if e.is_compact_boundary and not e.sidechain]
     m = build(check.conversations, lambda o, n: data[o:o + n], boundaries)
     drops = rewind_drops(check.main) if check.main is not None else {}
-    broken = any(f.severity == Severity.ERROR for f in check.findings)
     return _Mapped(version, m, drops, broken)
 
 
