@@ -71,7 +71,8 @@ def is_rollout_head(head: bytes) -> bool:
         return False
     if not isinstance(d, dict):
         return False
-    if d.get("type") in ROLLOUT_TYPES and isinstance(d.get("payload"), dict):
+    kind = d.get("type")  # any JSON value: a list is unhashable
+    if isinstance(kind, str) and kind in ROLLOUT_TYPES and isinstance(d.get("payload"), dict):
         return True
     # The early bare layout: a session meta with no `type` (every Claude Code line has one).
     return "type" not in d and isinstance(d.get("id"), str) and "timestamp" in d and (
@@ -189,7 +190,7 @@ def _wrapped_first_line(data: bytes) -> bool:
         d = json.loads(first.decode("utf-8", errors="replace"))
     except (ValueError, RecursionError):
         return False
-    return isinstance(d, dict) and d.get("type") in ROLLOUT_TYPES and "payload" in d
+    return isinstance(d, dict) and isinstance(d.get("type"), str) and d["type"] in ROLLOUT_TYPES and "payload" in d
 
 
 def _tolerant(raw: bytes) -> _Line | None:
