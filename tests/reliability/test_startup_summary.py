@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rel_support import MSG_400, broken, raw_server, wait_until
@@ -36,3 +37,20 @@ def test_summary_of_one_kind() -> None:
         "rewind-lsp: 2 broken Claude Code logs: open one to see where it breaks"
     )
     assert broken_summary([]) == ""
+
+
+def test_summary_names_codex_sessions_as_codex(tmp_path: Path) -> None:
+    sid = "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+    lines = [
+        {"type": "session_meta", "payload": {"id": sid, "cwd": str(tmp_path), "originator": "codex_cli_rs"}},
+        {"type": "response_item", "payload": {"type": "function_call", "name": "shell", "arguments": "{}",
+                                              "call_id": "call_0001abcdEFGH"}},
+    ]
+    rollout = tmp_path / f"rollout-2026-11-30T10-00-00-{sid}.jsonl"
+    rollout.write_text("".join(json.dumps({"timestamp": "2026-11-30T10:00:00.000Z", **d}) + "\n" for d in lines))
+    transcript = tmp_path / f"{S1}.jsonl"
+    transcript.write_text(broken())
+    assert broken_summary([str(rollout)]) == "rewind-lsp: 1 broken Codex session: open one to see where it breaks"
+    assert broken_summary([str(transcript), str(rollout)]) == (
+        "rewind-lsp: 1 broken Claude Code session and 1 broken Codex session: open one to see where it breaks"
+    )

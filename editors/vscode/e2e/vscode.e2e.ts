@@ -58,6 +58,18 @@ function navTranscript(sessionId: string, lines = 7): string {
     .map((text) => text + '\n')
     .join('');
 }
+// A Codex CLI rollout (docs/CONTRACT.md, Codex CLI sessions): function_call call_0002abcdEFGHfu never gets its output.
+const CODEX_SESSION_ID = '0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b';
+const CODEX_ROLLOUT_NAME = `rollout-2026-11-30T10-00-00-${CODEX_SESSION_ID}.jsonl`;
+const CODEX_CALL_ID = 'call_0002abcdEFGHfu';
+const BROKEN_ROLLOUT = [
+  ['session_meta', { id: CODEX_SESSION_ID, timestamp: '2026-11-30T10:00:00.000Z', cwd: WORKSPACE, originator: 'codex_cli_rs', cli_version: '0.63.0', instructions: null }],
+  ['response_item', { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'list the files' }] }],
+  ['response_item', { type: 'function_call', name: 'shell', arguments: JSON.stringify({ command: ['ls'] }), call_id: CODEX_CALL_ID }],
+  ['response_item', { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hello?' }] }],
+]
+  .map(([type, payload], i) => JSON.stringify({ timestamp: `2026-11-30T10:00:0${i}.000Z`, type, payload }) + '\n')
+  .join('');
 const ERROR_400 = 'API Error: 400 due to tool use concurrency issues. Run /rewind to recover the conversation.';
 
 const UI_TIMEOUT = 30_000;
@@ -124,6 +136,16 @@ async function runPaletteCommand(title: string): Promise<void> {
 async function openFile(name: string): Promise<void> {
   await page.keyboard.press('Control+P');
   await quickPick(name, name);
+  await page.locator('.tabs-container .tab.active', { hasText: name }).waitFor({ timeout: UI_TIMEOUT });
+}
+
+/** Opens a file the test wrote after the window loaded, from its row in the explorer: quick open's file search
+ * may not list a file that new yet (it did not, in one CI run of three), while the explorer row is the file
+ * watcher's own news of it. */
+async function openNewFile(name: string): Promise<void> {
+  const row = page.locator('.explorer-folders-view .monaco-list-row', { hasText: name }).first();
+  await row.waitFor({ timeout: 60_000 });
+  await row.dblclick();
   await page.locator('.tabs-container .tab.active', { hasText: name }).waitFor({ timeout: UI_TIMEOUT });
 }
 
@@ -450,9 +472,7 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       const text = navTranscript(name.replace(/\.jsonl$/, ''));
       fs.writeFileSync(path.join(WORKSPACE, name), text);
       await clearNotifications();
-      // A file made a moment ago: quick open finds it once the file watcher has told the explorer.
-      await page.locator('.explorer-folders-view .monaco-list-row', { hasText: name }).waitFor({ timeout: 60_000 });
-      await openFile(name);
+      await openNewFile(name);
       // Code lenses and inlay hints come from the protocol (the document selector covers *.jsonl).
       const editor = page.locator('.editor-instance .monaco-editor').first();
       await editor.locator('.codelens-decoration', { hasText: 'Repair session (keeps everything)' }).first().waitFor({ timeout: 60_000 });
@@ -556,6 +576,58 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       }, 60_000);
       const check = rewindLspCheck(path.join(project, created));
       assert.equal(check.status, 0, `rewind-lsp check ${created} failed:\n${check.output}`);
+      await clearNotifications();
+    });
+  });
+
+  it('checks a Codex CLI rollout: the orphan call squiggle, its hover, and Repair writing a new rollout for `codex resume`', async () => {
+    await withFailureShot('codex', async () => {
+      const rollout = path.join(WORKSPACE, CODEX_ROLLOUT_NAME);
+      fs.writeFileSync(rollout, BROKEN_ROLLOUT);
+      await clearNotifications();
+      // The sessions view test folded the folder: unfold it, so the file watcher's news of the rollout shows.
+      const folder = page.locator('.pane-header[aria-expanded="false"]', { hasText: 'workspace' });
+      if ((await folder.count()) > 0) await folder.first().click();
+      await openNewFile(CODEX_ROLLOUT_NAME);
+      await visibleSquiggle(60_000);
+      // The code lens above the first line moves the lines down when it arrives: find the squiggle after it.
+      const editor = page.locator('.editor-instance .monaco-editor').first();
+      await editor.locator('.codelens-decoration', { hasText: 'Repair session' }).first().waitFor({ timeout: UI_TIMEOUT });
+
+      const hover = page.locator('.monaco-hover .markdown-hover', { hasText: CODEX_CALL_ID }).first();
+      const box = await waitFor('the hover on the squiggle', async () => {
+        const at = await squiggleBox();
+        await page.mouse.move(at.x + Math.min(20, at.width / 2), at.y + at.height / 2);
+        return (await hover.waitFor({ state: 'visible', timeout: 5_000 }).then(() => true, () => false)) ? at : undefined;
+      });
+      // The server's hover names the rule by its title and the call id (docs/CONTRACT.md, Hover format).
+      const shown = await hover.innerText();
+      assert.ok(shown.includes(`Codex: a tool call without its output: ${CODEX_CALL_ID}`), `the hover reads: ${JSON.stringify(shown)}`);
+      assert.match(shown, /codex-orphan-call \(error\) at line 3/);
+      await page.waitForTimeout(500); // let the hover finish fading in, for the screenshot
+      await screenshot('codex-hover', 'the hover on the Codex rollout\'s squiggle: the function_call call_0002abcdEFGHfu without its output (codex-orphan-call)');
+
+      const original = fs.readFileSync(rollout, 'utf8');
+      await page.mouse.click(box.x + Math.min(20, box.width / 2), box.y + box.height / 2);
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('Control+.');
+      const action = page.locator('.action-widget .monaco-list-row', { hasText: 'Repair session' }).first();
+      await action.waitFor({ timeout: UI_TIMEOUT });
+      const before = jsonlFiles();
+      await action.click();
+      const created = await newRepairedFile(before);
+      const id = /^rollout-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-([0-9a-f-]{36})\.jsonl$/.exec(created)?.[1];
+      assert.ok(id !== undefined && id !== CODEX_SESSION_ID, `the new file is not a new rollout: ${created}`);
+      const check = rewindLspCheck(path.join(WORKSPACE, created));
+      assert.equal(check.status, 0, `rewind-lsp check ${created} failed:\n${check.output}`);
+      assert.equal(fs.readFileSync(rollout, 'utf8'), original, 'the original rollout was changed');
+      await page.locator('.tabs-container .tab', { hasText: created }).waitFor({ timeout: UI_TIMEOUT });
+      // The session's recorded folder (the workspace) exists, so the resume command starts there.
+      const resume = `cd ${WORKSPACE} && codex resume ${id}`;
+      const copy = await onlyResultToast(`rewind-lsp: wrote ${created} (patch); the original is untouched. Resume it with: ${resume}`);
+      await copy.click();
+      await page.locator('.notification-toast', { hasText: 'to the clipboard' }).first().waitFor({ timeout: UI_TIMEOUT });
+      assert.equal(await page.evaluate(() => navigator.clipboard.readText()), resume);
       await clearNotifications();
     });
   });
