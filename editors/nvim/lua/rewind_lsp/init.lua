@@ -96,18 +96,32 @@ function M.claude_config_dir()
   return joinpath(uv.os_homedir(), ".claude")
 end
 
---- The folders the server watches: the `watchRoots` setting or its default.
+local function is_dir(path)
+  local stat = path and uv.fs_stat(path)
+  return stat ~= nil and stat.type == "directory"
+end
+
+--- Codex CLI's sessions folder (CODEX_HOME, default ~/.codex, then sessions).
+function M.codex_sessions_dir()
+  local home = vim.env.CODEX_HOME
+  if not home or home == "" then
+    home = joinpath(uv.os_homedir(), ".codex")
+  end
+  return joinpath(home, "sessions")
+end
+
+--- The folders the server watches: the `watchRoots` setting or its default
+--- (the server's own: Codex's sessions only when that folder exists).
 function M.watch_roots()
   local roots = config().settings.watchRoots
   if type(roots) == "table" and #roots > 0 then
     return roots
   end
-  return { joinpath(M.claude_config_dir(), "projects"), default_log_dir() }
-end
-
-local function is_dir(path)
-  local stat = path and uv.fs_stat(path)
-  return stat ~= nil and stat.type == "directory"
+  roots = { joinpath(M.claude_config_dir(), "projects"), default_log_dir() }
+  if is_dir(M.codex_sessions_dir()) then
+    table.insert(roots, M.codex_sessions_dir())
+  end
+  return roots
 end
 
 -- Buffers ---------------------------------------------------------------
