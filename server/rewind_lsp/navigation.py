@@ -96,6 +96,15 @@ class TranscriptMap:
     boundaries: list[int]  # lines of compaction boundaries
     stretches: list[Stretch]
     total_messages: int
+    # "messages": a Claude Code transcript (the Messages API's view, `messages.N`); "responses": a
+    # Codex rollout (codex_map), whose calls the API names by call_id and whose map has no `messages.N`.
+    api: str = "messages"
+
+    def block_path(self, spot: Spot) -> list[str | int] | None:
+        """Where a call's half is inside its line's JSON, for `locate.span` (None: the whole line)."""
+        if spot.block is None:
+            return None
+        return ["payload"] if self.api == "responses" else ["message", "content", spot.block]
 
     def call_at(self, spot: Spot) -> Call | None:
         """The call whose tool_use or result is this block (or, `block` None, on this line)."""
@@ -169,7 +178,8 @@ def _read(fetch: LineFetcher, e: Entry) -> _Line:
         return _Line()
 
 
-def _words(text: str, limit: int) -> str:
+def words(text: str, limit: int) -> str:
+    """The first `limit` characters of `text`, its whitespace collapsed (… when cut)."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -178,7 +188,7 @@ def _prompt_text(line: _Line) -> str:
     content = line.message.content if line.message else None
     if isinstance(content, list):
         content = " ".join(p.text or "" for p in content if p.type == "text")
-    return _words(content or "", PROMPT_WORDS) or "(empty prompt)"
+    return words(content or "", PROMPT_WORDS) or "(empty prompt)"
 
 
 # The input field that says what a call does, per tool; others show their first short string.
@@ -190,13 +200,16 @@ _KEY_INPUT = {
 
 
 def _summary(part: _Part) -> str:
-    name = part.name or "(unnamed tool)"
-    inp = part.input or {}
+    return tool_summary(part.name or "(unnamed tool)", part.input or {})
+
+
+def tool_summary(name: str, inp: dict[str, object]) -> str:
+    """`Bash npm test`, `Read app.py`: the tool and the input that says what the call does."""
     key = _KEY_INPUT.get(name)
     value = inp.get(key) if key else next((v for v in inp.values() if isinstance(v, str)), None)
     if key in ("file_path", "notebook_path") and isinstance(value, str):
         value = value.rsplit("/", 1)[-1]
-    return f"{name} {_words(value, INPUT_CHARS)}" if isinstance(value, str) and value else name
+    return f"{name} {words(value, INPUT_CHARS)}" if isinstance(value, str) and value else name
 
 
 def _calls(conv: Conversation, fetch: LineFetcher, msg_index: dict[int, int] | None) -> list[Call]:

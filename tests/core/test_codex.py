@@ -15,9 +15,11 @@ import pytest
 from codex_support import CODEX_SID, Rollout, rollouts, user_messages
 from core_support import CORPUS, corpus_files
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rewind_lsp.check import check_log_text, check_path, check_transcript_bytes, check_transcript_file
 from rewind_lsp.codex import is_rollout_file
+from rewind_lsp.codex_map import build_rollout_map
 from rewind_lsp.codex_repair import session_id_of_rollout
 from rewind_lsp.findings import Severity
 from rewind_lsp.incremental import TranscriptState, check_transcript_incremental
@@ -155,6 +157,27 @@ def test_broken_rollouts_are_errors_and_both_repairs_check_clean_keeping_the_pro
         assert p.read_bytes().endswith(b"\n") and all(json.loads(x) for x in p.read_text().splitlines())
 
 
+@SETTINGS
+@given(r=st.one_of(rollouts(), rollouts(breaking=True)))
+def test_every_rollout_maps_its_prompts_and_calls_once_each(r: Rollout) -> None:
+    """The document map of any rollout (both layouts, parallel calls, compaction, every ending): the
+    live conversation's prompts in order, each call under one turn, a healthy call paired with an
+    output after it, and a call left unpaired only where the checker finds an error."""
+    data = r.text().encode("utf-8")
+    check = check_transcript_bytes(data)
+    boundaries = [e for e in check.transcript.entries if e.is_compact_boundary]
+    m = build_rollout_map(check.conversations, lambda o, n: data[o:o + n], boundaries)
+    texts = [t.text for t in m.turns]
+    assert texts == r.prompts[len(r.prompts) - len(texts):]
+    live = [c for c in m.calls if c.scope == "main conversation"]
+    assert sorted(id(c) for t in m.turns for c in t.calls) == sorted(id(c) for c in live)
+    assert all(res.line > c.use.line for c in m.calls for res in c.results)
+    erred = {f.tool_use_id for f in check.findings if f.severity == Severity.ERROR}
+    assert {c.tool_id for c in live if not c.paired} <= erred
+    if not r.breaks:
+        assert all(c.paired for c in m.calls)
+
+
 def test_patch_adds_the_output_codex_s_normalizer_would_and_names_the_new_session_as_codex_does(tmp_path: Path) -> None:
     _, path = _broken_turn(tmp_path)
     result = rewind(path, "patch")
@@ -261,16 +284,18 @@ def test_locate_says_a_codex_session_has_no_messages_index(tmp_path: Path) -> No
                            "by messages.N (`rewind-lsp check` gives the line of each call it refuses)\n")
 
 
-def test_the_server_maps_no_messages_index_onto_a_rollout(tmp_path: Path) -> None:
-    """Outline, inlay hints and rewind-to-here lenses are the Messages API's view: none on a rollout
-    (its diagnostics, hover and code actions are the Claude Code ones)."""
+def test_the_server_maps_a_rollout_without_messages_index_or_rewind_points(tmp_path: Path) -> None:
+    """A rollout's map is the Responses API's view: its prompts and calls, no `messages.N` and no
+    rewind-to-here (the whole LSP answers: tests/lsp/test_transcript_navigation.py)."""
     import rewind_lsp.lsp.server  # noqa: F401  # navigate registers itself on the server it imports
     from rewind_lsp.lsp import navigate
 
-    _, path = _broken_turn(tmp_path)
+    r, path = _broken_turn(tmp_path)
     mapped = navigate._build(path.read_text(), 1)
-    assert (mapped.broken, mapped.map.turns, mapped.map.calls, mapped.map.message_of, mapped.drops) == (
-        True, [], [], {}, {})
+    assert (mapped.broken, mapped.map.api, mapped.map.message_of, mapped.map.content, mapped.drops) == (
+        True, "responses", {}, [], {})
+    assert [t.text for t in mapped.map.turns] == r.prompts
+    assert [c.paired for c in mapped.map.calls] == [True] * (len(mapped.map.calls) - 1) + [False]
 
 
 @pytest.mark.parametrize("first", [

@@ -81,6 +81,75 @@ async def test_outline_jumps_hints_and_lenses(client: LanguageClient) -> None:
     assert [(s.name, s.location.uri) for s in found or []] == [("now run the tests", uri)]  # type: ignore[union-attr]
 
 
+def _rollout_line(n: int, kind: str, payload: dict[str, object]) -> str:
+    return json.dumps({"timestamp": f"2026-11-30T10:00:{n:02d}.000Z", "type": kind, "payload": payload},
+                      separators=(",", ":"))
+
+
+def _prompt(n: int, text: str) -> str:
+    return _rollout_line(n, "response_item", {"type": "message", "role": "user",
+                                              "content": [{"type": "input_text", "text": text}]})
+
+
+ROLLOUT = [
+    _rollout_line(0, "session_meta", {"id": "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "cwd": "/tmp/p"}),
+    _prompt(1, "<environment_context>\n  <cwd>/tmp/p</cwd>\n</environment_context>"),
+    _prompt(2, "list the files"),
+    _rollout_line(3, "response_item", {"type": "function_call", "name": "shell", "call_id": "call_A1",
+                                       "arguments": json.dumps({"command": ["bash", "-lc", "ls -la"]})}),
+    _rollout_line(4, "response_item", {"type": "custom_tool_call", "name": "apply_patch", "call_id": "call_B2",
+                                       "input": "*** Begin Patch\n*** End Patch"}),
+    _rollout_line(5, "response_item", {"type": "custom_tool_call_output", "call_id": "call_B2", "output": "ok"}),
+    _rollout_line(6, "response_item", {"type": "function_call_output", "call_id": "call_A1", "output": "a b"}),
+    _rollout_line(7, "response_item", {"type": "message", "role": "assistant",
+                                       "content": [{"type": "output_text", "text": "Two files."}]}),
+    _prompt(8, "now run the tests"),
+    _rollout_line(9, "response_item", {"type": "local_shell_call", "call_id": "call_C3", "status": "completed",
+                                       "action": {"type": "exec", "command": ["npm", "test"]}}),
+    _prompt(10, "hello?"),
+]
+
+
+async def test_a_codex_rollout_reads_as_a_document_without_messages_n(client: LanguageClient) -> None:
+    """A rollout's own map: prompts (not Codex's injected context), calls of every kind with their outputs,
+    jumps between a call and its output (at the line's payload), hints saying where each output is,
+    no `messages.N` (the Responses API names a call by its call_id) and no rewind-to-here."""
+    folder = PROJECTS / f"nav-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    path = folder / "rollout-2026-11-30T10-00-00-0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b.jsonl"
+    path.write_text("\n".join(ROLLOUT) + "\n")
+    uri = open_doc(client, path)
+    await diagnostics_for(client, uri)
+    symbols = await client.text_document_document_symbol_async(types.DocumentSymbolParams(text_document=_doc(uri)))
+    assert [(s.name, s.detail, [(c.name, c.detail) for c in s.children or []])  # type: ignore[union-attr]
+            for s in symbols or []] == [
+        ("list the files", "2026-11-30T10:00:02.000Z", [
+            ("shell ls -la ✓", "call_A1 · output line 7"), ("apply_patch *** Begin Patch ✓", "call_B2 · output line 6"),
+            ("Two files.", "reply")]),
+        ("now run the tests", "2026-11-30T10:00:08.000Z", [("local_shell npm test ✗", "call_C3 · no output")]),
+        ("hello?", "2026-11-30T10:00:10.000Z", []),
+    ]
+    payload = ROLLOUT[3].index('{"type":"function_call"')
+    defs = await client.text_document_definition_async(
+        types.DefinitionParams(text_document=_doc(uri), position=types.Position(6, ROLLOUT[6].index("call_A1"))))
+    assert [(d.uri, d.range.start, d.range.end) for d in defs or []] == [  # type: ignore[union-attr]
+        (uri, types.Position(3, payload), types.Position(3, len(ROLLOUT[3]) - 1))]
+    refs = await client.text_document_references_async(types.ReferenceParams(
+        context=types.ReferenceContext(include_declaration=False), text_document=_doc(uri),
+        position=types.Position(3, payload + 2)))
+    output = ROLLOUT[6].index('{"type":"function_call_output"')
+    assert [r.range.start for r in refs or []] == [types.Position(6, output)]
+    hints = await client.text_document_inlay_hint_async(types.InlayHintParams(
+        text_document=_doc(uri), range=types.Range(types.Position(0, 0), types.Position(10, 0))))
+    assert [(h.position.line, h.label) for h in hints or []] == [
+        (3, "→ output line 7"), (4, "→ output line 6"), (9, "✗ call_C3: no output")]
+    lenses = await client.text_document_code_lens_async(types.CodeLensParams(text_document=_doc(uri)))
+    assert [(lens.range.start.line, lens.command.title, list(lens.command.arguments or []))  # type: ignore[union-attr]
+            for lens in lenses or []] == [(0, "Repair session (keeps everything)", [uri])]
+    folds = await client.text_document_folding_range_async(types.FoldingRangeParams(text_document=_doc(uri)))
+    assert [(f.start_line, f.end_line) for f in folds or []] == [(2, 7), (3, 6), (4, 5), (8, 9)]
+
+
 async def test_the_lens_runs_the_rewind_it_names(client: LanguageClient) -> None:
     uri = _open(client, LINES)
     await diagnostics_for(client, uri)

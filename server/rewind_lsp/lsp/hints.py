@@ -20,8 +20,25 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _rollout_label(m: TranscriptMap, line: int) -> str | None:
+    """A Codex rollout's call line: where its output is (the API names calls by call_id, no messages.N)."""
+    parts: list[str] = []
+    for c in m.calls_on(line):
+        if c.use.line != line or c.scope != "main conversation":
+            continue
+        if not c.results:
+            parts.append(f"✗ {c.tool_id}: no output")
+        elif len(c.results) == 1:
+            parts.append(f"→ output line {c.results[0].line}")
+        else:
+            parts.append(f"✗ {c.tool_id}: {len(c.results)} outputs")
+    return " ".join(parts) or None
+
+
 def hint_label(m: TranscriptMap, line: int) -> str | None:
     """The hint of a 1-based line, or None off the live conversation."""
+    if m.api == "responses":
+        return _rollout_label(m, line)
     n = m.message_of.get(line)
     if n is None:
         return None

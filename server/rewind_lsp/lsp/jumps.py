@@ -22,7 +22,8 @@ class Jumps:
     def span(self, spot: Spot) -> tuple[int, int]:
         """Character offsets of the block (the whole line when it cannot be placed)."""
         text = self.text(spot.line)
-        where = locate.span(text, ["message", "content", spot.block]) if spot.block is not None else None
+        path = self.m.block_path(spot)
+        where = locate.span(text, path) if path is not None else None
         return where if where is not None else (0, len(text))
 
     def range(self, spot: Spot) -> types.Range:

@@ -18,6 +18,7 @@ from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
 from ..check import CONCURRENCY_400, check_transcript_bytes, is_subagent_transcript, is_transcript_path
+from ..codex_map import build_rollout_map
 from ..findings import Finding, Severity
 from ..lookup import NoSuchPlace, Place, Transcript
 from ..navigation import TranscriptMap, build, parse_ref
@@ -48,11 +49,12 @@ def _build(source: str, version: int | None) -> _Mapped:
     data = source.encode("utf-8", errors="surrogatepass")
     check = check_transcript_bytes(data)
     broken = any(f.severity == Severity.ERROR for f in check.findings)
-    if check.main is not None and check.main.api == "responses":
-        # A Codex rollout: the map (turns, `messages.N`, rewind points) is the Messages API's view of a
-        # Claude Code transcript; a rollout gets diagnostics, hover and code actions, not a wrong map.
-        return _Mapped(version, build((), lambda o, n: b""), {}, broken)
     boundaries = [e for e in check.transcript.entries if e.is_compact_boundary and not e.sidechain]
+    if check.main is not None and check.main.api == "responses":
+        # A Codex rollout: its own map (no `messages.N`), and no rewind-to-here (`rewind --to` is a
+        # Claude Code transcript's).
+        return _Mapped(version, build_rollout_map(check.conversations, lambda o, n: data[o:o + n], boundaries), {},
+                       broken)
     m = build(check.conversations, lambda o, n: data[o:o + n], boundaries)
     drops = rewind_drops(check.main) if check.main is not None else {}
     return _Mapped(version, m, drops, broken)

@@ -32,13 +32,14 @@ def call_name(c: Call) -> str:
     return f"{c.summary} {mark}"
 
 
-def _call_symbol(c: Call, length: LineLength) -> types.DocumentSymbol:
+def _call_symbol(c: Call, length: LineLength, api: str) -> types.DocumentSymbol:
+    result = "output" if api == "responses" else "result"  # each API's own word for the answer
     if c.paired:
-        detail = f"{c.tool_id} · result line {c.results[0].line}"
+        detail = f"{c.tool_id} · {result} line {c.results[0].line}"
     elif not c.results:
-        detail = f"{c.tool_id} · no result"
+        detail = f"{c.tool_id} · no {result}"
     else:
-        detail = f"{c.tool_id} · {len(c.results)} results"
+        detail = f"{c.tool_id} · {len(c.results)} {result}s"
     last = max([c.use.line, *(r.line for r in c.results)])
     return types.DocumentSymbol(
         name=call_name(c), kind=types.SymbolKind.Function, detail=detail,
@@ -46,24 +47,26 @@ def _call_symbol(c: Call, length: LineLength) -> types.DocumentSymbol:
     )
 
 
-def _turn_symbol(t: Turn, length: LineLength) -> types.DocumentSymbol:
+def _turn_symbol(t: Turn, length: LineLength, api: str) -> types.DocumentSymbol:
     children = [
         types.DocumentSymbol(name=r.text, kind=types.SymbolKind.String, detail="reply",
                              range=_line(r.line, length), selection_range=_line(r.line, length))
         for r in t.replies
     ]
-    children.extend(_call_symbol(c, length) for c in t.calls)
+    children.extend(_call_symbol(c, length, api) for c in t.calls)
     children.sort(key=lambda s: (s.selection_range.start.line, s.kind))
     when = f" · {t.timestamp}" if t.timestamp else ""
+    # A rollout's calls are named by call_id; it has no `messages.N` to show.
+    detail = (t.timestamp or "") if api == "responses" else f"messages.{t.message}{when}"
     return types.DocumentSymbol(
-        name=t.text, kind=types.SymbolKind.Event, detail=f"messages.{t.message}{when}",
+        name=t.text, kind=types.SymbolKind.Event, detail=detail,
         range=_range(t.prompt.line, t.last_line, length), selection_range=_line(t.prompt.line, length),
         children=children or None,
     )
 
 
 def document_symbols(m: TranscriptMap, length: LineLength) -> list[types.DocumentSymbol]:
-    symbols = [_turn_symbol(t, length) for t in m.turns]
+    symbols = [_turn_symbol(t, length, m.api) for t in m.turns]
     symbols.extend(
         types.DocumentSymbol(name="compaction", kind=types.SymbolKind.Namespace, detail=f"line {line}",
                              range=_line(line, length), selection_range=_line(line, length))
