@@ -44,6 +44,27 @@ OUTPUT_KINDS = frozenset(OUTPUT_OF.values())
 ABORTED_OUTPUT = "aborted"
 HISTORY_LABEL = "history before a compaction"
 
+# Codex sends these as `user` messages, but they are its own context, not something the user typed.
+CONTEXT_PREFIXES = ("<environment_context>", "<user_instructions>", "# AGENTS.md instructions", "<INSTRUCTIONS>",
+                    "<user_shell_command>", "<turn_aborted>")
+
+
+def is_injected_context(text: str) -> bool:
+    """Is a `user` message's text Codex's own context (environment, AGENTS.md), not a prompt?"""
+    return text.lstrip().startswith(CONTEXT_PREFIXES)
+
+
+def message_text(line: Any) -> str:
+    """The text of a message item, from its decoded line (wrapped or bare); "" for anything else."""
+    item = line.get("payload") if isinstance(line, dict) and isinstance(line.get("payload"), dict) else line
+    content = item.get("content") if isinstance(item, dict) else None
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    return " ".join(c["text"] for c in content if isinstance(c, dict) and isinstance(c.get("text"), str))
+
+
 _ITEM_TYPES = frozenset({"message", "reasoning", "web_search_call", *OUTPUT_OF, *OUTPUT_KINDS})
 # serde writes a RolloutLine's fields in this order: the first bytes say what the file is.
 _HEAD = re.compile(

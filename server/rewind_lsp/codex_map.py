@@ -14,14 +14,11 @@ from collections.abc import Sequence
 
 import msgspec
 
-from .codex import OUTPUT_KINDS, OUTPUT_OF
+from .codex import OUTPUT_KINDS, OUTPUT_OF, is_injected_context
 from .conversation import Conversation
 from .navigation import PROMPT_WORDS, Call, LineFetcher, Reply, Spot, Stretch, TranscriptMap, Turn, tool_summary, words
 from .transcript import Entry
 
-# Codex sends these as `user` messages, but they are its own context, not something the user typed.
-CONTEXT_PREFIXES = ("<environment_context>", "<user_instructions>", "# AGENTS.md instructions", "<INSTRUCTIONS>",
-                    "<user_shell_command>", "<turn_aborted>")
 LOCAL_SHELL = "local_shell"
 
 
@@ -117,7 +114,7 @@ def _calls(conv: Conversation, fetch: LineFetcher) -> list[Call]:
 
 
 def is_prompt(e: Entry, text: str) -> bool:
-    return e.type == "user" and e.subtype == "user" and not text.lstrip().startswith(CONTEXT_PREFIXES)
+    return e.type == "user" and e.subtype == "user" and not is_injected_context(text)
 
 
 def _turns(main: Conversation, fetch: LineFetcher, calls: list[Call]) -> list[Turn]:

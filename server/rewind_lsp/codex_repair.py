@@ -17,10 +17,11 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .codex import ABORTED_OUTPUT, OUTPUT_KINDS, OUTPUT_OF, session_meta_line
+from .codex import ABORTED_OUTPUT, OUTPUT_KINDS, OUTPUT_OF, is_injected_context, message_text, session_meta_line
 from .conversation import Conversation
 from .findings import Severity
 from .repair_plan import Plan, RewindError, SourceLines
@@ -101,7 +102,7 @@ def plan_rollout(check: TranscriptCheck, lines: SourceLines, mode: str, session_
         _set_session_id(check, lines, plan, session_id)
     # Prompts of the whole file: a cut may reach back before a compaction (an output whose call the
     # compaction dropped), and then the copy is the uncompacted session up to there.
-    prompts = [e for e in check.transcript.entries if _is_prompt(e)]
+    prompts = rollout_prompts(check, lambda e: message_text(lines.get(e)))
     if mode == "truncate":
         cut_at = _point(prompts, to) if to is not None else _first_broken_turn(faults, prompts)
         if to is not None:
@@ -151,8 +152,12 @@ def _wrapped(d: dict[str, Any]) -> bool:
     return isinstance(d.get("payload"), dict)
 
 
-def _is_prompt(e: Entry) -> bool:
-    return e.type == "user" and e.is_message and not e.blocks and e.subtype in (None, "user")
+def rollout_prompts(check: TranscriptCheck, text_of: Callable[[Entry], str]) -> list[Entry]:
+    """The user's prompts of the whole file, in order: `user` messages but Codex's injected context
+    (`text_of`: a message entry's text)."""
+    return [e for e in check.transcript.entries
+            if e.type == "user" and e.is_message and not e.blocks and e.subtype in (None, "user")
+            and not is_injected_context(text_of(e))]
 
 
 def _point(prompts: list[Entry], to: str) -> Entry:
@@ -164,6 +169,19 @@ def _point(prompts: list[Entry], to: str) -> Entry:
     listed = ", ".join(f"line {e.line}" for e in prompts[-10:]) or "none"
     raise RewindError(f"--to {to}: not a user prompt of the live conversation; the prompts it can rewind to are: "
                       f"{listed}")
+
+
+def rollout_drops(check: TranscriptCheck, text_of: Callable[[Entry], str]) -> dict[int, int]:
+    """For each prompt line `rewind --to` accepts: how many items cutting there drops (not the first
+    prompt, none after a break: `_point` and `plan_rollout` refuse those)."""
+    main = check.main
+    if main is None:
+        return {}
+    prompts = [e.line for e in rollout_prompts(check, text_of)]
+    first_fault = min((f.entry.line for f in validate(main)), default=None)
+    items = sorted(e.line for e in check.transcript.entries if e.is_message)
+    return {line: sum(1 for x in items if x >= line) for line in prompts[1:]
+            if first_fault is None or first_fault >= line}
 
 
 def _first_broken_turn(faults: list[Any], prompts: list[Entry]) -> Entry:

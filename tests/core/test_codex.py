@@ -178,6 +178,23 @@ def test_every_rollout_maps_its_prompts_and_calls_once_each(r: Rollout) -> None:
         assert all(c.paired for c in m.calls)
 
 
+@SETTINGS
+@given(r=st.one_of(rollouts(), rollouts(breaking=True)), pick=st.integers(0, 10))
+def test_every_rewind_point_the_editor_offers_is_one_rewind_to_takes(r: Rollout, pick: int,
+                                                                     tmp_path_factory: Any) -> None:
+    import rewind_lsp.lsp.server  # noqa: F401  # navigate registers itself on the server it imports
+    from rewind_lsp.lsp import navigate
+
+    path = r.write(tmp_path_factory.mktemp("codex"))
+    drops = navigate._build(path.read_bytes().decode("utf-8", errors="surrogateescape"), 1).drops
+    if not drops:
+        return
+    line = sorted(drops)[pick % len(drops)]
+    cut = rewind(path, "truncate", to=str(line))
+    assert cut.dropped_messages == drops[line] and _errors(cut.path) == []
+    assert user_messages(cut.path) == user_messages(path)[:len(user_messages(cut.path))]
+
+
 def test_patch_adds_the_output_codex_s_normalizer_would_and_names_the_new_session_as_codex_does(tmp_path: Path) -> None:
     _, path = _broken_turn(tmp_path)
     result = rewind(path, "patch")
@@ -284,16 +301,22 @@ def test_locate_says_a_codex_session_has_no_messages_index(tmp_path: Path) -> No
                            "by messages.N (`rewind-lsp check` gives the line of each call it refuses)\n")
 
 
-def test_the_server_maps_a_rollout_without_messages_index_or_rewind_points(tmp_path: Path) -> None:
-    """A rollout's map is the Responses API's view: its prompts and calls, no `messages.N` and no
-    rewind-to-here (the whole LSP answers: tests/lsp/test_transcript_navigation.py)."""
+def test_the_server_maps_a_rollout_without_messages_index(tmp_path: Path) -> None:
+    """A rollout's map is the Responses API's view: its prompts and calls, no `messages.N`; its rewind
+    point is the prompt `rewind --to` takes (the whole LSP answers: tests/lsp/test_transcript_navigation.py)."""
     import rewind_lsp.lsp.server  # noqa: F401  # navigate registers itself on the server it imports
     from rewind_lsp.lsp import navigate
 
     r, path = _broken_turn(tmp_path)
     mapped = navigate._build(path.read_text(), 1)
+    lines = path.read_text().splitlines()
+    second = next(n for n, x in enumerate(lines, 1) if "now run the tests" in x and '"response_item"' in x)
+    after = sum(1 for x in lines[second - 1:] if '"type":"message"' in x or '"call_id"' in x)
     assert (mapped.broken, mapped.map.api, mapped.map.message_of, mapped.map.content, mapped.drops) == (
-        True, "responses", {}, [], {})
+        True, "responses", {}, [], {second: after})
+    # The point the lens offers is one `rewind --to` accepts, dropping what the lens says.
+    cut = rewind(path, "truncate", to=str(second))
+    assert cut.dropped_messages == after and _errors(cut.path) == []
     assert [t.text for t in mapped.map.turns] == r.prompts
     assert [c.paired for c in mapped.map.calls] == [True] * (len(mapped.map.calls) - 1) + [False]
 

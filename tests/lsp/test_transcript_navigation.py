@@ -113,7 +113,7 @@ ROLLOUT = [
 async def test_a_codex_rollout_reads_as_a_document_without_messages_n(client: LanguageClient) -> None:
     """A rollout's own map: prompts (not Codex's injected context), calls of every kind with their outputs,
     jumps between a call and its output (at the line's payload), hints saying where each output is,
-    no `messages.N` (the Responses API names a call by its call_id) and no rewind-to-here."""
+    no `messages.N` (the Responses API names a call by its call_id), rewind-to-here where `rewind --to` takes it."""
     folder = PROJECTS / f"nav-{uuid.uuid4().hex[:8]}"
     folder.mkdir()
     path = folder / "rollout-2026-11-30T10-00-00-0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b.jsonl"
@@ -145,7 +145,17 @@ async def test_a_codex_rollout_reads_as_a_document_without_messages_n(client: La
         (3, "→ output line 7"), (4, "→ output line 6"), (9, "✗ call_C3: no output")]
     lenses = await client.text_document_code_lens_async(types.CodeLensParams(text_document=_doc(uri)))
     assert [(lens.range.start.line, lens.command.title, list(lens.command.arguments or []))  # type: ignore[union-attr]
-            for lens in lenses or []] == [(0, "Repair session (keeps everything)", [uri])]
+            for lens in lenses or []] == [(0, "Repair session (keeps everything)", [uri]),
+                                          (8, "Rewind to here (drops 3 messages)", [uri, "9"])]
+    # The lens runs the rewind it names: a new rollout cut before that prompt, which checks clean.
+    answer = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        lenses[1].command.command, lenses[1].command.arguments))  # type: ignore[index, union-attr]
+    copy = Path(answer["path"])
+    assert copy.name.startswith("rollout-") and copy.parent == folder
+    assert [json.loads(x)["payload"].get("call_id") for x in copy.read_text().splitlines()][3:7] == [
+        "call_A1", "call_B2", "call_B2", "call_A1"]
+    assert len(copy.read_text().splitlines()) == 8
+    assert check_transcript_file(str(copy)).findings == []
     folds = await client.text_document_folding_range_async(types.FoldingRangeParams(text_document=_doc(uri)))
     assert [(f.start_line, f.end_line) for f in folds or []] == [(2, 7), (3, 6), (4, 5), (8, 9)]
 

@@ -9,6 +9,7 @@ it. Only open transcripts are mapped, and workspace symbols search open transcri
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,12 +19,15 @@ from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
 from ..check import CONCURRENCY_400, check_transcript_bytes, is_subagent_transcript, is_transcript_path
+from ..codex import message_text
 from ..codex_map import build_rollout_map
+from ..codex_repair import rollout_drops
 from ..findings import Finding, Severity
 from ..lookup import NoSuchPlace, Place, Transcript
 from ..navigation import TranscriptMap, build, parse_ref
 from ..redact import redact
 from ..repair_plan import rewind_drops
+from ..transcript import Entry
 from .actions import CMD_OPEN_MESSAGE, transcript_for_log
 from .documents import Lines
 from .hints import code_lenses, inlay_hints
@@ -51,13 +55,22 @@ def _build(source: str, version: int | None) -> _Mapped:
     broken = any(f.severity == Severity.ERROR for f in check.findings)
     boundaries = [e for e in check.transcript.entries if e.is_compact_boundary and not e.sidechain]
     if check.main is not None and check.main.api == "responses":
-        # A Codex rollout: its own map (no `messages.N`), and no rewind-to-here (`rewind --to` is a
-        # Claude Code transcript's).
-        return _Mapped(version, build_rollout_map(check.conversations, lambda o, n: data[o:o + n], boundaries), {},
-                       broken)
+        # A Codex rollout: its own map (no `messages.N`), rewind points as `rewind --to` takes them.
+        rollout = build_rollout_map(check.conversations, lambda o, n: data[o:o + n], boundaries)
+        return _Mapped(version, rollout, rollout_drops(check, _text_in(data)), broken)
     m = build(check.conversations, lambda o, n: data[o:o + n], boundaries)
     drops = rewind_drops(check.main) if check.main is not None else {}
     return _Mapped(version, m, drops, broken)
+
+
+def _text_in(data: bytes) -> Callable[[Entry], str]:
+    """A rollout message entry's text, read from the document's bytes."""
+    def text(e: Entry) -> str:
+        try:
+            return message_text(json.loads(data[e.offset:e.offset + e.length].decode("utf-8", errors="replace")))
+        except (ValueError, RecursionError):
+            return ""
+    return text
 
 
 async def _mapped(ls: RewindLanguageServer, uri: str) -> _Mapped | None:
