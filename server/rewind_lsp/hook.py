@@ -91,14 +91,22 @@ def _describe(path: str, errors: list[Finding], agent_errors: Sequence[tuple[str
     return "\n".join(lines)
 
 
-def _fix_text(path: str) -> str:
+def _fix_text(path: str, codex: bool = False) -> str:
     from .advice import rewind_command
 
     return (
         "Fix it without losing the session (the original file stays untouched):\n"
         f"  {rewind_command(path, '--mode', 'patch')}\n"
-        "then run the `claude --resume <new id>` line it prints."
+        f"then run the `{'codex resume' if codex else 'claude --resume'} <new id>` line it prints."
     )
+
+
+# What the next request would be refused with, in each agent's words.
+_WOULD_FAIL = {
+    False: "Claude Code's next request would fail with 'API Error: 400 due to tool use concurrency issues'",
+    True: "Codex's next request would fail with 'No tool output found for function call …' (the Responses API "
+          "refuses the history)",
+}
 
 
 def _agent_fix_text(agents: list[str]) -> str:
@@ -136,6 +144,9 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
         return 0, "", ""
+    from .codex import is_rollout_file
+
+    codex = is_rollout_file(path)  # Codex runs the same hook (its hooks.json; docs/CONTRACT.md)
     found = _findings(path)  # once per prompt: both verdicts below read the same findings
     errors = live_errors(found)
     agent_errors = subagent_errors(path)
@@ -158,10 +169,10 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
     from .redact import redact
 
     what = (
-        "rewind-lsp: this session's tool calls no longer pair up, so Claude Code's next request would fail with "
-        "'API Error: 400 due to tool use concurrency issues'.\n" + _describe(path, errors, agent_errors)
+        f"rewind-lsp: this session's tool calls no longer pair up, so {_WOULD_FAIL[codex]}.\n"
+        + _describe(path, errors, agent_errors)
     )
-    fix = _fix_text(path) if errors else _agent_fix_text(sorted({a for a, _ in agent_errors}))
+    fix = _fix_text(path, codex) if errors else _agent_fix_text(sorted({a for a, _ in agent_errors}))
     from .advice import already_repaired
 
     note = already_repaired(path) if errors else None
@@ -235,9 +246,15 @@ class SettingsError(Exception):
     pass
 
 
-def settings_path(scope: str) -> Path:
-    from .check import claude_config_dir
+def settings_path(scope: str, codex: bool = False) -> Path:
+    from .check import claude_config_dir, codex_sessions_dir
 
+    if codex:
+        # Codex reads hooks from hooks.json beside its config.toml: $CODEX_HOME's, or a project's .codex.
+        if scope == "local":
+            raise SettingsError("Codex has no local hooks file: use --user ($CODEX_HOME/hooks.json) or --project "
+                                "(.codex/hooks.json)")
+        return (codex_sessions_dir().parent if scope == "user" else Path.cwd() / ".codex") / "hooks.json"
     if scope == "user":
         return claude_config_dir() / "settings.json"
     if scope == "local":
@@ -376,9 +393,10 @@ def _write_settings(path: Path, data: dict[str, Any]) -> Path | None:
     return backup
 
 
-def install(scope: str, auto_repair: bool = False) -> tuple[Path, bool, Path | None]:
-    """Merge our hook entries; returns (settings file, changed?, backup)."""
-    path = settings_path(scope)
+def install(scope: str, auto_repair: bool = False, codex: bool = False) -> tuple[Path, bool, Path | None]:
+    """Merge our hook entries; returns (settings file, changed?, backup). Codex's hooks.json takes the
+    same `hooks` object as Claude Code's settings (events, matcher groups, command handlers)."""
+    path = settings_path(scope, codex)
     data = _read_settings(path)
     if data.get("hooks") is None:
         data["hooks"] = {}
@@ -409,8 +427,8 @@ def install(scope: str, auto_repair: bool = False) -> tuple[Path, bool, Path | N
     return path, changed, backup
 
 
-def uninstall(scope: str) -> tuple[Path, bool, Path | None]:
-    path = settings_path(scope)
+def uninstall(scope: str, codex: bool = False) -> tuple[Path, bool, Path | None]:
+    path = settings_path(scope, codex)
     if not path.exists():
         return path, False, None
     data = _read_settings(path)
@@ -458,6 +476,8 @@ def add_commands(sub: Any) -> None:
         scope.add_argument(
             "--local", dest="scope", action="store_const", const="local", help=".claude/settings.local.json"
         )
+        p.add_argument("--codex", action="store_true", help="Codex CLI's hooks.json instead "
+                       "($CODEX_HOME/hooks.json, or .codex/hooks.json with --project)")
         if name == "install-hook":
             p.add_argument("--auto-repair", action="store_true", help="install the hook with --auto-repair")
         p.set_defaults(func=lambda args, fn=fn, name=name: _settings_command(args, fn, name))
@@ -466,7 +486,10 @@ def add_commands(sub: Any) -> None:
 def _settings_command(args: Any, fn: Any, name: str) -> int:
     scope = args.scope or "user"
     try:
-        path, changed, backup = fn(scope, args.auto_repair) if name == "install-hook" else fn(scope)
+        if name == "install-hook":
+            path, changed, backup = fn(scope, args.auto_repair, args.codex)
+        else:
+            path, changed, backup = fn(scope, args.codex)
     except SettingsError as exc:
         print(f"rewind-lsp: {exc}", file=sys.stderr)
         return 2
@@ -480,7 +503,31 @@ def _settings_command(args: Any, fn: Any, name: str) -> int:
             f"{path}: hook {'installed' if name == 'install-hook' else 'removed'}"
             + (f"; backup at {backup}" if backup else "")
         )
+    if args.codex and name == "install-hook":
+        note = codex_hooks_note(path)
+        if note:
+            print(note)
     return 0
+
+
+def codex_hooks_note(hooks_file: Path) -> str | None:
+    """What to add to Codex's config.toml when it does not run hooks yet (they are behind a feature
+    flag); None when it does. The file is the user's: it is read, never written."""
+    import tomllib
+
+    config = hooks_file.with_name("config.toml")
+    try:
+        features = tomllib.loads(config.read_text(encoding="utf-8")).get("features")
+    except FileNotFoundError:
+        features = None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return f"{config}: could not read it ({exc}); Codex runs hooks only with `codex_hooks = true` under [features]"
+    if isinstance(features, dict) and features.get("codex_hooks") is True:
+        return None
+    if isinstance(features, dict):  # a second [features] table would be a TOML error
+        return f"Codex runs hooks only when they are turned on: add `codex_hooks = true` under [features] in {config}"
+    return (f"Codex runs hooks only when they are turned on: add these two lines to {config}:\n"
+            "  [features]\n  codex_hooks = true")
 
 
 if __name__ == "__main__":  # `python -m rewind_lsp.hook`: the hook without the CLI's imports
