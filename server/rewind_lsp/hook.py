@@ -456,7 +456,8 @@ def uninstall(scope: str, codex: bool = False) -> tuple[Path, bool, Path | None]
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("hook", help="Claude Code hook: block a prompt when the session is broken (reads JSON on stdin)")
+    p = sub.add_parser("hook", help="Claude Code (or Codex) hook: block a prompt when the session is broken "
+                       "(reads JSON on stdin)")
     p.add_argument(
         "--auto-repair",
         action="store_true",
@@ -465,7 +466,8 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=lambda args: run_hook(sys.stdin.read() if not sys.stdin.isatty() else "", args.auto_repair))
 
     for name, fn in (("install-hook", install), ("uninstall-hook", uninstall)):
-        p = sub.add_parser(name, help=f"{name.split('-')[0]} the hook in Claude Code's settings.json")
+        p = sub.add_parser(name, help=f"{name.split('-')[0]} the hook in Claude Code's settings.json "
+                           "(or Codex's hooks.json)")
         scope = p.add_mutually_exclusive_group()
         scope.add_argument(
             "--user", dest="scope", action="store_const", const="user", help="~/.claude/settings.json (the default)"
