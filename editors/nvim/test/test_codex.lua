@@ -44,6 +44,18 @@ H.run(function()
     H.ok(text:find(call_id, 1, true), "hover text: " .. text)
   end)
 
+  H.test("codex: the outline lists the prompts and the unanswered call; the hint says it has no output", function()
+    local symbols = H.request(buf, "textDocument/documentSymbol", { textDocument = { uri = vim.uri_from_bufnr(buf) } })
+    local names = vim.tbl_map(function(s) return s.name end, symbols)
+    H.eq(names, { "list the files", "hello?" }, "top-level symbols")
+    H.eq(vim.tbl_map(function(c) return c.name .. " | " .. c.detail end, symbols[1].children or {}),
+      { "shell ls ✗ | " .. call_id .. " · no output" }, "children of the first prompt")
+    local hints = H.request(buf, "textDocument/inlayHint", { textDocument = { uri = vim.uri_from_bufnr(buf) },
+      range = { start = { line = 0, character = 0 }, ["end"] = { line = #lines, character = 0 } } })
+    H.eq(vim.tbl_map(function(h) return { h.position.line, h.label } end, hints),
+      { { 2, "✗ " .. call_id .. ": no output" } }, "inlay hints")
+  end)
+
   H.test("codex: code actions offer the contract's titles", function()
     H.ok(diag, "needs the diagnostic")
     local titles = H.titles(H.code_actions(buf, diag))

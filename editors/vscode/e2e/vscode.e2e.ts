@@ -593,6 +593,17 @@ describe('rewind-lsp in code-server', { timeout: 10 * 60_000 }, () => {
       // The code lens above the first line moves the lines down when it arrives: find the squiggle after it.
       const editor = page.locator('.editor-instance .monaco-editor').first();
       await editor.locator('.codelens-decoration', { hasText: 'Repair session' }).first().waitFor({ timeout: UI_TIMEOUT });
+      // The rollout's own map: a hint on the call line (no messages.N), the prompts and the call in the outline.
+      await editor.locator('.view-line', { hasText: `✗ ${CODEX_CALL_ID}: no output` }).first().waitFor({ timeout: UI_TIMEOUT });
+      await runPaletteCommand('Explorer: Focus on Outline View');
+      const outline = page.locator('.outline-pane .monaco-list-row');
+      for (const row of ['list the files', 'shell ls ✗', 'hello?']) {
+        await outline.filter({ hasText: row }).first().waitFor({ timeout: UI_TIMEOUT });
+      }
+      await screenshot('codex-outline', 'the Codex rollout in the editor: its prompts and the unanswered shell call in the Outline view, the ✗ no output hint on the call line, the Repair code lens');
+      await page.locator('.editor-instance .monaco-editor .view-lines').first().click();
+      const shownLines = await editor.locator('.view-line').allInnerTexts();
+      assert.ok(!shownLines.some((text) => /messages\.\d/.test(text)), `a messages.N hint on a rollout: ${JSON.stringify(shownLines)}`);
 
       const hover = page.locator('.monaco-hover .markdown-hover', { hasText: CODEX_CALL_ID }).first();
       const box = await waitFor('the hover on the squiggle', async () => {
