@@ -9,7 +9,15 @@ from collections import Counter
 from pathlib import Path
 
 from . import __version__
-from .check import check_transcript_file, claude_config_dir, claude_projects_dir, discover, is_subagent_transcript
+from .check import (
+    check_transcript_file,
+    claude_config_dir,
+    claude_projects_dir,
+    codex_sessions_dir,
+    discover,
+    is_subagent_transcript,
+)
+from .codex import is_rollout_file
 from .findings import Severity
 from .paths import user_log_dir
 from .redact import redact
@@ -26,6 +34,7 @@ def _home_relative(path: Path | str) -> str:
 
 def report(paths: list[str] | None = None) -> str:
     root = claude_projects_dir()
+    codex = codex_sessions_dir()
     lines = [
         "# rewind-lsp doctor",
         f"rewind-lsp {__version__}; Python {platform.python_version()} ({sys.implementation.name})",
@@ -34,10 +43,16 @@ def report(paths: list[str] | None = None) -> str:
         + (" (from CLAUDE_CONFIG_DIR)" if os.environ.get("CLAUDE_CONFIG_DIR") else ""),
         f"projects dir: {_home_relative(root)} ({'present' if root.is_dir() else 'missing'})",
         f"log dir: {_home_relative(user_log_dir())}",
+        f"Codex sessions dir: {_home_relative(codex)} ({'present' if codex.is_dir() else 'missing'})"
+        + (" (from CODEX_HOME)" if os.environ.get("CODEX_HOME") else ""),
     ]
-    sources = paths if paths else ([str(root)] if root.is_dir() else [])
-    files = [p for p in discover(sources, (".jsonl",))]
-    files.sort(key=lambda p: os.stat(p).st_mtime if os.path.exists(p) else 0, reverse=True)
+    sources = paths if paths else [str(d) for d in (root, codex) if d.is_dir()]
+    found = [p for p in discover(sources, (".jsonl",))]
+    found.sort(key=lambda p: os.stat(p).st_mtime if os.path.exists(p) else 0, reverse=True)
+    # Codex rollouts by their content, as `check` knows them; counted apart, checked the same way.
+    codex_files = {p for p in found if is_rollout_file(p)}
+    rollouts = [p for p in found if p in codex_files]
+    files = [p for p in found if p not in codex_files]
     versions: Counter[str] = Counter()
     models: Counter[str] = Counter()
     last_errors: list[str] = []
@@ -59,10 +74,21 @@ def report(paths: list[str] | None = None) -> str:
         for f in errors[:3]:
             last_errors.append(
                 f"{_home_relative(path)}:{f.start.line}: {f.severity.label} {f.rule}: {f.message}")
+    for path in rollouts[:RECENT_SESSIONS]:
+        try:
+            errors = [f for f in check_transcript_file(path).findings if f.severity == Severity.ERROR]
+        except OSError:
+            unreadable += 1
+            continue
+        last_errors.extend(f"{_home_relative(path)}:{f.start.line}: {f.severity.label} {f.rule}: {f.message}"
+                           for f in errors[:3])
     agents = sum(1 for p in files if is_subagent_transcript(p))
     lines.append(f"sessions: {len(files) - agents} found ({agents} subagent transcripts), "
                  f"{min(len(files), RECENT_SESSIONS)} most recent files examined"
                  + (f", {unreadable} unreadable" if unreadable else ""))
+    if rollouts:
+        lines.append(f"Codex sessions: {len(rollouts)} found, {min(len(rollouts), RECENT_SESSIONS)} most recent "
+                     "examined")
     seen = ", ".join(f"{v} ({n} entries)" for v, n in versions.most_common(8))
     lines.append("Claude Code versions seen: " + (seen or "none"))
     lines.append("models seen: " + (", ".join(f"{m} ({n})" for m, n in models.most_common(8)) or "none"))

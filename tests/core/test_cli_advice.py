@@ -192,3 +192,24 @@ def test_doctor_and_the_main_job_count_sessions_alike(tmp_path: Path) -> None:
     assert main.stdout.startswith("Checked 1 Claude Code session (2 subagent transcripts) under ")
     doctor = run_cli("doctor", env=env)
     assert "\nsessions: 1 found (2 subagent transcripts), 3 most recent files examined\n" in doctor.stdout
+
+
+def test_doctor_counts_codex_sessions_apart_and_lists_their_errors(tmp_path: Path) -> None:
+    config = tmp_path / "cfg"
+    broken("orphan-tool-use").write(config / "projects" / "p" / f"{SID}.jsonl")
+    sessions = tmp_path / "codex home" / "sessions" / "2026" / "11" / "30"
+    sessions.mkdir(parents=True)
+    rollout = sessions / "rollout-2026-11-30T10-00-00-0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b.jsonl"
+    rollout.write_text("".join(json.dumps({"timestamp": "2026-11-30T10:00:00.000Z", "type": t, "payload": p}) + "\n"
+                               for t, p in [("session_meta", {"id": "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}),
+                                            ("response_item", {"type": "function_call", "name": "shell",
+                                                               "arguments": "{}", "call_id": "call_0001abcdEFGH"}),
+                                            ("response_item", {"type": "message", "role": "user", "content": [
+                                                {"type": "input_text", "text": "hello?"}]})]))
+    env = {"CLAUDE_CONFIG_DIR": str(config), "CODEX_HOME": str(tmp_path / "codex home")}
+    doctor = run_cli("doctor", env=env).stdout
+    assert f"\nCodex sessions dir: {tmp_path / 'codex home' / 'sessions'} (present) (from CODEX_HOME)\n" in doctor
+    assert "\nsessions: 1 found (0 subagent transcripts), 1 most recent files examined\n" in doctor
+    assert "\nCodex sessions: 1 found, 1 most recent examined\n" in doctor
+    assert (f"\n  {rollout}:2: error codex-orphan-call: function_call call_0001abcdEFGH has no function_call_output "
+            "after it.") in doctor
