@@ -135,14 +135,29 @@ def plan_rollout(check: TranscriptCheck, lines: SourceLines, mode: str, session_
             plan.left_out.append(f"line {e.line}: left out {kind} {tid or '(no id)'}, which answers no call "
                                  "(it stays in the original)")
         elif f.rule == "codex-duplicate-call-id":
+            first = f.related[0][0] if f.related else None
+            if first is not None and lines.get(first) == lines.get(e):
+                # The same line written twice (a writer's retry): the second copy is no second call.
+                plan.drop.add(e.line)
+                plan.left_out.append(f"line {e.line}: left out the second copy of line {first.line} ({kind} {tid} "
+                                     "written twice; it stays in the original)")
+                _drop_copied_outputs(main, lines, plan, tid)
+                continue
             fresh = f"{tid}_{secrets.token_hex(4)}"
             _rename(lines, plan, e, fresh)
-            answer = _answer_of(main, e, tid, renamed)
+            answer = _answer_of(main, first, e, tid, renamed)
             if answer is not None:
                 _rename(lines, plan, answer, fresh)
                 renamed[answer.line] = fresh
+            else:  # its output went to the first call: it gets the one Codex's normalizer would give it
+                d = lines.get(e)
+                output = {"type": OUTPUT_OF[kind], "call_id": fresh, "output": ABORTED_OUTPUT}
+                plan.insert_after[e.line].append({"timestamp": d.get("timestamp"), "type": "response_item",
+                                                  "payload": output} if _wrapped(d) else output)
+                plan.added_results += 1
             plan.fixed.append(f"line {e.line}: renamed the second call_id {tid} to {fresh}"
-                              + (f", and its output on line {answer.line}" if answer else ""))
+                              + (f", and its output on line {answer.line}" if answer else
+                                 f", with an output {ABORTED_OUTPUT!r} (the one output answers the first)"))
     plan.kept_messages = plan.total_messages = len(main.messages)
     plan.last_prompt = prompts[-1] if prompts else None
     return plan
@@ -194,13 +209,29 @@ def _first_broken_turn(faults: list[Any], prompts: list[Entry]) -> Entry:
     return turn
 
 
-def _answer_of(main: Conversation, call: Entry, tid: str, taken: dict[int, str]) -> Entry | None:
+def _outputs_of(main: Conversation, tid: str) -> list[Entry]:
+    return [e for m in main.messages for e in m.entries
+            if e.blocks and e.blocks[0].kind in OUTPUT_KINDS and e.blocks[0].tool_id == tid]
+
+
+def _answer_of(main: Conversation, first: Entry | None, call: Entry, tid: str, taken: dict[int, str]) -> Entry | None:
     """The output that answers the second call of an id: the first output of that id after it that is
-    not the first call's own answer (the first output after the first call)."""
-    outputs = [e for m in main.messages for e in m.entries
-               if e.blocks and e.blocks[0].kind in OUTPUT_KINDS and e.blocks[0].tool_id == tid and e.line not in taken]
-    first_answer = next((o for o in outputs if o.line < call.line), None)
+    not the first call's own answer (the first output after the first call: outputs answer in order)."""
+    outputs = [e for e in _outputs_of(main, tid) if e.line not in taken]
+    first_answer = next((o for o in outputs if first is None or o.line > first.line), None)
     return next((o for o in outputs if o.line > call.line and o is not first_answer), None)
+
+
+def _drop_copied_outputs(main: Conversation, lines: SourceLines, plan: Plan, tid: str) -> None:
+    """An output written twice along with its call: the copies go too, so one call keeps one output."""
+    seen: list[dict[str, Any]] = []
+    for o in _outputs_of(main, tid):
+        d = lines.get(o)
+        if d in seen and o.line not in plan.drop:
+            plan.drop.add(o.line)
+            plan.left_out.append(f"line {o.line}: left out the second copy of the output of {tid} (written twice)")
+        else:
+            seen.append(d)
 
 
 def _rename(lines: SourceLines, plan: Plan, e: Entry, call_id: str) -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 CODEX_SID = "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
 ROLLOUT = f"rollout-2026-11-30T10-00-00-{CODEX_SID}.jsonl"
 CALL_KINDS = ("function_call", "custom_tool_call", "local_shell_call")
-BREAKS = ("lost-output", "lost-call", "duplicate-id", "output-kind-swapped", "call-after-compaction")
+BREAKS = ("lost-output", "lost-call", "duplicate-id", "written-twice", "output-kind-swapped", "call-after-compaction")
 ENDINGS = ("newline", "no-final-newline", "torn", "crlf")
 
 
@@ -157,6 +157,12 @@ def rollouts(draw: st.DrawFn, breaking: bool = False) -> Rollout:
                 x.get("payload", x) for x in r.lines if x.get("payload", x).get("call_id") == cid)))
             assert again
             r.output(cid, kind)
+        if t == broken_turn and brk == "written-twice":
+            # A writer's retry: the call's line (and maybe its output's) written a second time right after.
+            cid, _ = made[0]
+            twice = [x for x in r.lines if x.get("payload", x).get("call_id") == cid]
+            for x in twice[:1] + (twice[1:2] if draw(st.booleans()) else []):
+                r.lines.insert(r.lines.index(x) + 1, dict(x))
         if t == broken_turn:
             r.breaks.append(brk or "")
         # A compaction after the break would take the broken call out of what is sent: one before it only.
