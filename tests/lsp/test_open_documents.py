@@ -314,3 +314,34 @@ async def test_mirrors_of_killed_servers_are_removed(tmp_path: Path) -> None:
         docs.shutdown()
         alive.rmdir()
     assert docs.checker.folder is not None and not Path(docs.checker.folder).exists()
+
+
+def test_an_append_keeps_the_utf8_columns_it_counted_and_counts_only_new_findings() -> None:
+    """The UTF-8 columns of an open document's findings are counted once: an append reuses them (a
+    100 MB document's text is not joined and scanned again), and a new finding gets its own."""
+    from rewind_lsp.lsp.documents import DocumentChecker
+
+    checker = DocumentChecker()
+    doc = OpenDocument((PROJECTS / f"{SESSION}.jsonl").as_uri(), 1, NON_ASCII_BROKEN)
+    try:
+        _, first = checker.check(doc, RULES) or (0, [])
+        (f,) = [x for x in first if x.rule == "orphan-tool-use"]
+        col = FAULT_LINE.index('{"type":"tool_use"')
+        assert (f.start.line, f.start.utf8) == (2, len(FAULT_LINE[:col].encode("utf-8")))
+        done = dict(doc.worker_utf8)
+        more = json.dumps({"type": "user", "uuid": "u3", "parentUuid": "u2", "sessionId": SESSION,
+                           "message": {"role": "user", "content": "still there?"}}) + "\n"
+        doc.apply([types.TextDocumentContentChangePartial(
+            range=types.Range(types.Position(3, 0), types.Position(3, 0)), text=more)], 2, "utf-16")
+        _, second = checker.check(doc, RULES) or (0, [])
+        (g,) = [x for x in second if x.rule == "orphan-tool-use"]
+        assert g is done[next(k for k in done if k.rule == "orphan-tool-use")]  # the counted one, reused
+        late = FAULT_LINE.replace('"a1"', '"a9"').replace('"u1"', '"u3"').replace("toolu_01ABC", "toolu_01LATE")
+        doc.apply([types.TextDocumentContentChangePartial(
+            range=types.Range(types.Position(4, 0), types.Position(4, 0)), text=late + "\n" + more.replace(
+                '"u3"', '"u4"', 1).replace('"u2"', '"a9"'))], 3, "utf-16")
+        _, third = checker.check(doc, RULES) or (0, [])
+        (h,) = [x for x in third if x.tool_use_id == "toolu_01LATE"]
+        assert (h.start.line, h.start.utf8) == (5, len(late[:late.index('{"type":"tool_use"')].encode("utf-8")))
+    finally:
+        checker.close(doc)

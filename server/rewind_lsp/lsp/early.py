@@ -222,6 +222,9 @@ class _Loader(threading.Thread):
 
 def serve_stdio(stdin: BinaryIO, stdout: BinaryIO) -> None:
     """Run the language server on these streams, answering `initialize` early when it can."""
+    from ..gcpause import tune_for_server
+
+    tune_for_server()
     writer = LockedWriter(stdout)
     frames = FrameReader(stdin.fileno(), writer.notify_log)  # pygls reads well-formed frames only
     if not enabled():
