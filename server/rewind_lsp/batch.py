@@ -45,14 +45,29 @@ class _Job(msgspec.Struct, frozen=True):
     path: str
     size: int
     mtime_ns: int
+    real: str | None = None  # its canonical path (the key of its saved state)
 
 
-def _job(path: str) -> _Job:
+def _job(path: str, folders: dict[str, str] | None = None) -> _Job:
     try:
         st = os.stat(path)
     except OSError:
         return _Job(path, 0, 0)
-    return _Job(path, st.st_size, st.st_mtime_ns)
+    return _Job(path, st.st_size, st.st_mtime_ns, canonical(path, folders) if folders is not None else None)
+
+
+def canonical(path: str, folders: dict[str, str]) -> str:
+    """`os.path.realpath(path)`, each folder resolved once per batch (`folders`): a thousand sessions
+    in a few project folders cost a thousand realpath walks of every component otherwise (a third of
+    an unchanged main job's time). The file itself is still resolved when it is a link."""
+    if ".." in path.split(os.sep):
+        return os.path.realpath(path)  # `..` after a link is the link target's parent: realpath knows
+    head, tail = os.path.split(os.path.abspath(path))
+    real_dir = folders.get(head)
+    if real_dir is None:
+        real_dir = folders[head] = os.path.realpath(head)
+    full = os.path.join(real_dir, tail)
+    return os.path.realpath(full) if os.path.islink(full) else full
 
 
 def _to_read(todo: list[_Job], cache_dir: Path, rules: RuleSet | None) -> int:
@@ -62,7 +77,7 @@ def _to_read(todo: list[_Job], cache_dir: Path, rules: RuleSet | None) -> int:
     for job in todo:
         if is_transcript_path(job.path):
             try:
-                if os.stat(state_file(cache_dir, job.path, rules)).st_mtime_ns >= job.mtime_ns:
+                if os.stat(state_file(cache_dir, job.path, rules, job.real)).st_mtime_ns >= job.mtime_ns:
                     continue
             except OSError:
                 pass
@@ -70,19 +85,20 @@ def _to_read(todo: list[_Job], cache_dir: Path, rules: RuleSet | None) -> int:
     return total
 
 
-def check_one(path: str, rules: RuleSet | None, cache_dir: Path | None, split_jobs: int = 1) -> FileCheck:
+def check_one(path: str, rules: RuleSet | None, cache_dir: Path | None, split_jobs: int = 1,
+              real: str | None = None) -> FileCheck:
     """One file's findings; `split_jobs` other than 1 lets a large transcript with nothing saved be
-    checked by that many processes (0: one per core)."""
+    checked by that many processes (0: one per core); `real`: its canonical path, when known."""
     if os.path.exists(path) and not os.path.isdir(path) and not is_regular_file(path):
         return FileCheck(problem=f"{path}: not a regular file (a pipe or device is never read)")
     try:
         if cache_dir is None or not is_transcript_path(path):
             return FileCheck(check_path(path, rules, split_jobs))
         if split_jobs != 1 and _job(path).size >= 2 * MIN_PART and load_state(
-            state_file(cache_dir, path, rules), path, rules
+            state_file(cache_dir, path, rules, real), path, rules
         ).findings is None:
             return FileCheck(check_path(path, rules, split_jobs))
-        findings, _, wrote = check_saved(path, cache_dir, rules)
+        findings, _, wrote = check_saved(path, cache_dir, rules, real)
         return FileCheck(findings, wrote=wrote)
     except FileNotFoundError:
         return FileCheck(problem=f"{path}: no such file or folder")
@@ -100,7 +116,8 @@ def check_files(paths: list[str], rules: RuleSet | None, jobs: int, cache_dir: P
     there are at least `pool_from_bytes` to read; a progress line on `progress_to` (a terminal).
 
     The answers are the same whatever `jobs` is and whether the cache is used."""
-    todo = [_job(p) for p in paths]
+    folders: dict[str, str] = {}
+    todo = [_job(p, folders if cache_dir is not None else None) for p in paths]
     progress = None
     if progress_to is not None and todo:
         progress = Progress(progress_to, True, len(todo), sum(j.size for j in todo))
@@ -112,7 +129,7 @@ def check_files(paths: list[str], rules: RuleSet | None, jobs: int, cache_dir: P
         alone = True
 
     def work(job: _Job) -> FileCheck:
-        return check_one(job.path, rules, cache_dir, split_jobs)
+        return check_one(job.path, rules, cache_dir, split_jobs, job.real)
 
     def done(i: int, answer: FileCheck) -> None:
         if progress is not None:

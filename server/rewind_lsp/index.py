@@ -120,9 +120,10 @@ def states_dir() -> Path:
     return user_cache_dir() / "index"
 
 
-def state_file(cache_dir: Path, path: str, rules: RuleSet | None = None) -> Path:
-    """Where the state of `path` under `rules` lives (one file per path, release and rule set)."""
-    return _file_for(cache_dir, os.path.realpath(path), rules)
+def state_file(cache_dir: Path, path: str, rules: RuleSet | None = None, real: str | None = None) -> Path:
+    """Where the state of `path` under `rules` lives (one file per path, release and rule set);
+    `real`: its canonical path when the caller resolved it already."""
+    return _file_for(cache_dir, real or os.path.realpath(path), rules)
 
 
 def _file_for(cache_dir: Path, real: str, rules: RuleSet | None) -> Path:
@@ -233,10 +234,11 @@ def load_state(file: Path, path: str, rules: RuleSet | None = None) -> Transcrip
 
 
 def check_saved(
-    path: str, cache_dir: Path, rules: RuleSet | None = None
+    path: str, cache_dir: Path, rules: RuleSet | None = None, real: str | None = None
 ) -> tuple[list[Finding], TranscriptState, bool]:
-    """`check_cached` without the folder's upkeep: (findings, state, whether a state was written)."""
-    real = os.path.realpath(path)  # one look-up of every link in the path, not three
+    """`check_cached` without the folder's upkeep: (findings, state, whether a state was written);
+    `real`: the canonical path of `path` when the caller resolved it already."""
+    real = real or os.path.realpath(path)  # one look-up of every link in the path, not three
     file = _file_for(cache_dir, real, rules)
     state, mtime = _load(file, real, rules)
     findings = check_transcript_incremental(path, state, rules)

@@ -346,3 +346,19 @@ def test_a_large_transcript_checked_alone_is_split_when_nothing_is_saved(tmp_pat
     assert check_files([str(path)], None, 2, cache)[0].findings == whole
     _, state, _ = check_saved(str(path), cache)
     assert state.stats.reused
+
+
+def test_the_batch_s_canonical_path_is_realpath_through_linked_folders_and_files(tmp_path: Path) -> None:
+    """The main job resolves each folder once; the key of a saved state must still be the realpath."""
+    from rewind_lsp.batch import canonical
+
+    real = tmp_path / "real" / "p"
+    real.mkdir(parents=True)
+    (real / "a.jsonl").write_text("{}\n")
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    (real / "b.jsonl").symlink_to(real / "a.jsonl")
+    folders: dict[str, str] = {}
+    for p in [tmp_path / "linked" / "p" / "a.jsonl", tmp_path / "linked" / "p" / "b.jsonl",
+              tmp_path / "real" / "p" / "a.jsonl", tmp_path / "linked" / "p" / ".." / "p" / "a.jsonl",
+              tmp_path / "linked" / "p" / "missing.jsonl"]:
+        assert canonical(str(p), folders) == os.path.realpath(p), p
