@@ -13,6 +13,7 @@ Both write a new session: the `session_meta` line gets the new id, the file is n
 
 from __future__ import annotations
 
+import bisect
 import os
 import secrets
 import time
@@ -124,11 +125,7 @@ def plan_rollout(check: TranscriptCheck, lines: SourceLines, mode: str, session_
         e, tid = f.entry, f.tool_use_id or ""
         kind = e.blocks[0].kind
         if f.rule == "codex-orphan-call":
-            ts = lines.get(e).get("timestamp")
-            output = {"type": OUTPUT_OF[kind], "call_id": tid, "output": ABORTED_OUTPUT}
-            plan.insert_after[e.line].append({"timestamp": ts, "type": "response_item", "payload": output}
-                                             if _wrapped(lines.get(e)) else output)
-            plan.added_results += 1
+            _answer_aborted(lines, plan, e, kind, tid)
             plan.fixed.append(f"line {e.line}: added the missing output of {kind} {tid} ({ABORTED_OUTPUT!r})")
         elif f.rule == "codex-orphan-output":
             plan.drop.add(e.line)
@@ -150,17 +147,23 @@ def plan_rollout(check: TranscriptCheck, lines: SourceLines, mode: str, session_
                 _rename(lines, plan, answer, fresh)
                 renamed[answer.line] = fresh
             else:  # its output went to the first call: it gets the one Codex's normalizer would give it
-                d = lines.get(e)
-                output = {"type": OUTPUT_OF[kind], "call_id": fresh, "output": ABORTED_OUTPUT}
-                plan.insert_after[e.line].append({"timestamp": d.get("timestamp"), "type": "response_item",
-                                                  "payload": output} if _wrapped(d) else output)
-                plan.added_results += 1
+                _answer_aborted(lines, plan, e, kind, fresh)
             plan.fixed.append(f"line {e.line}: renamed the second call_id {tid} to {fresh}"
                               + (f", and its output on line {answer.line}" if answer else
                                  f", with an output {ABORTED_OUTPUT!r} (the one output answers the first)"))
     plan.kept_messages = plan.total_messages = len(main.messages)
     plan.last_prompt = prompts[-1] if prompts else None
     return plan
+
+
+def _answer_aborted(lines: SourceLines, plan: Plan, call: Entry, kind: str, call_id: str) -> None:
+    """Right after `call`, the output Codex's normalizer inserts for a call without one, in the
+    line's own layout (wrapped with the call's timestamp, or bare)."""
+    d = lines.get(call)
+    output = {"type": OUTPUT_OF[kind], "call_id": call_id, "output": ABORTED_OUTPUT}
+    plan.insert_after[call.line].append(
+        {"timestamp": d.get("timestamp"), "type": "response_item", "payload": output} if _wrapped(d) else output)
+    plan.added_results += 1
 
 
 def _wrapped(d: dict[str, Any]) -> bool:
@@ -195,7 +198,8 @@ def rollout_drops(check: TranscriptCheck, text_of: Callable[[Entry], str]) -> di
     prompts = [e.line for e in rollout_prompts(check, text_of)]
     first_fault = min((f.entry.line for f in validate(main)), default=None)
     items = sorted(e.line for e in check.transcript.entries if e.is_message)
-    return {line: sum(1 for x in items if x >= line) for line in prompts[1:]
+    # Items at or after each point, by bisection: a count per prompt over every item is quadratic.
+    return {line: len(items) - bisect.bisect_left(items, line) for line in prompts[1:]
             if first_fault is None or first_fault >= line}
 
 

@@ -144,11 +144,10 @@ def decide(payload: dict[str, Any], auto_repair: bool = False) -> tuple[int, str
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
         return 0, "", ""
-    from .codex import is_rollout_file
-
-    codex = is_rollout_file(path)  # Codex runs the same hook (its hooks.json; docs/CONTRACT.md)
     found = _findings(path)  # once per prompt: both verdicts below read the same findings
     errors = live_errors(found)
+    # Codex runs the same hook (its hooks.json; docs/CONTRACT.md); its findings say whose session it is.
+    codex = any(f.facts.get("agent") == "codex" for f in errors)
     agent_errors = subagent_errors(path)
     if not errors and not agent_errors:
         recorded = live_recorded_400(found)

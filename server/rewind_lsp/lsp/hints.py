@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from ..navigation import TranscriptMap
+from ..navigation import Call, TranscriptMap
 
 REPAIR_COMMAND = "rewind-lsp.repair"
 REWIND_TO_COMMAND = "rewind-lsp.rewindTo"
@@ -20,39 +20,31 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _rollout_label(m: TranscriptMap, line: int) -> str | None:
-    """A Codex rollout's call line: where its output is (the API names calls by call_id, no messages.N)."""
+def _call_parts(calls: list[Call], line: int, answer: str) -> list[str]:
+    """Where the answer of each call made on `line` is, in the API's word for it (result, output)."""
     parts: list[str] = []
-    for c in m.calls_on(line):
-        if c.use.line != line or c.scope != "main conversation":
-            continue
-        if not c.results:
-            parts.append(f"✗ {c.tool_id}: no output")
-        elif len(c.results) == 1:
-            parts.append(f"→ output line {c.results[0].line}")
-        else:
-            parts.append(f"✗ {c.tool_id}: {len(c.results)} outputs")
-    return " ".join(parts) or None
-
-
-def hint_label(m: TranscriptMap, line: int) -> str | None:
-    """The hint of a 1-based line, or None off the live conversation."""
-    if m.api == "responses":
-        return _rollout_label(m, line)
-    n = m.message_of.get(line)
-    if n is None:
-        return None
-    parts = [f"messages.{n}"]
-    for c in m.calls_on(line):
+    for c in calls:
         if c.use.line != line:
             continue
         if not c.results:
-            parts.append(f"✗ {c.tool_id}: no result")
+            parts.append(f"✗ {c.tool_id}: no {answer}")
         elif len(c.results) == 1:
-            parts.append(f"→ result line {c.results[0].line}")
+            parts.append(f"→ {answer} line {c.results[0].line}")
         else:
-            parts.append(f"✗ {c.tool_id}: {len(c.results)} results")
-    return " ".join(parts)
+            parts.append(f"✗ {c.tool_id}: {len(c.results)} {answer}s")
+    return parts
+
+
+def hint_label(m: TranscriptMap, line: int) -> str | None:
+    """The hint of a 1-based line, or None off the live conversation. A Codex rollout's hint is on its
+    call lines only: the Responses API names calls by call_id, not by messages.N."""
+    if m.api == "responses":
+        live = [c for c in m.calls_on(line) if c.scope == "main conversation"]
+        return " ".join(_call_parts(live, line, "output")) or None
+    n = m.message_of.get(line)
+    if n is None:
+        return None
+    return " ".join([f"messages.{n}", *_call_parts(m.calls_on(line), line, "result")])
 
 
 def inlay_hints(m: TranscriptMap, first: int, last: int) -> list[types.InlayHint]:
