@@ -45,7 +45,7 @@ from .verdict import (
     file_fetcher,
 )
 
-if TYPE_CHECKING:  # rules (pydantic, re2, TOML) and logscan load only when needed: the hook's budget
+if TYPE_CHECKING:  # rules (re2, TOML) and logscan load only when needed: the hook's budget
     from .rules import RuleSet
 
 __all__ = [

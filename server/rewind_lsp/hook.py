@@ -21,7 +21,7 @@ from .findings import Finding, Severity
 from .paths import user_log_dir
 
 # Imported where used, not here: every prompt pays for this module's imports, and the rules
-# (pydantic, re2), the log scanner and the rewinder are needed only when something is wrong;
+# (re2, TOML), the log scanner and the rewinder are needed only when something is wrong;
 # shlex, stat and re only to install the hook, traceback only when it fails; json (and re, which
 # it pulls in) and redact only when there is something to say: msgspec reads the payload.
 

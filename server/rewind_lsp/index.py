@@ -75,7 +75,7 @@ def _digest(payload: bytes) -> bytes:
 
 
 def shipped_rules_dir() -> Path:
-    # rules.builtin_rules_dir, without importing the rules loader (pydantic, re2): the hook runs on
+    # rules.builtin_rules_dir, without importing the rules loader (re2, TOML): the hook runs on
     # every prompt and a clean check needs no rule. A test keeps the two equal.
     here = Path(__file__).resolve().parent
     packaged = here / "rules"

@@ -19,7 +19,7 @@ from .findings import Finding, Position, Severity, line_position
 from .transcript import BadLine, Entry, Transcript
 from .validate import Fault, validate
 
-if TYPE_CHECKING:  # rules (pydantic, re2, TOML) and logscan load only when needed: the hook's budget
+if TYPE_CHECKING:  # rules (re2, TOML) and logscan load only when needed: the hook's budget
     from . import locate
     from .rules import Rule, RuleSet
 

@@ -330,15 +330,15 @@ def test_rewind_modes_are_the_engines() -> None:
 
 def test_the_command_line_loads_no_engine_until_a_command_needs_it() -> None:
     """`serve` and `hook` start often (every editor launch, every prompt): importing the CLI must not
-    load the rules (pydantic, TOML, RE2), the log scanner or rewind."""
+    load the rules (TOML, RE2), the log scanner or rewind."""
     code = "import sys, rewind_lsp.cli; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(out.split())
-    assert not loaded & {"rewind_lsp.rules", "rewind_lsp.logscan", "rewind_lsp.rewind", "rewind_lsp.check", "pydantic"}
+    assert not loaded & {"rewind_lsp.rules", "rewind_lsp.logscan", "rewind_lsp.rewind", "rewind_lsp.check"}
 
 
 def test_a_clean_check_never_loads_the_rules(tmp_path: Path) -> None:
-    """The shipped rules (pydantic, TOML, RE2: a good part of a short check's time) load only when a
+    """The shipped rules (TOML, RE2: a good part of a short check's time) load only when a
     finding needs one."""
     p = healthy(tmp_path / f"{SID}.jsonl")
     code = ("import sys; from rewind_lsp.cli import main; rc = main(['check', sys.argv[1]]); "

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .scan import ScanLock
 
-# The settings model (pydantic), the rules loader, the log scanner and rewind are imported when
+# The rules loader, the log scanner and rewind are imported when
 # first used, not on the way to answering `initialize`: an editor waits for that answer on every start.
 
 log = logging.getLogger(__name__)
