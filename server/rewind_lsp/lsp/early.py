@@ -222,25 +222,27 @@ class _Loader(threading.Thread):
 
 def serve_stdio(stdin: BinaryIO, stdout: BinaryIO) -> None:
     """Run the language server on these streams, answering `initialize` early when it can."""
-    from ..gcpause import tune_for_server
+    from ..gcpause import loading, tune_for_server
 
     tune_for_server()
     writer = LockedWriter(stdout)
     frames = FrameReader(stdin.fileno(), writer.notify_log)  # pygls reads well-formed frames only
     if not enabled():
-        from .server import server
+        with loading():
+            from .server import server
 
         server.start_io(frames, writer)  # type: ignore[arg-type]  # both have the methods pygls calls
         return
-    loader = _Loader()
-    loader.start()
-    raw, message = read_message(frames)
     early = None
-    if answerable(message):
-        early = EarlyAnswer(message["id"], initialize_result(message["params"]))
-        body = json.dumps({"jsonrpc": "2.0", "id": early.msg_id, "result": early.result}).encode()
-        writer.write(b"Content-Length: %d\r\nContent-Type: %s\r\n\r\n%s" % (len(body), _CONTENT_TYPE, body))
-    loader.join()
+    with loading():
+        loader = _Loader()
+        loader.start()
+        raw, message = read_message(frames)
+        if answerable(message):
+            early = EarlyAnswer(message["id"], initialize_result(message["params"]))
+            body = json.dumps({"jsonrpc": "2.0", "id": early.msg_id, "result": early.result}).encode()
+            writer.write(b"Content-Length: %d\r\nContent-Type: %s\r\n\r\n%s" % (len(body), _CONTENT_TYPE, body))
+        loader.join()
     if loader.error is not None:
         raise loader.error
     server = loader.module.server
