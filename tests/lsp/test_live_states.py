@@ -73,3 +73,13 @@ def test_idle_transcripts_go_through_the_shared_state_cache(tmp_path: Path, monk
     # The server adds UTF-8 columns to what it keeps; the saved findings are otherwise the same.
     assert state.stats.reused and [(f.rule, f.start.line, f.start.column, f.message) for f in findings] == [
         (f.rule, f.start.line, f.start.column, f.message) for f in first]
+
+
+def test_the_modules_load_without_collections_and_stay_out_of_later_ones() -> None:
+    """gcpause.loading: no collection while the server's modules load, then what they made frozen."""
+    code = ("import gc; from rewind_lsp.gcpause import loading\n"
+            "with loading():\n    off = not gc.isenabled()\n    import rewind_lsp.lsp.server\n"
+            "print(off, gc.isenabled(), gc.get_freeze_count())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["True", "True"]
+    assert int(out[2]) > 100_000, out  # lsprotocol's classes and the rest: far more than a few stray objects
