@@ -292,7 +292,7 @@ def _close(state: TranscriptState, k: int) -> None:
     if closed and closed.meets(stretch.uuids, stretch.unresolved, stretch.siblings):
         state.violated = True
         return
-    if any(stretch.meets_entry(e, h, hk) for e in rest):
+    if stretch.meets_entries(rest, h, hk):
         return  # the open region reaches back into what would close: keep it open
     first = rest[0]
     bad = [b for b in state.open_bad if b.line < first.line]
@@ -318,7 +318,7 @@ def _tail(f: IO[bytes], state: TranscriptState) -> Entry | BadLine | None:
 
 def _reaches_closed(state: TranscriptState, entries: list[Entry]) -> bool:
     closed, h, hk = state.closed, state._h, state._hk
-    return bool(closed) and any(closed.meets_entry(e, h, hk) for e in entries)
+    return bool(closed) and closed.meets_entries(entries, h, hk)
 
 
 def _analyze_open(state: TranscriptState, tail: Entry | BadLine | None) -> list[Finding]:

@@ -33,7 +33,7 @@ from .links import Links
 if TYPE_CHECKING:
     from .rules import RuleSet
 
-FORMAT = 3  # 3: the rule set's digest joined the key and the header
+FORMAT = 4  # 3: the rule set's digest joined the key and the header; 4: links.stable_hash changed
 # A state file is a few hundred KB; anything past this is not ours (a /dev/zero symlink would grow
 # the read without end): ignore it and rebuild.
 MAX_STATE_BYTES = 64 * 1024 * 1024
