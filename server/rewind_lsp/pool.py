@@ -12,6 +12,7 @@ after another.
 
 from __future__ import annotations
 
+import gc
 import os
 import selectors
 import signal
@@ -145,6 +146,9 @@ class Pool(Generic[J, R]):
         status = 1  # the child: never returns
         try:
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it at once; the parent reaps
+            # A worker lives for one batch and its checks make no cycles (entries are plain records):
+            # reference counting frees everything, so the collector's passes would be pure cost.
+            gc.disable()
             os.close(job_w)
             os.close(ans_r)
             for other in others:  # held here, another worker would never see the end of its jobs
