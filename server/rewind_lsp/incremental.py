@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 from array import array
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 import msgspec
@@ -76,6 +77,7 @@ class TranscriptState:
         self._hk: KeyHash = stable_key_hash if stable_hashes else hash
         self.stats = Stats()
         self.rules: RuleSet | None = None
+        self.stop: Callable[[], bool] | None = None  # during a call: see check_transcript_incremental
         self._path = ""  # the file being read, to fetch the lines findings point at
         self._reset()
 
@@ -151,16 +153,31 @@ class TranscriptState:
         self.mark.tail = value
 
 
+class CheckStopped(Exception):
+    """`stop` said so: the check was left half done, and its state must be dropped."""
+
+
 def check_transcript_incremental(
-    path: str, state: TranscriptState, rules: RuleSet | None = None
+    path: str, state: TranscriptState, rules: RuleSet | None = None, stop: Callable[[], bool] | None = None
 ) -> list[Finding]:
     """Findings of the transcript at `path`, equal to `check_transcript_file(path, rules).findings`.
 
     Reads only what was appended since the last call with this `state` (all of it the first time,
     after a rewrite, truncation or rotation, or when the shortcut does not provably hold).
+    `stop` is asked between chunks and before the analysis: when it answers True the check raises
+    CheckStopped (the server's open documents: a document closed or replaced meanwhile).
     """
-    with no_gc():
-        return list(_check(path, state, rules))
+    state.stop = stop
+    try:
+        with no_gc():
+            return list(_check(path, state, rules))
+    finally:
+        state.stop = None
+
+
+def _stop_here(state: TranscriptState) -> None:
+    if state.stop is not None and state.stop():
+        raise CheckStopped
 
 
 def _check(path: str, state: TranscriptState, rules: RuleSet | None) -> list[Finding]:
@@ -243,6 +260,7 @@ def _read_new(f: IO[bytes], state: TranscriptState, allow_close: bool, end: int 
 
     reader = LineReader(read, state.offset, state.line, end)
     for batch in reader:
+        _stop_here(state)
         # All at once: a stop below (a link into the closed part) drops this state anyway.
         bad.extend(batch.bad)
         if state.last_boundary <= state.main_segment and batch.chunk.find(_BOUNDARY, 0, batch.end - batch.offset) < 0:
@@ -333,6 +351,7 @@ def _reaches_closed(state: TranscriptState, entries: list[Entry]) -> bool:
 
 
 def _analyze_open(state: TranscriptState, tail: Entry | BadLine | None) -> list[Finding]:
+    _stop_here(state)
     entries = state.open_entries
     if _reaches_closed(state, entries[state.verified :]):
         state.violated = True

@@ -19,7 +19,7 @@ from core_support import CROSS_LINKS, SID, Builder, compacted, corpus_files, cro
 
 from rewind_lsp.check import check_transcript_file
 from rewind_lsp.findings import Finding, Severity
-from rewind_lsp.incremental import TranscriptState, check_transcript_incremental
+from rewind_lsp.incremental import CheckStopped, TranscriptState, check_transcript_incremental
 from rewind_lsp.index import check_cached
 from rewind_lsp.rules import default_rules
 
@@ -186,3 +186,26 @@ def test_bad_lines_in_closed_and_open_segments(b: Builder, tmp_path: Path) -> No
     data = "\n".join(b.text_lines()).encode() + b"\n"
     state = feed(data, tmp_path / f"{SID}.jsonl", random.Random(7), pieces=30)
     assert [f.rule for f in state.findings or []] == ["malformed-line", "malformed-line", "orphan-tool-use"]
+
+
+def test_a_check_told_to_stop_stops_between_chunks(b: Builder, tmp_path: Path) -> None:
+    """The server's open documents: closed or replaced while checked, the check stops at the next
+    chunk instead of running on (a crafted or huge file must not hold the worker)."""
+    for k in range(1200):
+        b.user(f"prompt {k} " + "x" * 2000)
+        b.assistant({"type": "text", "text": "y" * 500})
+    b.assistant(tu("toolu_pending"))
+    path = b.write(tmp_path / f"{SID}.jsonl")
+    assert path.stat().st_size > 3 << 20  # several chunks
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) >= 2  # let one chunk through, then stop
+
+    state = TranscriptState()
+    with pytest.raises(CheckStopped):
+        check_transcript_incremental(str(path), state, stop=stop)
+    assert len(asked) == 2 and state.stop is None  # asked per chunk; the hook is not kept
+    # Told nothing, a new state checks the whole file, exactly.
+    assert [f.tool_use_id for f in same(path, TranscriptState())] == ["toolu_pending"]

@@ -345,3 +345,31 @@ def test_an_append_keeps_the_utf8_columns_it_counted_and_counts_only_new_finding
         assert (h.start.line, h.start.utf8) == (5, len(late[:late.index('{"type":"tool_use"')].encode("utf-8")))
     finally:
         checker.close(doc)
+
+
+def test_a_document_closed_while_it_is_checked_stops_its_check() -> None:
+    """The check of an open document asks between chunks whether it is still wanted: closed (or
+    given a whole new text) after the worker took its snapshot, it stops and drops its half-built
+    state instead of reading the rest of a large file."""
+    from rewind_lsp.lsp.documents import DocumentChecker
+
+    class ClosedRightAfterItsSnapshot(OpenDocument):
+        def take(self) -> tuple[int, list[str], bool, list[str]] | None:
+            taken = super().take()
+            self.closed = True  # the didClose that arrives while the worker checks
+            return taken
+
+    text = "".join(
+        json.dumps({"type": "user", "uuid": f"p{k}", "parentUuid": None, "sessionId": SESSION,
+                    "message": {"role": "user", "content": "x" * 4000}}) + "\n" for k in range(600)
+    ) + BROKEN  # ~2.4 MB: more than one chunk
+    checker = DocumentChecker()
+    try:
+        closing = ClosedRightAfterItsSnapshot((PROJECTS / f"{SESSION}.jsonl").as_uri(), 1, text)
+        assert checker.check(closing, RULES) is None
+        assert closing.mirror is None and closing.state is None  # nothing half built is kept
+        kept = OpenDocument((PROJECTS / f"{SESSION}.jsonl").as_uri(), 1, text)
+        _, found = checker.check(kept, RULES) or (0, [])
+        assert "orphan-tool-use" in {f.rule for f in found}
+    finally:
+        checker.shutdown()

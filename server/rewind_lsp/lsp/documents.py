@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -29,11 +30,13 @@ from pygls.uris import to_fs_path
 from ..check import check_transcript_bytes, is_transcript_path
 from ..findings import Finding, Position, utf8_column
 from ..forks import follow
-from ..incremental import TranscriptState, check_transcript_incremental
+from ..incremental import CheckStopped, TranscriptState, check_transcript_incremental
 from .positions import char_index, units
 
 if TYPE_CHECKING:
     from ..rules import RuleSet
+
+log = logging.getLogger(__name__)
 
 LARGE_DOCUMENT = 1 << 20  # characters; a large document edited (not appended to) is checked after a pause
 DEBOUNCE_SECONDS = 0.3
@@ -156,6 +159,11 @@ class OpenDocument:
 
     # --- the check (worker) -------------------------------------------------------------------
 
+    def obsolete(self) -> bool:
+        """Whether a check that took its snapshot earlier is no longer wanted: the document closed,
+        or a whole new text came (an append keeps it: the next check goes on from its state)."""
+        return self.closed or self.rewritten
+
     def take(self) -> tuple[int, list[str], bool, list[str]] | None:
         """What the worker checks: the version, the pieces to add to the mirror, whether the mirror
         starts over, and the whole text's pieces. None once closed."""
@@ -276,7 +284,11 @@ class DocumentChecker:
         if not pieces and not rewritten and doc.worker_version is not None and doc.worker_rules is rules:
             return version, doc.worker_findings  # nothing new since the last check
         if doc.is_transcript:
-            findings = self._check_transcript(doc, pieces, rewritten, parts, rules)
+            try:
+                findings = self._check_transcript(doc, pieces, rewritten, parts, rules)
+            except CheckStopped:
+                log.debug("rewind-lsp: stopped checking %s: closed or replaced meanwhile", doc.uri)
+                return None
         else:
             from ..logscan import scan_text
 
@@ -300,8 +312,14 @@ class DocumentChecker:
             with os.fdopen(fd, mode) as f:
                 for piece in pieces:
                     f.write(piece.encode("utf-8", errors="replace"))  # a lone surrogate: one '?'
-            # A fork is judged with its parent, found beside the document's own path.
-            return follow(doc.mirror, check_transcript_incremental(doc.mirror, doc.state, rules), rules, where=doc.path)
+            # A fork is judged with its parent, found beside the document's own path. Closed or given a
+            # whole new text meanwhile, the document no longer needs this check: it stops between chunks
+            # (a crafted or huge file must not hold the worker from the other documents).
+            found = check_transcript_incremental(doc.mirror, doc.state, rules, stop=doc.obsolete)
+            return follow(doc.mirror, found, rules, where=doc.path)
+        except CheckStopped:
+            self._drop_mirror(doc)  # its state is half built: the next check starts over
+            raise
         except OSError:
             # No room for the mirror (a full disk): check the text in memory, and start over next time.
             self._drop_mirror(doc)
