@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,7 +184,7 @@ def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan,
     tail: dict[int, list[dict[str, Any]]] = defaultdict(list)
     # Per assistant message index with no user message after it: synthetic results.
     new_results: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    renamed: dict[tuple[int, str], str] = {}  # (user message index, old id) -> new id
+    renamed: dict[tuple[int, str], list[str]] = defaultdict(list)  # (user message index, old id) -> new ids
 
     def obj(e: Entry) -> dict[str, Any]:
         return _editable(e, lines, plan)
@@ -221,25 +221,43 @@ def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan,
         elif fault.rule == "duplicate-tool-use-id" and fault.tool_use_id and fault.block is not None:
             new_id = f"toolu_rw{uuid.uuid4().hex[:22]}"
             obj(e)["message"]["content"][fault.block]["id"] = new_id
-            renamed[(mi + 1, fault.tool_use_id)] = new_id
+            renamed[(mi + 1, fault.tool_use_id)].append(new_id)
             plan.fixed.append(f"line {e.line}: renamed the duplicate tool_use id {fault.tool_use_id} to {new_id}")
         elif fault.rule == "tool-result-not-first":
             plan.fixed.append(f"line {e.line}: moved the tool_result for {fault.tool_use_id} before other content")
 
-    # Rename the result that answers a renamed duplicate (the last one with that id).
-    for (ui, old), new_id in renamed.items():
-        if 0 <= ui < len(msgs) and msgs[ui].role == "user":
-            for ent in reversed(msgs[ui].entries):
-                d = lines.get(ent) if ent.line not in plan.replace else plan.replace[ent.line]
-                blocks = d.get("message", {}).get("content")
-                if isinstance(blocks, list) and any(
-                    isinstance(b, dict) and b.get("type") == TOOL_RESULT and b.get("tool_use_id") == old for b in blocks
-                ):
-                    for b in reversed(obj(ent)["message"]["content"]):
-                        if isinstance(b, dict) and b.get("type") == TOOL_RESULT and b.get("tool_use_id") == old:
-                            b["tool_use_id"] = new_id
-                            break
-                    break
+    # Rename the results that answer renamed duplicates, the last ones with that id: per user message,
+    # its results by old id, found in one pass. When the first use of the id is in the same message,
+    # one result is left to it; a renamed use that no result is left for is answered as missing.
+    by_message: dict[int, dict[str, list[str]]] = defaultdict(dict)
+    for (ui, old), new_ids in renamed.items():
+        by_message[ui][old] = new_ids
+    for ui, olds in by_message.items():
+        if not (0 < ui < len(msgs) and msgs[ui].role == "user"):
+            continue
+        found: dict[str, list[tuple[Entry, int]]] = defaultdict(list)
+        for ent in msgs[ui].entries:
+            d = plan.replace.get(ent.line) or lines.get(ent)
+            blocks = d.get("message", {}).get("content")
+            if isinstance(blocks, list):
+                for bi, b in enumerate(blocks):
+                    if isinstance(b, dict) and b.get("type") == TOOL_RESULT and b.get("tool_use_id") in olds:
+                        found[b["tool_use_id"]].append((ent, bi))
+        uses = Counter(b.tool_id for e in msgs[ui - 1].entries for b in e.blocks if b.kind == TOOL_USE)
+        for old, new_ids in olds.items():
+            answers = found.get(old, [])
+            if uses[old] > len(new_ids):  # the use that kept the id is in this message: its result stays
+                answers = answers[1:]
+            paired = min(len(new_ids), len(answers))
+            for new_id, (ent, bi) in zip(new_ids[len(new_ids) - paired:], answers[len(answers) - paired:],
+                                         strict=True):
+                obj(ent)["message"]["content"][bi]["tool_use_id"] = new_id
+            for new_id in new_ids[:len(new_ids) - paired]:
+                new_results[ui - 1].append({"type": "tool_result", "tool_use_id": new_id,
+                                            "content": MISSING_RESULT_TEXT, "is_error": True})
+                plan.added_results += 1
+                plan.fixed.append(f"line {msgs[ui - 1].entries[-1].line}: added the missing tool_result for "
+                                  f"{new_id} (renamed from {old})")
 
     # Lay out each touched user message: results first, then synthetic results, then the rest.
     touched = set(tail) | {i + 1 for i in new_results} | {msg_of.get(id(f.entry), -1) for f in faults}

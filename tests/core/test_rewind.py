@@ -160,6 +160,33 @@ def test_patch_renames_a_duplicate_id_with_its_result(tmp_path: Path) -> None:
                and isinstance(d["message"]["content"], list) for b in d["message"]["content"])
 
 
+@pytest.mark.parametrize(("uses", "answers"), [(2, 1), (3, 1), (3, 2)])
+def test_patch_renames_duplicates_within_one_message(tmp_path: Path, uses: int, answers: int) -> None:
+    """Several tool_use blocks of one message sharing an id: the first keeps it and its result, each
+    renamed one is answered as missing (a second result for the id is an orphan, kept as text). Once
+    every rename but the last was left unanswered, and the copy was refused."""
+    use = {"type": "tool_use", "id": "toolu_01SAME", "name": "Bash", "input": {}}
+    answer = {"type": "tool_result", "tool_use_id": "toolu_01SAME", "content": "ok"}
+    head = {"sessionId": SID, "cwd": "/tmp/proj"}
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_text("".join(json.dumps({**head, **d}) + "\n" for d in [
+        {"type": "user", "uuid": "u1", "parentUuid": None, "message": {"role": "user", "content": "go"}},
+        {"type": "assistant", "uuid": "a1", "parentUuid": "u1",
+         "message": {"id": "m1", "role": "assistant", "content": [use] * uses}},
+        {"type": "user", "uuid": "u2", "parentUuid": "a1", "message": {"role": "user", "content": [answer] * answers}},
+    ]))
+    result = rewind(src, "patch")
+    assert not errors(findings(result.path))
+    ds = entries(result.path)
+    ids = [b["id"] for d in ds if d["type"] == "assistant" for b in d["message"]["content"]]
+    assert ids[0] == "toolu_01SAME" and len(set(ids)) == uses
+    blocks = [b for d in ds if d["type"] == "user" and isinstance(d["message"]["content"], list)
+              for b in d["message"]["content"]]
+    results = {b["tool_use_id"]: b["content"] for b in blocks if b["type"] == "tool_result"}
+    assert results == {ids[0]: "ok", **{i: MISSING_RESULT_TEXT for i in ids[1:]}}
+    assert sum(b["type"] == "text" and b["text"].endswith("\nok") for b in blocks) == answers - 1
+
+
 def test_patch_moves_the_result_first(tmp_path: Path) -> None:
     src = broken("tool-result-not-first").write(tmp_path / f"{SID}.jsonl")
     result = rewind(src, "patch")
