@@ -13,6 +13,7 @@ streams the source through it into a new file.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -24,7 +25,7 @@ from .check import CONCURRENCY_400, TranscriptCheck
 from .conversation import Conversation, Message
 from .findings import Severity
 from .transcript import TOOL_RESULT, TOOL_USE, Entry
-from .validate import validate
+from .validate import Fault, validate
 
 MISSING_RESULT_TEXT = "[Tool result missing due to internal error]"
 
@@ -44,22 +45,39 @@ class Plan:
     total_messages: int = 0
     last_prompt: Entry | None = None  # the last user prompt the copy keeps
     added_results: int = 0  # synthetic tool_results (patch)
+    # validate(conversation) by id(conversation), while planning: each step asks for the same faults.
+    faults: dict[int, list[Fault]] = field(default_factory=dict)
+
+    def faults_of(self, conv: Conversation) -> list[Fault]:
+        if id(conv) not in self.faults:
+            self.faults[id(conv)] = validate(conv)
+        return self.faults[id(conv)]
 
 
 class SourceLines:
-    """Reads and decodes chosen lines of the source, once each."""
+    """Reads and decodes chosen lines of the source, once each: through `fd` when given (the
+    descriptor analysed, read in place: no open per line), else by opening `path`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fd: int | None = None) -> None:
         self.path = path
+        self.fd = fd
         self.cache: dict[int, dict[str, Any]] = {}
 
     def get(self, e: Entry) -> dict[str, Any]:
         if e.line not in self.cache:
+            self.cache[e.line] = self.fresh(e)
+        return self.cache[e.line]
+
+    def fresh(self, e: Entry) -> dict[str, Any]:
+        """The line decoded anew (not cached): a copy of its own, for the plan to change."""
+        if self.fd is not None:
+            raw = os.pread(self.fd, e.length, e.offset)
+        else:
             with open(self.path, "rb") as f:
                 f.seek(e.offset)
-                # As the reader does (and Claude Code): invalid UTF-8 is read with replacement.
-                self.cache[e.line] = json.loads(f.read(e.length).decode("utf-8", errors="replace"))
-        return self.cache[e.line]
+                raw = f.read(e.length)
+        # As the reader does (and Claude Code): invalid UTF-8 is read with replacement.
+        return json.loads(raw.decode("utf-8", errors="replace"))  # type: ignore[no-any-return]
 
 
 def now() -> str:
@@ -106,7 +124,7 @@ def _orphan_text(block: dict[str, Any]) -> dict[str, Any]:
 def _editable(e: Entry, lines: SourceLines, plan: Plan) -> dict[str, Any]:
     """The line's JSON object as it will be written, a copy the plan may change."""
     if e.line not in plan.replace:
-        plan.replace[e.line] = json.loads(json.dumps(lines.get(e)))
+        plan.replace[e.line] = lines.fresh(e)
     return plan.replace[e.line]
 
 
@@ -119,7 +137,7 @@ def leave_out_recorded_errors(check: TranscriptCheck, lines: SourceLines, plan: 
     for conv in check.conversations:
         if conv.kind == "history":
             continue
-        lines_at = [f.entry.line for f in validate(conv) if not f.pending]
+        lines_at = [f.entry.line for f in plan.faults_of(conv) if not f.pending]
         lines_at += [f.start.line for f in check.findings
                      if f.rule == CONCURRENCY_400 and f.facts.get("conversation") == conv.label]
         if lines_at:
@@ -171,7 +189,7 @@ def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan,
     """Mend `conv` in the copy. A fork's first results answer its parent's last call
     (`answered_in_parent`, None when the parent cannot be read): those are left as they are, since
     Claude Code hydrates the parent in front of them; one the parent never asked for is mended."""
-    faults = [f for f in validate(conv) if not (
+    faults = [f for f in plan.faults_of(conv) if not (
         f.facts.get("fork") == "parent" and (answered_in_parent is None or f.tool_use_id in answered_in_parent))]
     msgs = conv.messages
     # The parent's last calls that the fork's first message leaves unanswered (message -1: the parent's).
@@ -270,16 +288,18 @@ def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan,
             continue
         results: list[Entry] = []
         others: list[Entry | dict[str, Any]] = []
+        texts_of: dict[int, list[dict[str, Any]]] = defaultdict(list)  # id(line) -> its orphans' texts
+        for t in tail[i]:
+            texts_of[id(t["__template__"])].append(t)
         for ent in msg.entries:
             d = plan.replace.get(ent.line) or lines.get(ent)
             content = d.get("message", {}).get("content")
             if ent.line in plan.replace and isinstance(content, list):
                 content[:] = [b for b in content if b is not None]
                 if not content:  # the line held only the orphan: it becomes the text itself
-                    for t in tail[i]:
-                        if t["__template__"] is ent:
-                            content.append(t["__text__"])
-                            t["__done__"] = True
+                    for t in texts_of.get(id(ent), ()):
+                        content.append(t["__text__"])
+                        t["__done__"] = True
                     others.append(ent)
                     continue
             if not isinstance(content, list):
@@ -398,7 +418,7 @@ def plan_truncate(check: TranscriptCheck, plan: Plan, to: str | None = None) -> 
             raise RewindError("this is a subagent transcript (only sidechain entries): nothing to cut back; "
                               "use --mode patch")
         raise RewindError("no conversation to rewind: the file has no user or assistant entries")
-    faults = [f for f in validate(main)]
+    faults = list(plan.faults_of(main))
     msg_of = _message_index(main)
     msgs = main.messages
     if to is not None:

@@ -211,7 +211,7 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
     # (an editor's save, another --in-place) is never read at the old offsets.
     through_fd = _fd_path(src_fd, source)
     check = check_transcript_file(str(through_fd))
-    lines = SourceLines(through_fd)
+    lines = SourceLines(through_fd, src_fd)
     # Read now: once `--in-place` has replaced the source, its old offsets point at other bytes.
     codex = check.main is not None and check.main.api == "responses"
     if codex:
