@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from .repair_plan import Plan, RewindError
 from .transcript import iter_lines
@@ -136,19 +139,66 @@ def top_level_value_spans(text: str, key: str) -> list[tuple[int, int]]:
         return []
 
 
-def with_session_id(raw: bytes, session_id: str) -> bytes:
-    """`raw` with its own top-level `sessionId` set to `session_id`; every other byte kept
-    (invalid UTF-8 included: it round-trips through surrogateescape)."""
-    if b'"sessionId"' not in raw:
-        return raw
+class _TopSessionId(msgspec.Struct):
+    sessionId: Any = msgspec.UNSET
+
+
+class _TopParentUuid(msgspec.Struct):
+    parentUuid: Any = msgspec.UNSET
+
+
+_TOP_FIELD: dict[str, msgspec.json.Decoder[Any]] = {
+    "sessionId": msgspec.json.Decoder(_TopSessionId), "parentUuid": msgspec.json.Decoder(_TopParentUuid),
+}
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NULL = re.compile(rb"null")
+
+
+def _past_space(raw: bytes, i: int) -> int:
+    while i < len(raw) and raw[i] in b" \t\n\r":
+        i += 1
+    return i
+
+
+def with_top_level(raw: bytes, key: str, value: Any) -> bytes | None:
+    """`raw` with the value of its own top-level `key` (sessionId or parentUuid) set to `value`, every
+    other byte kept (invalid UTF-8 included: it round-trips through surrogateescape); None when it
+    has no such field or is not one JSON object."""
+    name = json.dumps(key).encode()
+    if name not in raw:
+        return None
+    if raw.count(name) == 1 and b"\\u" not in raw:
+        # The usual line, without walking all of it in Python: with no \u escape, a top-level key
+        # is spelled out, so when msgspec (which skips the other values in C) finds one, it is the
+        # one occurrence. Anything else is left to the walk below.
+        try:
+            top = _TOP_FIELD[key].decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            top = None
+        if top is not None and getattr(top, key) is msgspec.UNSET:
+            return None
+        if top is not None:
+            i = _past_space(raw, raw.index(name) + len(name))
+            if raw[i:i + 1] == b":":
+                start = _past_space(raw, i + 1)
+                found = _JSON_STRING.match(raw, start) or _NULL.match(raw, start)
+                if found is not None:
+                    return raw[:start] + json.dumps(value).encode("utf-8", errors="surrogateescape") + \
+                        raw[found.end():]
     text = raw.decode("utf-8", errors="surrogateescape")
-    spans = top_level_value_spans(text, "sessionId")
+    spans = top_level_value_spans(text, key)
     if not spans:
-        return raw
-    value = json.dumps(session_id)
+        return None
+    encoded = json.dumps(value)
     for start, end in reversed(spans):
-        text = text[:start] + value + text[end:]
+        text = text[:start] + encoded + text[end:]
     return text.encode("utf-8", errors="surrogateescape")
+
+
+def with_session_id(raw: bytes, session_id: str) -> bytes:
+    """`raw` with its own top-level `sessionId` set to `session_id`; every other byte kept."""
+    replaced = with_top_level(raw, "sessionId", session_id)
+    return raw if replaced is None else replaced
 
 
 def is_json_object(raw: bytes) -> bool:
@@ -174,8 +224,16 @@ def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, lik
         same_owner_and_mode(out.fileno(), like)
         for line, _offset, body, ended in iter_lines(src):
             if line not in plan.drop:
+                if line in plan.reparent and line not in plan.replace:
+                    relinked = with_top_level(body, "parentUuid", plan.reparent[line])
+                    if relinked is None:  # no parentUuid field of its own: given one
+                        plan.replace[line] = {**json.loads(body.decode("utf-8", errors="replace")),
+                                              "parentUuid": plan.reparent[line]}
+                    else:
+                        body = relinked
                 if line in plan.replace:
-                    out.write(encode(plan.replace[line]) + b"\n")
+                    out.write(encode(plan.replace[line]))
+                    out.write(b"\n")
                 elif ended or is_json_object(body):
                     out.write((with_session_id(body, session_id) if session_id else body) + b"\n")
                 elif body.strip():
@@ -186,7 +244,8 @@ def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, lik
                         "it stays in the original"
                     )
             for extra in plan.insert_after.get(line, ()):
-                out.write(encode(extra) + b"\n")
+                out.write(encode(extra))
+                out.write(b"\n")
         out.flush()
         os.fsync(out.fileno())
     return left_out
@@ -313,19 +372,25 @@ def copy_subagents(src_dir: Path, dest_dir: Path, session_id: str) -> None:
                 continue
             if not stat.S_ISREG(st0.st_mode) or not is_subagent_file(name):
                 continue
-            with open(s, "rb") as f:
-                data = f.read()
-            st1 = os.lstat(s)
-            if (st1.st_ino, st1.st_size, st1.st_mtime_ns) != (st0.st_ino, st0.st_size, st0.st_mtime_ns) or (
-                len(data) != st0.st_size
-            ):
-                raise RewindError(f"{s} changed while it was being copied (is a subagent still running?); "
-                                  "nothing was written. Close the session and try again.")
-            if s.suffix == ".jsonl":
-                data = b"".join(with_session_id(raw, session_id) for raw in data.splitlines(keepends=True))
-            with open(to_dir / name, "xb") as out:
+            # Line by line (a subagent transcript can be as large as a session, so it is never read
+            # whole), each line's own sessionId replaced; lines end as bytes.splitlines ends them.
+            copied = 0
+            with open(s, "rb") as f, open(to_dir / name, "xb", buffering=1 << 20) as out:
                 same_owner_and_mode(out.fileno(), st0)
-                out.write(data)
+                for raw in f:
+                    copied += len(raw)
+                    if s.suffix != ".jsonl":
+                        out.write(raw)
+                    elif b"\r" in raw:
+                        out.writelines(with_session_id(piece, session_id) for piece in raw.splitlines(keepends=True))
+                    else:
+                        out.write(with_session_id(raw, session_id))
+                st1 = os.lstat(s)
+                if (st1.st_ino, st1.st_size, st1.st_mtime_ns) != (st0.st_ino, st0.st_size, st0.st_mtime_ns) or (
+                    copied != st0.st_size
+                ):
+                    raise RewindError(f"{s} changed while it was being copied (is a subagent still running?); "
+                                      "nothing was written. Close the session and try again.")
                 out.flush()
                 os.fsync(out.fileno())
     # Deepest first: each folder's entries are durable before the folder that names it.
@@ -487,6 +552,9 @@ def _place(
     left_out: list[str] = []
     try:
         left_out = write_copy(src_fd, fd, plan, session_id, src_stat)
+        # Written: the rewritten lines are freed before the copy is checked (a large one held twice).
+        plan.replace.clear()
+        plan.insert_after.clear()
         verify(tmp)
         if with_subagents and session_id is not None:
             tmp_dir = Path(tempfile.mkdtemp(prefix=f".{sub_dest.name}.", suffix=TEMP_SUFFIX, dir=folder))

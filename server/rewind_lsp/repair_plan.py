@@ -38,6 +38,9 @@ class RewindError(Exception):
 class Plan:
     drop: set[int] = field(default_factory=set)  # line numbers
     replace: dict[int, dict[str, Any]] = field(default_factory=dict)  # line -> new JSON object
+    # line -> its new parentUuid, for a line that changes in nothing else: set in its own bytes as
+    # they are copied, never decoded (patch relinks every line of a long conversation's DAG layout).
+    reparent: dict[int, str | None] = field(default_factory=dict)
     insert_after: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     fixed: list[str] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)  # what the copy does not carry, said in the summary
@@ -125,6 +128,8 @@ def _editable(e: Entry, lines: SourceLines, plan: Plan) -> dict[str, Any]:
     """The line's JSON object as it will be written, a copy the plan may change."""
     if e.line not in plan.replace:
         plan.replace[e.line] = lines.fresh(e)
+        if e.line in plan.reparent:
+            plan.replace[e.line]["parentUuid"] = plan.reparent.pop(e.line)
     return plan.replace[e.line]
 
 
@@ -379,7 +384,12 @@ def _relink(
         if k > 0 and prev_uuid is not None:
             parent = x.get("parentUuid") if isinstance(x, dict) else x.parent
             if parent != prev_uuid:
-                (x if isinstance(x, dict) else obj(x))["parentUuid"] = prev_uuid
+                if isinstance(x, dict):
+                    x["parentUuid"] = prev_uuid
+                elif x.line in plan.replace:
+                    plan.replace[x.line]["parentUuid"] = prev_uuid
+                else:
+                    plan.reparent[x.line] = prev_uuid
         prev_uuid = this_uuid
 
 

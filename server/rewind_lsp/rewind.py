@@ -221,6 +221,10 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
         cwd = next((lines.get(e).get("cwd") for e in reversed(check.transcript.entries)
                     if e.type in ("user", "assistant")), None)
         plan = _plan(source, through_fd, check, lines, mode, to)
+    # The source's analysis is done with: freed before the copy is checked (`_verify`), so that a
+    # large session's two analyses are never held at once.
+    plan.faults.clear()
+    del check, lines
     placed = placement.place(source, src_fd, before, plan, target, session_id, _verify)
     if session_id is not None:  # a new session beside (or away from) the untouched original
         from .repairs import remember

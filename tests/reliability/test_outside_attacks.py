@@ -138,9 +138,30 @@ def test_nested_session_ids_in_recorded_content_are_kept(tmp_path: Path) -> None
     (b'{"sessionId":"old","t":"\xff\xfe"}', b'{"sessionId":"new","t":"\xff\xfe"}'),
     (b'{"a":{"sessionId":"x"}', b'{"a":{"sessionId":"x"}'),  # not one object: left as it is
     (b'[{"sessionId":"x"}]', b'[{"sessionId":"x"}]'),
+    # The one spelled-out occurrence is nested; the top-level key is escaped (the walk finds it).
+    (b'{"a":{"sessionId":"x"},"session\\u0049d":"old"}', b'{"a":{"sessionId":"x"},"session\\u0049d":"new"}'),
+    (b'{"a":{"sessionId":"x"}}', b'{"a":{"sessionId":"x"}}'),  # only nested: left as it is
+    (b'{"k":"sessionId","sessionId":"old"}', b'{"k":"sessionId","sessionId":"new"}'),  # the name as a value
+    (b'{"sessionId":null,"b":1}', b'{"sessionId":"new","b":1}'),  # not a string: still the entry's own
+    (b' {"sessionId"\t:\n"o\\"ld"} ', b' {"sessionId"\t:\n"new"} '),
+    (b'{"sessionId":"old","sessionId":"old2"}', b'{"sessionId":"new","sessionId":"new"}'),  # both, as before
+    (b'{"sessionId":"old","a":NaN}', b'{"sessionId":"new","a":NaN}'),  # Python's json reads NaN: the walk does
 ])
 def test_with_session_id_changes_only_the_top_level_value(raw: bytes, want: bytes) -> None:
     assert placement.with_session_id(raw, "new") == want
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    (b'{"parentUuid":null,"a":{"parentUuid":"x"}}', b'{"parentUuid":"new","a":{"parentUuid":"x"}}'),
+    (b'{"a":{"parentUuid":"x"},"parentUuid" : "old","t":"\xff"}',
+     b'{"a":{"parentUuid":"x"},"parentUuid" : "new","t":"\xff"}'),
+    (b'{"parentUuid":"o\\u0041"}', b'{"parentUuid":"new"}'),  # an escape: the walk
+    (b'{"a":{"parentUuid":"x"}}', None),  # only nested: not the line's own
+    (b'[{"parentUuid":"x"}]', None),
+])
+def test_with_top_level_sets_the_line_s_own_parent(raw: bytes, want: bytes | None) -> None:
+    """Patch relinks a line by its bytes (`Plan.reparent`): only its own top-level parentUuid changes."""
+    assert placement.with_top_level(raw, "parentUuid", "new") == want
 
 
 # --- 3. a source replaced by rename while rewind runs ----------------------------------------------
