@@ -7,6 +7,16 @@ writes the file and times `rewind_lsp.check.check_transcript_file` on it (best o
     python benchmarks/hostile.py orphan-results 2000
     python benchmarks/hostile.py all --scale 1 --runs 1
     python benchmarks/hostile.py all --scale 0.01 --digest   # the same findings on two branches?
+
+With `--memory` (or `--modes`), each operation is run instead as the user runs it: the real
+`rewind-lsp` CLI in a fresh child process (an empty cache folder each time), its wall time and
+peak RSS (ru_maxrss of the largest process of its tree) printed as a markdown table against the
+issue's targets (< 10 s, < 1 GB). `big` does the same for the issue's large files (1 GB
+transcripts, a 200 MB line, a 750 MB subagent file, the hook), generated with generate.py under
+benchmarks/data/hostile/ and removed afterwards unless `--keep`:
+
+    python benchmarks/hostile.py all --scale 1 --modes check,truncate,patch --memory
+    python benchmarks/hostile.py big
 """
 
 from __future__ import annotations
@@ -14,11 +24,15 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -243,17 +257,269 @@ def time_check(path: Path, runs: int = 2) -> float:
     return best
 
 
+# --- the CLI in a child process: wall time and peak RSS ------------------------------------------
+
+LIMIT_S = 10.0
+LIMIT_MB = 1024.0
+OPS = ("check", "truncate", "patch", "hook")
+HERE = Path(__file__).resolve().parent
+
+# Run in an intermediate interpreter, which waits for the command alone: its RUSAGE_CHILDREN
+# ru_maxrss is then the peak RSS of the largest process of the command's tree (a forked checker's
+# workers included), which a wait4 on the command would not see.
+_RUN = """
+import json, resource, subprocess, sys, time
+cmd, stdin = json.loads(sys.argv[1]), sys.argv[2]
+with open(stdin or "/dev/null", "rb") as f:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, stdin=f, capture_output=True)
+    wall = time.perf_counter() - started
+print(json.dumps({"wall": wall, "rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                  "rc": done.returncode, "out": done.stdout[-2000:].decode(errors="replace"),
+                  "err": done.stderr[-2000:].decode(errors="replace")}))
+"""
+
+
+@dataclass
+class Measured:
+    wall: float
+    rss_mb: float
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def verdict(self) -> str:
+        missed = [what for what, bad in (("time", self.wall >= LIMIT_S), ("memory", self.rss_mb >= LIMIT_MB)) if bad]
+        return "MISS: " + ", ".join(missed) if missed else "ok"
+
+
+def cli() -> list[str]:
+    exe = Path(sys.executable).with_name("rewind-lsp")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "rewind_lsp"]
+
+
+def measure(cmd: list[str], env: dict[str, str], stdin: Path | None = None) -> Measured:
+    done = subprocess.run([sys.executable, "-c", _RUN, json.dumps(cmd), str(stdin or "")], env=env,
+                          capture_output=True, text=True, check=True)
+    r = json.loads(done.stdout)
+    return Measured(r["wall"], r["rss_kb"] / 1024, r["rc"], r["out"], r["err"])
+
+
+def child_env(scratch: Path) -> dict[str, str]:
+    """An empty cache, log and Claude folder: every command starts as on a machine that never ran one."""
+    for name in ("cache", "logs", "claude"):
+        shutil.rmtree(scratch / name, ignore_errors=True)
+        (scratch / name).mkdir(parents=True)
+    return {**os.environ, "REWIND_LSP_CACHE_DIR": str(scratch / "cache"), "REWIND_LSP_LOG_DIR": str(scratch / "logs"),
+            "CLAUDE_CONFIG_DIR": str(scratch / "claude")}
+
+
+def session_file(folder: Path) -> Path:
+    """Where a transcript goes so that rewind takes it as a session: `<session id>.jsonl`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{SESSION}.jsonl"
+
+
+def hook_payload(path: Path, scratch: Path) -> Path:
+    payload = scratch / "hook-payload.json"
+    payload.write_text(json.dumps({"session_id": SESSION, "transcript_path": str(path), "cwd": "/tmp/proj",
+                                   "hook_event_name": "UserPromptSubmit", "prompt": "next step"}))
+    return payload
+
+
+def run_op(op: str, path: Path, scratch: Path, env: dict[str, str] | None = None) -> Measured:
+    """One operation on the session file `path`, as the user runs it (a fresh cache unless `env`)."""
+    env = env or child_env(scratch)
+    if op == "check":
+        return measure([*cli(), "check", "--quiet", str(path)], env)
+    if op == "hook":
+        return measure([*cli(), "hook"], env, hook_payload(path, scratch))
+    out = scratch / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    try:
+        m = measure([*cli(), "rewind", "--mode", op, str(path), "--out", str(out)], env)
+        written = [p for p in out.glob("*.jsonl")]
+        if m.rc == 0 and len(written) != 1:
+            m.rc, m.err = -1, f"exit 0 but {len(written)} session files written"
+        return m
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def note(op: str, m: Measured) -> str:
+    if op.startswith("hook"):
+        if not m.out.strip():
+            return "passed (healthy)"
+        try:
+            decision = json.loads(m.out)
+        except ValueError:
+            return "hook output: " + m.out.strip()[:60]
+        return "blocked" if decision.get("decision") == "block" else "told: " + str(decision)[:40]
+    if op.startswith("check"):
+        return f"exit {m.rc}"
+    if m.rc == 0:
+        return "repaired"
+    last = (m.err.strip().splitlines() or ["?"])[-1].removeprefix("rewind-lsp: ")
+    return f"refused (exit {m.rc}): {last[:110]}"
+
+
+def table_header() -> None:
+    print("| shape | size | op | wall s | peak RSS MB | verdict | note |")
+    print("|---|---|---|---:|---:|---|---|", flush=True)
+
+
+def table_row(shape: str, size: str, op: str, m: Measured, path: Path | None = None) -> None:
+    said = note(op, m).replace(str(path), "FILE") if path else note(op, m)
+    print(f"| {shape} | {size} | {op} | {m.wall:.2f} | {m.rss_mb:.0f} | {m.verdict} | {said} |", flush=True)
+
+
+def human(n: int) -> str:
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):.2f} GB"
+    return f"{n / (1 << 20):.1f} MB" if n >= 1 << 20 else f"{n / 1024:.0f} KB"
+
+
+def append_break(path: Path) -> None:
+    """Break a shape that pairs, at its end: an unanswered tool_use hanging off the last main-chain
+    line, then a prompt (so a rewind has something to repair, behind the whole shape)."""
+    last = None
+    with path.open("rb") as f:
+        for raw in f:
+            d = json.loads(raw)
+            if d.get("uuid") and not d.get("isSidechain"):
+                last = d["uuid"]
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(_assistant("brk_a", last, "msg_brk", [_tool_use("toolu_brk")])) + "\n")
+        f.write(json.dumps(_user("brk_u", "brk_a", "still there?")) + "\n")
+
+
+def measure_shapes(names: list[str], scale: float, size: int | None, ops: list[str], scratch: Path) -> None:
+    table_header()
+    for name in names:
+        n = size or int(SHAPES[name][1] * scale)
+        path = write_shape(name, n, session_file(scratch / "session"))
+        label = f"n={n:,} ({human(path.stat().st_size)})"
+        broken = True
+        for op in ops:
+            m = run_op(op, path, scratch)
+            if op in ("truncate", "patch") and "nothing to repair" in m.err and broken:
+                # A shape that pairs (a hard one to check) is rewound with a break after it.
+                broken = False
+                append_break(path)
+                m = run_op(op, path, scratch)
+            table_row(name if broken else name + " + a break at the end", label, op, m, path)
+        path.unlink()
+
+
+def one_long_line(path: Path, size: int) -> Path:
+    """A session whose one user line is a `size`-byte tool_result answering no tool_use (patch keeps
+    it as text: the line is decoded, rewritten and encoded)."""
+    with path.open("w", encoding="utf-8") as f:
+        for line in (_user("u0", None, "start"), _assistant("a0", "u0", "msg_0", [{"type": "text", "text": "hi"}])):
+            f.write(json.dumps(line) + "\n")
+        big = _user("u1", "a0", [dict(_tool_result("toolu_lost"), content="x" * size)])
+        f.write(json.dumps(big) + "\n")
+        f.write(json.dumps(_assistant("a1", "u1", "msg_1", [{"type": "text", "text": "ok"}])) + "\n")
+    return path
+
+
+def measure_big(data: Path, scratch: Path, keep: bool) -> None:
+    """The issue's large cases, one at a time."""
+    sys.path.insert(0, str(HERE))
+    import generate
+
+    data.mkdir(parents=True, exist_ok=True)
+    healthy = data / "healthy-1G-nocompact.jsonl"  # one conversation: no compaction ever cuts it
+    made = [healthy]
+    if not healthy.exists():
+        print(f"generating {healthy} …", file=sys.stderr, flush=True)
+        generate.write_transcript(healthy, 1 << 30, seed=1, compact_every=1 << 40)
+    size = human(healthy.stat().st_size)
+    table_header()
+
+    # The hook before every prompt of a healthy 1 GB session: the first call, the same file again,
+    # then after Claude Code appended a line (the state read back, the new bytes read).
+    live = session_file(scratch / "hook-session")
+    shutil.copyfile(healthy, live)
+    env = child_env(scratch)
+    table_row("healthy, no compaction", size, "hook (first)", run_op("hook", live, scratch, env))
+    table_row("healthy, no compaction", size, "hook (again)", run_op("hook", live, scratch, env))
+    parent, sid = generate.last_live_uuid(live)
+    generate.append_line(live, parent, sid, seed=7)
+    table_row("healthy, no compaction", size, "hook (appended)", run_op("hook", live, scratch, env))
+
+    # Rewind of the same 1 GB session with a break appended (an unanswered tool_use, then a prompt),
+    # and of one compacted every few MB as Claude Code does (generate.py's default).
+    generate.append_broken_turn(live, seed=1)
+    for op in ("check", "truncate", "patch"):
+        table_row("1 GB, no compaction, + a break", size, op, run_op(op, live, scratch))
+    compacted = data / "healthy-1G.jsonl"
+    made.append(compacted)
+    if not compacted.exists():
+        print(f"generating {compacted} …", file=sys.stderr, flush=True)
+        generate.write_transcript(compacted, 1 << 30, seed=1)
+    shutil.copyfile(compacted, live)
+    generate.append_broken_turn(live, seed=1)
+    for op in ("check", "truncate", "patch", "hook"):
+        table_row("1 GB, compacted, + a break", human(live.stat().st_size), op, run_op(op, live, scratch))
+    live.unlink()
+
+    # The hook on a small file of 1,000 orphan results in one message, per prompt.
+    small = write_shape("orphan-results", 1_000, session_file(scratch / "small"))
+    env = child_env(scratch)
+    for label in ("hook (first)", "hook (again)"):
+        table_row("orphan-results n=1,000", human(small.stat().st_size), label, run_op("hook", small, scratch, env))
+
+    # One 200 MB line that patch rewrites.
+    longline = one_long_line(session_file(scratch / "long"), 200 << 20)
+    for op in ("check", "truncate", "patch"):
+        table_row("one 200 MB line (orphan result)", human(longline.stat().st_size), op, run_op(op, longline, scratch))
+    longline.unlink()
+
+    # A small broken session with a 750 MB subagent transcript, which a rewind copies along.
+    main = write_shape("unanswered-uses", 10, session_file(scratch / "agents"))
+    agents = main.with_suffix("") / "subagents"
+    agents.mkdir(parents=True, exist_ok=True)
+    agent = agents / "agent-a1b2c3d.jsonl"
+    with healthy.open("rb") as src, agent.open("wb") as dst:  # its first 750 MB of whole lines
+        dst.write(src.read(750 << 20).rsplit(b"\n", 1)[0] + b"\n")
+    for op in ("truncate", "patch", "hook"):
+        table_row("session + 750 MB subagent", human(agent.stat().st_size), op, run_op(op, main, scratch))
+    shutil.rmtree(main.parent)
+    if not keep:
+        for p in made:
+            p.unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("shape", choices=[*SHAPES, "all"])
+    ap.add_argument("shape", choices=[*SHAPES, "all", "big"])
     ap.add_argument("size", nargs="?", type=int, help="blocks or lines (default: the size the issue measured)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the default sizes")
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--digest", action="store_true",
                     help="print the count and a SHA-256 of the findings instead of a time (to compare two versions)")
+    ap.add_argument("--memory", action="store_true",
+                    help="run the CLI in a child process per operation: wall time and peak RSS, as a table")
+    ap.add_argument("--modes", help=f"operations for --memory, comma-separated, of {','.join(OPS)} (default: check)")
+    ap.add_argument("--data", type=Path, default=HERE / "data" / "hostile", help="where `big` writes its files")
+    ap.add_argument("--keep", action="store_true", help="`big`: keep the generated 1 GB transcript for the next run")
     args = ap.parse_args(argv)
+    if args.shape == "big":
+        with tempfile.TemporaryDirectory(dir=args.data.parent if args.data.parent.is_dir() else None) as tmp:
+            measure_big(args.data, Path(tmp), args.keep)
+        return 0
     names = list(SHAPES) if args.shape == "all" else [args.shape]
+    if args.memory or args.modes:
+        ops = (args.modes or "check").split(",")
+        if unknown := set(ops) - set(OPS):
+            ap.error(f"unknown --modes {','.join(sorted(unknown))}")
+        with tempfile.TemporaryDirectory() as tmp:
+            measure_shapes(names, args.scale, args.size, ops, Path(tmp))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             n = args.size or int(SHAPES[name][1] * args.scale)
