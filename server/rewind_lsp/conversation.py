@@ -27,6 +27,11 @@ _CHAIN_TYPES = frozenset({"user", "assistant"})
 
 # How many off-chain branches to rebuild at most; beyond this, history is not examined.
 MAX_HISTORY_BRANCHES = 256
+# How many lines the rebuilt branches of one segment may hold together (each branch is its whole chain
+# from the root, so a long session without compaction and with many rewinds held branches x depth:
+# 1 GB took 77 s). Beyond this, history is not examined either. Only history findings (information)
+# can go unreported; a normal segment (a few thousand lines) never comes near it.
+MAX_HISTORY_LINES = 1_000_000
 
 
 def _line_of(e: Entry) -> int:
@@ -207,8 +212,9 @@ def index_entries(entries: Sequence[Entry]) -> EntryIndex:
     return ix
 
 
-def _walk_up(leaf: Entry, ix: EntryIndex) -> list[Entry]:
-    """The chain from `leaf` up to its root or compaction boundary, returned root first."""
+def _walk_up(leaf: Entry, ix: EntryIndex, limit: int = -1) -> list[Entry] | None:
+    """The chain from `leaf` up to its root or compaction boundary, returned root first; None when
+    it holds more than `limit` lines (if given: the walk stops there)."""
     chain: list[Entry] = []
     seen: set[int] = set()
     parent_of = ix.parent_of
@@ -217,10 +223,18 @@ def _walk_up(leaf: Entry, ix: EntryIndex) -> list[Entry]:
         i = id(e)
         if i in seen:
             break
+        if len(chain) == limit:
+            return None
         seen.add(i)
         chain.append(e)
         e = parent_of(e)
     chain.reverse()
+    return chain
+
+
+def _chain(leaf: Entry, ix: EntryIndex) -> list[Entry]:
+    chain = _walk_up(leaf, ix)
+    assert chain is not None  # no limit
     return chain
 
 
@@ -377,7 +391,7 @@ def rebuild_indexed(
 
     leaf = _resume_leaf([e for e in entries if not e.sidechain], ix) if main else None
     if leaf is not None:
-        conv = _assemble(_walk_up(leaf, ix), ix, "main", "main conversation")
+        conv = _assemble(_chain(leaf, ix), ix, "main", "main conversation")
         conv.forked = any(e.type == "fork-context-ref" for e in entries)
         conversations.append(conv)
 
@@ -385,7 +399,7 @@ def rebuild_indexed(
         side_leaf = _last_message(group)
         if side_leaf is not None:
             label = f"subagent {side_leaf.agent_id}" if side_leaf.agent_id else "sidechain"
-            conversations.append(_assemble(_walk_up(side_leaf, ix), ix, "sidechain", label))
+            conversations.append(_assemble(_chain(side_leaf, ix), ix, "sidechain", label))
 
     covered: set[int] = set()
     for c in conversations:
@@ -393,13 +407,13 @@ def rebuild_indexed(
     has_children, by_uuid = ix.has_children, ix.by_uuid
     # The limit counts per segment (the stretch from one main compaction boundary to the next):
     # no chain crosses a boundary, so a file is then judged the same whole or a segment at a time.
-    branches = 0
+    branches = held = 0
     after_boundary = False
     for e in reversed(entries):
         if after_boundary:  # the boundary starts the segment after it: reset once past it
-            branches = 0
+            branches = held = 0
         after_boundary = e.type == "system" and e.subtype == "compact_boundary" and not e.sidechain
-        if branches >= MAX_HISTORY_BRANCHES:
+        if branches >= MAX_HISTORY_BRANCHES or held > MAX_HISTORY_LINES:
             continue
         if id(e) in covered or (e.uuid and e.uuid in has_children):
             continue
@@ -419,7 +433,12 @@ def rebuild_indexed(
             steps += 1
         if leaf_msg is None or id(leaf_msg) in covered or leaf_msg.type not in ("user", "assistant"):
             continue
-        history = _assemble(_walk_up(leaf_msg, ix), ix, "history", "rewound or compacted history")
+        chain = _walk_up(leaf_msg, ix, MAX_HISTORY_LINES - held)
+        if chain is None:
+            held = MAX_HISTORY_LINES + 1  # the segment's history budget is spent: no more branches
+            continue
+        held += len(chain)
+        history = _assemble(chain, ix, "history", "rewound or compacted history")
         covered.update(map(id, history.order))
         conversations.append(history)
         branches += 1
@@ -471,7 +490,7 @@ def chain_to(entries: Sequence[Entry], uuid: str) -> Conversation | None:
     leaf = ix.by_uuid.get(uuid)
     if leaf is None:
         return None
-    return _assemble(_walk_up(leaf, ix), ix, "main", "the conversation this session was forked from")
+    return _assemble(_chain(leaf, ix), ix, "main", "the conversation this session was forked from")
 
 
 def first_sent(conv: Conversation) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from core_support import (
     INTERRUPTED,
+    SID,
     Builder,
     block_column,
     dumps,
@@ -711,3 +712,31 @@ def test_check_bytes_matches_check_file(b: Builder, tmp_path: Path) -> None:
     b.assistant(text("x"))
     p = b.write(tmp_path / "s.jsonl")
     assert summary(check_transcript_bytes(p.read_bytes()).findings) == summary(check_transcript_file(str(p)).findings)
+
+
+def test_rebuilt_history_is_bounded_per_segment(b: Builder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each rewound branch is rebuilt as its whole chain from the root: a long session without
+    compaction and with many rewinds held branches x depth lines (1 GB: 77 s). The lines held per
+    segment are bounded (conversation.MAX_HISTORY_LINES): the newest branches are examined first,
+    and beyond the bound the older ones are not (their findings are information only)."""
+    import rewind_lsp.conversation as conversation
+
+    chain = []
+    for k in range(300):
+        chain.append(b.user(f"prompt {k}"))
+        chain.append(b.assistant({"type": "text", "text": f"answer {k}"}))
+    tip = chain[-1]["uuid"]
+    for depth in (500, 400, 300, 200, 100):  # rewound branches, the shallowest written last
+        b.assistant(tu(f"toolu_b{depth}"), parent=chain[depth - 1]["uuid"])
+        b.user("never mind")
+    b.user("go on", parent=tip)  # the live conversation goes on last
+    path = b.write(tmp_path / f"{SID}.jsonl")
+
+    def branches() -> list[str]:
+        found = check_transcript_file(str(path)).findings
+        assert all(f.severity == Severity.INFORMATION for f in found)
+        return sorted(f.tool_use_id or "" for f in found if f.rule == "orphan-tool-use")
+
+    assert branches() == ["toolu_b100", "toolu_b200", "toolu_b300", "toolu_b400", "toolu_b500"]
+    monkeypatch.setattr(conversation, "MAX_HISTORY_LINES", 700)  # 102 + 202 + 302 lines fit, 402 more do not
+    assert branches() == ["toolu_b100", "toolu_b200", "toolu_b300"]
