@@ -147,4 +147,7 @@ def test_shape_is_rewound_in_near_linear_time(tmp_path: Path, shape: str, n: int
             assert len(large_result.fixed) >= 2 * len(small_result.fixed) - 2, (small_result.fixed[:3], shape)
     else:
         assert small_result.dropped_messages > 0 and large_result.dropped_messages > 0
-    assert large / max(small, 0.15) < 3, (shape, mode, small, large)
+    # A floor of 0.3 s (the check's is 0.15 s): a rewind is two checks and a copy, and below it this VM's
+    # noise alone made one ratio 3.1 (0.17 -> 0.53 s, where a quiet rerun gives 0.16 -> 0.34 s). The
+    # quadratic paths this guards against took seconds at these sizes (patch of 100,000 orphan lines: 17 s).
+    assert large / max(small, 0.3) < 3, (shape, mode, small, large)
