@@ -52,15 +52,11 @@ def entry_links(e: Entry, h: Hash, hk: KeyHash) -> tuple[list[int], list[int], l
 
     Its names are given whether or not they resolve: one that resolves to its own uuid is in the
     uuids too, so the rule answers the same."""
-    names = [h(x) for x in (e.parent, e.source_tool_assistant) if x is not None]
-    keys = [hk((e.sidechain, e.agent_id, e.message_id))] if (
-        e.type == "assistant" and e.message_id and not e.api_error
-    ) else []
-    return ([h(e.uuid)] if e.uuid is not None else []), names, keys
+    return lines_links((e,), h, hk)
 
 
 def lines_links(entries: Sequence[Entry], h: Hash, hk: KeyHash) -> tuple[list[int], list[int], list[int]]:
-    """`entry_links` of each line, joined: the (uuids, names, reply keys) of a run of lines."""
+    """The (uuids, names, reply keys) of a run of lines, joined: each line's own, as `entry_links`."""
     uuids = [h(e.uuid) for e in entries if e.uuid is not None]
     names = [h(e.parent) for e in entries if e.parent is not None]
     names += [h(e.source_tool_assistant) for e in entries if e.source_tool_assistant is not None]
@@ -133,7 +129,7 @@ class Links:
 
     def meets_entry(self, e: Entry, h: Hash, hk: KeyHash) -> bool:
         """`meets` for one line: does it name, or is it named by, something here?"""
-        return self.meets(*entry_links(e, h, hk))
+        return self.meets_entries((e,), h, hk)
 
     def meets_entries(self, entries: Sequence[Entry], h: Hash, hk: KeyHash) -> bool:
         """Does any of these lines meet this stretch? (`meets` is a disjointness test, so any line

@@ -147,8 +147,10 @@ class _TopParentUuid(msgspec.Struct):
     parentUuid: Any = msgspec.UNSET
 
 
-_TOP_FIELD: dict[str, msgspec.json.Decoder[Any]] = {
-    "sessionId": msgspec.json.Decoder(_TopSessionId), "parentUuid": msgspec.json.Decoder(_TopParentUuid),
+# key -> (the key as JSON bytes, a decoder of that top-level field alone): set up once, used per line.
+_TOP_FIELD: dict[str, tuple[bytes, msgspec.json.Decoder[Any]]] = {
+    "sessionId": (b'"sessionId"', msgspec.json.Decoder(_TopSessionId)),
+    "parentUuid": (b'"parentUuid"', msgspec.json.Decoder(_TopParentUuid)),
 }
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NULL = re.compile(rb"null")
@@ -164,7 +166,7 @@ def with_top_level(raw: bytes, key: str, value: Any) -> bytes | None:
     """`raw` with the value of its own top-level `key` (sessionId or parentUuid) set to `value`, every
     other byte kept (invalid UTF-8 included: it round-trips through surrogateescape); None when it
     has no such field or is not one JSON object."""
-    name = json.dumps(key).encode()
+    name, decoder = _TOP_FIELD[key]
     if name not in raw:
         return None
     if raw.count(name) == 1 and b"\\u" not in raw:
@@ -172,7 +174,7 @@ def with_top_level(raw: bytes, key: str, value: Any) -> bytes | None:
         # is spelled out, so when msgspec (which skips the other values in C) finds one, it is the
         # one occurrence. Anything else is left to the walk below.
         try:
-            top = _TOP_FIELD[key].decode(raw)
+            top = decoder.decode(raw)
         except (msgspec.DecodeError, RecursionError):
             top = None
         if top is not None and getattr(top, key) is msgspec.UNSET:

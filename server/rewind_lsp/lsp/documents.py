@@ -286,7 +286,8 @@ class DocumentChecker:
         if doc.is_transcript:
             try:
                 findings = self._check_transcript(doc, pieces, rewritten, parts, rules)
-            except CheckStopped:
+            except CheckStopped:  # closed or given a whole new text meanwhile
+                self._drop_mirror(doc)  # its state is half built: the next check starts over
                 log.debug("rewind-lsp: stopped checking %s: closed or replaced meanwhile", doc.uri)
                 return None
         else:
@@ -317,9 +318,6 @@ class DocumentChecker:
             # (a crafted or huge file must not hold the worker from the other documents).
             found = check_transcript_incremental(doc.mirror, doc.state, rules, stop=doc.obsolete)
             return follow(doc.mirror, found, rules, where=doc.path)
-        except CheckStopped:
-            self._drop_mirror(doc)  # its state is half built: the next check starts over
-            raise
         except OSError:
             # No room for the mirror (a full disk): check the text in memory, and start over next time.
             self._drop_mirror(doc)
