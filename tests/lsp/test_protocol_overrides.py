@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import IO, Any
 
 from lsp_support import BROKEN, ENV, ROOT, SERVER
 from lsprotocol import types
@@ -35,9 +36,19 @@ def frame(payload: dict[str, object]) -> bytes:
     return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
+def _read_frame(stream: IO[bytes]) -> dict[str, Any]:
+    length = 0
+    while (header := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = header.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return json.loads(stream.read(length)) if length else {}
+
+
 def test_a_real_server_keeps_open_documents_out_of_pyglss_workspace() -> None:
-    """Over stdio, everything written at once: the hover right after didOpen is answered from the
-    server's own store (it waits for that version's one check)."""
+    """Over stdio, everything up to the hover written at once: the hover right after didOpen is
+    answered from the server's own store (it waits for that version's one check). Shutdown and exit
+    follow its answer, as a client's would: sent with it, pygls 2.0 cancels the pending hover."""
     uri = (ROOT / "override.jsonl").as_uri()
     messages = [
         {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"processId": None, "rootUri": ROOT.as_uri(),
@@ -47,9 +58,18 @@ def test_a_real_server_keeps_open_documents_out_of_pyglss_workspace() -> None:
             "uri": uri, "languageId": "jsonl", "version": 1, "text": BROKEN}}},
         {"jsonrpc": "2.0", "id": 2, "method": "textDocument/hover", "params": {
             "textDocument": {"uri": uri}, "position": {"line": 1, "character": 5}}},
-        {"jsonrpc": "2.0", "id": 3, "method": "shutdown"},
-        {"jsonrpc": "2.0", "method": "exit"},
     ]
-    out = subprocess.run(SERVER, input=b"".join(frame(m) for m in messages), capture_output=True, env=ENV,
-                         timeout=60, check=False).stdout
-    assert b'"id": 2' in out and b"toolu_01ABC" in out
+    with subprocess.Popen(SERVER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          env=ENV) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"".join(frame(m) for m in messages))
+        proc.stdin.flush()
+        answer: dict[str, Any] = {}
+        while answer.get("id") != 2:  # notifications (logMessage, diagnostics) and initialize's answer first
+            answer = _read_frame(proc.stdout)
+            assert answer, "the server closed its output before answering the hover"
+        proc.stdin.write(frame({"jsonrpc": "2.0", "id": 3, "method": "shutdown"})
+                         + frame({"jsonrpc": "2.0", "method": "exit"}))
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    assert "toolu_01ABC" in json.dumps(answer["result"])
