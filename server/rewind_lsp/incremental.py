@@ -242,9 +242,6 @@ def _reload_open(f: IO[bytes], state: TranscriptState) -> None:
         state.violated = True
 
 
-_BOUNDARY = b'"compact_boundary"'
-
-
 def _read_new(f: IO[bytes], state: TranscriptState, allow_close: bool, end: int = -1) -> None:
     """Read complete lines from `state.offset` (to `end`, if given); the torn tail is left.
 
@@ -263,10 +260,9 @@ def _read_new(f: IO[bytes], state: TranscriptState, allow_close: bool, end: int 
         _stop_here(state)
         # All at once: a stop below (a link into the closed part) drops this state anyway.
         bad.extend(batch.bad)
-        if state.last_boundary <= state.main_segment and batch.chunk.find(_BOUNDARY, 0, batch.end - batch.offset) < 0:
+        if state.last_boundary <= state.main_segment and not batch.boundary:
             # No boundary pending and none in these lines: nothing can close, so they are only kept
-            # (most chunks; the loop below costs ~3 % of a check). A boundary spelled with escapes,
-            # which Claude Code never writes, is missed here: its segment stays open, same findings.
+            # (most chunks; the loop below costs ~3 % of a check).
             entries.extend(batch.entries)
             if ix is not None:
                 ix.add_entries(batch.entries)

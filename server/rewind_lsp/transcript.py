@@ -163,8 +163,9 @@ _decode_lines = _decoder.decode_lines
 _FAST_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
 
 
-def decode_block(buf: bytes, cut: int, line: int, offset: int) -> list[Entry] | None:
-    """The entries of `buf[:cut]` (whole lines, each ended by `\n`) in one msgspec call, located.
+def decode_block(buf: bytes, cut: int, line: int, offset: int) -> tuple[list[Entry], bool] | None:
+    """The entries of `buf[:cut]` (whole lines, each ended by `\n`) in one msgspec call, located,
+    and whether one of them is a compact_boundary line (see `Batch.boundary`).
 
     None unless every line provably decodes to exactly one entry, as line by line: then the
     caller reads the block line by line instead. Per line this saves the copy of a split, a
@@ -183,6 +184,7 @@ def decode_block(buf: bytes, cut: int, line: int, offset: int) -> list[Entry] | 
     # (Counted by this loop: bytes.count costs as much as the loop itself.)
     find = buf.find
     pos = 0
+    boundary = False
     for e in decoded:
         end = find(b"\n", pos, cut)
         if end < 0 or buf[pos] != 0x7B or buf[end - 1] != 0x7D:
@@ -191,9 +193,14 @@ def decode_block(buf: bytes, cut: int, line: int, offset: int) -> list[Entry] | 
         e.offset = offset + pos
         e.length = end - pos
         e.cached_blocks = None  # a line could name the internal key (see _UNREAD)
+        if e.subtype == _COMPACT_BOUNDARY:
+            boundary = True
         pos = end + 1
         line += 1
-    return decoded if pos == cut else None  # fewer values than lines
+    return (decoded, boundary) if pos == cut else None  # fewer values than lines
+
+
+_COMPACT_BOUNDARY = "compact_boundary"
 
 
 def _block_kind(block_type: str | None) -> str:
@@ -341,11 +348,16 @@ class Batch(NamedTuple):
     end: int  # byte offset just past its last newline
     lines: int  # lines it holds, blank ones included
     chunk: bytes  # what was read: the batch is chunk[: end - offset]
+    # Some entry is a compact_boundary line (main or sidechain; the type is not looked at). Told
+    # while decoding, in the loop that locates each line: a search of the chunk's bytes for the
+    # word cost ~7 % of a check (each `"` of the JSON is a candidate for that needle).
+    boundary: bool
 
 
 def parse_lines(buf: bytes, cut: int, line: int, offset: int) -> tuple[list[Entry], list[BadLine], int]:
     """The entries and bad lines of `buf[:cut]` (whole lines), line by line (the tolerant path), and
-    the number of lines. Blank lines are counted and skipped."""
+    the number of lines. Blank lines are counted and skipped. (`Batch.boundary` is asked of these
+    entries by the caller: this path is the rare one.)"""
     entries: list[Entry] = []
     bad: list[BadLine] = []
     decode = _decode_fast
@@ -405,13 +417,15 @@ class LineReader:
                 size *= 2  # a line longer than a chunk: read it whole next time
                 continue
             size = _CHUNK
-            entries = decode_block(chunk, cut, line, offset)
-            if entries is None:
+            decoded = decode_block(chunk, cut, line, offset)
+            if decoded is None:
                 entries, bad, count = parse_lines(chunk, cut, line, offset)
+                boundary = any(e.subtype == _COMPACT_BOUNDARY for e in entries)
             else:
-                bad, count = [], len(entries)  # one entry per line
+                (entries, boundary), bad = decoded, []
+                count = len(entries)  # one entry per line
             self.offset, self.line = offset + cut, line + count
-            yield Batch(entries, bad, line, offset, offset + cut, count, chunk)
+            yield Batch(entries, bad, line, offset, offset + cut, count, chunk, boundary)
 
 
 def parse_tail(line: int, offset: int, rest: bytes) -> tuple[Entry | BadLine | None, bool]:

@@ -87,6 +87,23 @@ def test_closed_segments_keep_their_findings_and_drop_their_entries(b: Builder, 
     assert state.stats.reused
 
 
+def test_a_boundary_is_known_by_its_decoded_subtype_escaped_or_not(b: Builder, tmp_path: Path) -> None:
+    # The reader tells the engine a chunk holds a boundary from the decoded lines, not by searching
+    # the bytes: a subtype written with a JSON escape closes its segment like any other.
+    compacted(b, 3)
+    turn(b, "toolu_live")
+    text = "\n".join(b.text_lines()) + "\n"
+    assert '"compact_boundary"' in text
+    escaped = text.replace('"compact_boundary"', '"compact_bound\\u0061ry"')
+    for name, data in (("plain", text), ("escaped", escaped)):
+        path = tmp_path / name / f"{SID}.jsonl"
+        path.parent.mkdir()
+        path.write_text(data)
+        state = TranscriptState()
+        same(path, state)
+        assert state.open_start > 0 and state.open_entry_count < len(b.lines) // 2, name
+
+
 def test_link_back_across_a_compaction_falls_back_to_a_full_read(b: Builder, tmp_path: Path) -> None:
     compacted(b, 2)
     before = b.lines[5]["uuid"]  # type: ignore[index]
