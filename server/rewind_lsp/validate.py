@@ -95,19 +95,30 @@ def _next_replies(entries: list[Entry]) -> dict[int, Entry | None]:
     return out
 
 
-def validate(conv: Conversation) -> list[Fault]:
+def validate(conv: Conversation, start: int = 0) -> list[Fault]:
+    """The faults of `conv`'s messages from `start` on; the messages before it are only what they
+    are to those (the message before, the tool ids already used). A rewound branch is its whole
+    chain from the root, most of it the live conversation's, whose faults are judged there."""
     if conv.api == "responses":
         return validate_responses(conv)
     faults: list[Fault] = []
-    splitter_list = [e for e in conv.order if is_splitter(e)]
-    splitters: _Splitters | None = None  # indexed on first use: few conversations need it
+    splitters: _Splitters | None = None  # found and indexed on first use: few conversations need them
     missing_parent = {id(e) for e in conv.missing_parent}
     seen_use: dict[str, tuple[Entry, Block]] = {}
     msgs = conv.messages
-    blocks = [_blocks(m) for m in msgs]  # each message's blocks are looked at up to three times
+    start = max(0, min(start, len(msgs)))
+    for m in msgs[:start]:
+        if m.role == "assistant":
+            for e, b in _blocks(m):
+                if (b.kind == TOOL_USE or b.kind in SERVER_TOOL_USES) and b.tool_id and b.tool_id not in seen_use:
+                    seen_use[b.tool_id] = (e, b)
+    # Each message's blocks are looked at up to three times (as the next and the previous one too).
+    blocks: list[list[tuple[Entry, Block]]] = [[] for _ in range(start - 1)]
+    blocks += [_blocks(m) for m in msgs[max(start - 1, 0) :]]
     # Index of the last assistant message: "a reply comes later" in O(1) instead of a scan per message.
-    last_assistant = max((k for k, m in enumerate(msgs) if m.role == "assistant"), default=-1)
-    for i, msg in enumerate(msgs):
+    last_assistant = next((k for k in range(len(msgs) - 1, -1, -1) if msgs[k].role == "assistant"), -1)
+    for i in range(start, len(msgs)):
+        msg = msgs[i]
         if msg.role == "assistant":
             if not blocks[i]:
                 continue
@@ -124,7 +135,8 @@ def validate(conv: Conversation) -> list[Fault]:
                     if b.tool_id:
                         server_ids[b.tool_id] = e
                 elif kind.endswith("_tool_result") and kind != TOOL_RESULT and b.tool_id in server_ids and (
-                    splitter := (splitters := splitters or _Splitters(splitter_list)).between(server_ids[b.tool_id], e)
+                    splitter := (splitters := splitters or _Splitters([x for x in conv.order if is_splitter(x)])
+                                 ).between(server_ids[b.tool_id], e)
                 ) is not None:
                     # Claude Code merges the lines of one reply only while nothing else was written
                     # between them: the two halves reach the API in different assistant messages.

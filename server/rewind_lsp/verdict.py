@@ -196,6 +196,22 @@ INTERRUPTED_NOTE = (" (marked interrupted: Claude Code keeps an interrupted tool
                     "when the session is resumed)")
 
 
+def _first_judged(conv: Conversation, active: set[int]) -> int:
+    """Where the faults of a history conversation can first be its own: every fault is on a line of
+    the message it is found in, and one on a line of the live conversations is judged there (below),
+    so the messages before the first with a line of its own need no judging. Unless it holds a
+    recorded 400 of its own: that finding says whether the whole conversation pairs."""
+    if conv.kind != "history" or not active:
+        return 0
+    for i, m in enumerate(conv.messages):
+        for e in m.entries:
+            if id(e) not in active:
+                if i and any(x.api_error and id(x) not in active for x in conv.order):
+                    return 0
+                return i
+    return len(conv.messages) if not any(x.api_error and id(x) not in active for x in conv.order) else 0
+
+
 def conversation_findings(
     conversations: Sequence[Conversation], bad_lines: Sequence[BadLine], fetch: LineFetcher, rules: RuleSet | None
 ) -> list[Finding]:
@@ -213,7 +229,7 @@ def conversation_findings(
 
     for conv in conversations:
         loc.item_path = ["payload"] if conv.api == "responses" else None
-        faults = validate(conv)
+        faults = validate(conv, _first_judged(conv, active))
         for fault in faults:
             rule = ruleset.get(fault.rule)
             base = rule.severity if rule else Severity.ERROR
