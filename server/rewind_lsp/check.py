@@ -62,12 +62,14 @@ LOG_SUFFIXES = (".log",)
 _file_fetcher = file_fetcher  # the name benchmarks/worker.py and before_after.py use
 
 
-def check_transcript_file(path: str, rules: RuleSet | None = None) -> TranscriptCheck:
-    """Everything about a session file: a Claude Code transcript, or a Codex rollout by its content."""
+def check_transcript_file(path: str, rules: RuleSet | None = None, history: bool = True) -> TranscriptCheck:
+    """Everything about a session file: a Claude Code transcript, or a Codex rollout by its content.
+    `history=False`: but its rewound and compacted history (see `analyze`), which a repair leaves as
+    it is: of a 1 GB compacted session, a third of the check."""
     with no_gc():
         if is_rollout_file(path):
             return check_rollout_file(path, rules)
-        return analyze(read_transcript(path), file_fetcher(path), rules)
+        return analyze(read_transcript(path), file_fetcher(path), rules, history)
 
 
 def check_transcript_bytes(data: bytes, rules: RuleSet | None = None) -> TranscriptCheck:

@@ -457,18 +457,19 @@ def _roots(entries: Sequence[Entry], ix: EntryIndex) -> dict[int, list[Entry]]:
     return groups
 
 
-def rebuild(entries: Sequence[Entry], main: bool = True) -> list[Conversation]:
+def rebuild(entries: Sequence[Entry], main: bool = True, history: bool = True) -> list[Conversation]:
     """The main conversation, each sidechain, then rebuilt history branches.
 
     With `main=False` the main chain is not singled out: the entries are a closed stretch of a
     longer file (segments before the one the live conversation is in), so their main-scope
-    chains are history, as they are when the whole file is rebuilt.
+    chains are history, as they are when the whole file is rebuilt. With `history=False` history
+    is not rebuilt: the main conversation and the sidechains are the same either way.
     """
-    return rebuild_indexed(entries, main)[0]
+    return rebuild_indexed(entries, main, history=history)[0]
 
 
 def rebuild_indexed(
-    entries: Sequence[Entry], main: bool = True, ix: EntryIndex | None = None
+    entries: Sequence[Entry], main: bool = True, ix: EntryIndex | None = None, history: bool = True
 ) -> tuple[list[Conversation], EntryIndex]:
     """`rebuild`, and the index it used; `ix` may be given when it already indexes `entries`."""
     if ix is None:
@@ -501,6 +502,8 @@ def rebuild_indexed(
             label = f"subagent {side_leaf.agent_id}" if side_leaf.agent_id else "sidechain"
             conversations.append(assemble(side_leaf, "sidechain", label))
 
+    if not history:
+        return conversations, ix
     covered: set[int] = set()
     for c in conversations:
         covered.update(map(id, c.order))
@@ -544,11 +547,11 @@ def rebuild_indexed(
             continue
         held += len(chain) + (joined[1] + 1 if joined is not None else 0)  # the whole chain, as sent
         trace = _Trace() if rooted else None
-        history = _assemble(chain, ix, "history", "rewound or compacted history", trace, joined)
+        branch = _assemble(chain, ix, "history", "rewound or compacted history", trace, joined)
         if trace is not None:
             trace.index_into(known)
-        covered.update(map(id, history.order))
-        conversations.append(history)
+        covered.update(map(id, branch.order))
+        conversations.append(branch)
         branches += 1
     return conversations, ix
 

@@ -156,7 +156,7 @@ class _First:
 def _first_message(path: str) -> _First | None:
     """The fork's own first API message: its role, the tool_use ids it answers, its first line."""
     transcript = read_transcript(path)
-    main = next((c for c in rebuild(transcript.entries) if c.kind == "main"), None)
+    main = next((c for c in rebuild(transcript.entries, history=False) if c.kind == "main"), None)
     if main is None or not main.messages:
         return None
     msg = main.messages[0]

@@ -70,9 +70,13 @@ class Stats(msgspec.Struct):
 class TranscriptState:
     """What `check_transcript_incremental` keeps between calls for one file."""
 
-    def __init__(self, stable_hashes: bool = False) -> None:
+    def __init__(self, stable_hashes: bool = False, history: bool = True) -> None:
         # Hashes must survive the process when the state is saved (the hook).
         self.stable_hashes = stable_hashes
+        # False: rewound and compacted history is not rebuilt, nor its information findings given
+        # (a repair's check of its copy, which asks for errors only). Never saved: index.py's states
+        # are whole.
+        self.history = history
         self._h: Hash = stable_hash if stable_hashes else hash
         self._hk: KeyHash = stable_key_hash if stable_hashes else hash
         self.stats = Stats()
@@ -307,7 +311,7 @@ def _close(state: TranscriptState, k: int) -> None:
     closing, rest = entries[:k], entries[k:]
     if not closing or not rest:
         return
-    conversations, ix = rebuild_indexed(closing, main=False)
+    conversations, ix = rebuild_indexed(closing, main=False, history=state.history)
     loc = locality(ix)
     if loc.dangling and state.open_start > 0:
         return  # a missing parent bridged to nothing here might bridge to a closed line in a whole read
@@ -363,7 +367,7 @@ def _analyze_open(state: TranscriptState, tail: Entry | BadLine | None) -> list[
         ix = state.ix
         if isinstance(tail, BadLine):
             bad = [*bad, tail]
-    conversations, ix = rebuild_indexed(entries, ix=ix)
+    conversations, ix = rebuild_indexed(entries, ix=ix, history=state.history)
     if state.closed and dangling(ix):
         state.violated = True
         return []
@@ -390,9 +394,11 @@ class PartCheck(msgspec.Struct):
     siblings: bytes = b""
 
 
-def check_part(path: str, start: int, end: int, line: int, rules: RuleSet | None = None) -> PartCheck:
+def check_part(
+    path: str, start: int, end: int, line: int, rules: RuleSet | None = None, history: bool = True
+) -> PartCheck:
     """`check_stretch`, packed to send from a forked child to its parent."""
-    checked = check_stretch(path, start, end, line, rules)
+    checked = check_stretch(path, start, end, line, rules, history)
     if checked is None:
         return PartCheck(False)
     findings, links = checked
@@ -401,7 +407,7 @@ def check_part(path: str, start: int, end: int, line: int, rules: RuleSet | None
 
 
 def check_stretch(
-    path: str, start: int, end: int, line: int, rules: RuleSet | None = None
+    path: str, start: int, end: int, line: int, rules: RuleSet | None = None, history: bool = True
 ) -> tuple[list[Finding], Links] | None:
     """Check `path[start:end]` (whole lines; `end` -1: to the end of the file, torn tail included)
     as a stretch of a longer file whose line `line` starts at byte `start`: its findings and the
@@ -411,7 +417,7 @@ def check_stretch(
     conversation); the last one must hold it. `start` > 0 must be a main compact_boundary line,
     so that no chain crosses into the stretch: what `_close` relies on too.
     """
-    state = TranscriptState()
+    state = TranscriptState(history=history)
     state.rules, state._path = rules, path
     state.offset = state.open_start = start
     state.line = state.open_line = line
@@ -426,7 +432,7 @@ def check_stretch(
         entries = [*entries, tail]
     elif isinstance(tail, BadLine):
         bad = [*bad, tail]
-    conversations, ix = rebuild_indexed(entries, main=last)
+    conversations, ix = rebuild_indexed(entries, main=last, history=history)
     if last and not any(c.kind == "main" for c in conversations):
         return None  # the live conversation is in an earlier stretch: that one is not history
     loc = locality(ix)

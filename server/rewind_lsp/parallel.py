@@ -45,22 +45,23 @@ def usable_cpus() -> int:
 
 
 def check_transcript_parallel(
-    path: str, rules: RuleSet | None = None, jobs: int = 0, min_part: int = MIN_PART
+    path: str, rules: RuleSet | None = None, jobs: int = 0, min_part: int = MIN_PART, history: bool = True
 ) -> list[Finding]:
     """Findings of the transcript at `path`, equal to `check_transcript_file`'s, using up to `jobs`
-    processes (0: one per usable core), each given at least `min_part` bytes."""
+    processes (0: one per usable core), each given at least `min_part` bytes. `history=False`: but
+    those of rewound and compacted history (information only; see `TranscriptState.history`)."""
     jobs = jobs or usable_cpus()
     size = os.path.getsize(path)
     parts = min(jobs, size // max(min_part, 1))
     # A fork copies only the calling thread: another thread holding a lock would leave it held forever.
     if parts < 2 or not hasattr(os, "fork") or threading.active_count() > 1:
-        return check_transcript_incremental(path, TranscriptState(), rules)
+        return check_transcript_incremental(path, TranscriptState(history=history), rules)
     cuts = split_points(path, size, parts)
     if cuts:
-        checked = check_parts(path, cuts, rules)
+        checked = check_parts(path, cuts, rules, history)
         if checked is not None:
             return checked
-    return check_transcript_incremental(path, TranscriptState(), rules)
+    return check_transcript_incremental(path, TranscriptState(history=history), rules)
 
 
 def split_points(path: str, size: int, parts: int) -> list[int]:
@@ -103,7 +104,9 @@ def _boundary_line(f: IO[bytes], pos: int, limit: int) -> int | None:
     return None
 
 
-def check_parts(path: str, cuts: list[int], rules: RuleSet | None = None) -> list[Finding] | None:
+def check_parts(
+    path: str, cuts: list[int], rules: RuleSet | None = None, history: bool = True
+) -> list[Finding] | None:
     """The joined findings of the stretches the file is cut into at `cuts` (main compact_boundary
     lines, increasing), or None when they cannot be judged apart."""
     children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
@@ -114,10 +117,10 @@ def check_parts(path: str, cuts: list[int], rules: RuleSet | None = None) -> lis
             # between the fork and the append the parent would lose the child.
             was = _hold_sigint()
             try:
-                children.append(_fork_part(path, start, end, rules, was))
+                children.append(_fork_part(path, start, end, rules, was, history))
             finally:
                 _restore_mask(was)  # a Ctrl-C that came meanwhile is raised here
-        first = check_stretch(path, 0, cuts[0], 1, rules)
+        first = check_stretch(path, 0, cuts[0], 1, rules, history)
         rest: list[PartCheck] = []
         while children:
             rest.append(_collect(*children[0]))
@@ -146,7 +149,9 @@ def _restore_mask(was: set[int] | None) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, was)
 
 
-def _fork_part(path: str, start: int, end: int, rules: RuleSet | None, mask: set[int] | None) -> tuple[int, int]:
+def _fork_part(
+    path: str, start: int, end: int, rules: RuleSet | None, mask: set[int] | None, history: bool = True
+) -> tuple[int, int]:
     """Fork a child checking one stretch: its pid and the read end of its pipe. `mask`: the signal
     mask to restore in the child, once it can catch a Ctrl-C."""
     r, w = os.pipe()
@@ -158,7 +163,7 @@ def _fork_part(path: str, start: int, end: int, rules: RuleSet | None, mask: set
     try:
         _restore_mask(mask)  # a Ctrl-C that came since the fork is raised here, and caught below
         os.close(r)
-        data = msgspec.msgpack.encode(check_part(path, start, end, _lines_before(path, start) + 1, rules))
+        data = msgspec.msgpack.encode(check_part(path, start, end, _lines_before(path, start) + 1, rules, history))
         with os.fdopen(w, "wb") as out:
             out.write(data)
         status = 0

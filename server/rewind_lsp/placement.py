@@ -271,10 +271,16 @@ def changed_error(source: Path) -> RewindError:
     )
 
 
-def ensure_unchanged(source: Path, before: tuple[int, int, int, str]) -> None:
+def ensure_unchanged(source: Path, before: tuple[int, int, int, str], digest: bool = True) -> None:
     """Refuse when the source is not what was analysed (a session still running appends to it,
-    an editor saved over it, it was removed)."""
+    an editor saved over it, it was removed). `digest=False`: its inode, size and mtime only, for
+    an early answer that a later full check confirms (a digest is a read of the whole file)."""
     try:
+        if not digest:
+            st = source.stat()
+            if (st.st_ino, st.st_size, st.st_mtime_ns) != before[:3]:
+                raise changed_error(source)
+            return
         now = fingerprint(source)
     except OSError:
         raise changed_error(source) from None
@@ -534,8 +540,9 @@ def _place(
     if src_stat.st_ino != before[0]:
         raise changed_error(source)
     lock_session(src_fd, source, LOCK_WAIT_SECONDS)
-    # The lock may have been waited for: what the other rewind did is seen here.
-    ensure_unchanged(source, before)
+    # The lock may have been waited for: what the other rewind did is seen here (it replaced or
+    # rewrote the file; the digest is compared once the copy is written, before anything is placed).
+    ensure_unchanged(source, before, digest=False)
     if not in_place and (target.exists() or target.is_symlink()):
         raise RewindError(f"{target}: already exists; refusing to overwrite it")
     # Subagent transcripts live in `<session id>/` beside the session: they go along with a new session.

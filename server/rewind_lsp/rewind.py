@@ -119,7 +119,7 @@ def preview(path: str | Path, to: str | None = None) -> list[Preview]:
     modes = ("truncate",) if to is not None else MODES
     for mode in modes:
         _check_arguments(source, mode, to)
-    check = check_transcript_file(str(source))
+    check = check_transcript_file(str(source), history=False)  # a repair leaves history as it is
     lines = SourceLines(source)
     codex = is_rollout_file(str(source))
     out: list[Preview] = []
@@ -165,6 +165,7 @@ def _plan(source: Path, read: Path, check: TranscriptCheck, lines: SourceLines, 
         raise RewindError(f"{source}: the session already pairs; nothing to repair")
     answered = forks.answered_in_parent(str(read), str(source)) if check.main and check.main.forked else None
     plan = Plan()
+    plan.faults.update(check.faults)  # validated by the check: not again for each step of the plan
     leave_out_recorded_errors(check, lines, plan)  # first: the patch's relinking then skips them
     if mode == "truncate":
         plan_truncate(check, plan, to)
@@ -194,10 +195,11 @@ def _fd_path(fd: int, source: Path) -> Path:
 
 
 def _verify(copy: Path) -> None:
-    # Its findings only (the copy's conversations are not needed): segment by segment, on every
-    # core where the copy is large and compacted. The same findings as check_transcript_file's, in
-    # memory bounded by a segment: a 1 GB compacted copy was another 7 s and 800 MB as a whole.
-    remaining = [f for f in check_transcript_parallel(str(copy)) if f.severity == Severity.ERROR]
+    # Its errors only (not its conversations, nor history, whose findings are information):
+    # segment by segment, on every core where the copy is large and compacted. The same errors as
+    # check_transcript_file's, in memory bounded by a segment: a 1 GB compacted copy was another
+    # 7 s and 800 MB as a whole.
+    remaining = [f for f in check_transcript_parallel(str(copy), history=False) if f.severity == Severity.ERROR]
     if remaining:
         f = remaining[0]
         raise RewindError(
@@ -213,7 +215,7 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
     # Everything is read through the descriptor analysed: a file renamed over the source meanwhile
     # (an editor's save, another --in-place) is never read at the old offsets.
     through_fd = _fd_path(src_fd, source)
-    check = check_transcript_file(str(through_fd))
+    check = check_transcript_file(str(through_fd), history=False)  # a repair leaves history as it is
     lines = SourceLines(through_fd, src_fd)
     # Read now: once `--in-place` has replaced the source, its old offsets point at other bytes.
     codex = check.main is not None and check.main.api == "responses"

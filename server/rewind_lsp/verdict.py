@@ -32,6 +32,9 @@ class TranscriptCheck(msgspec.Struct):
     transcript: Transcript
     conversations: list[Conversation]
     findings: list[Finding]
+    # validate()'s faults of each live conversation (main, sidechains), by id(conversation): what a
+    # repair plans from, without validating them again.
+    faults: dict[int, list[Fault]] = msgspec.field(default_factory=dict)
 
     @property
     def main(self) -> Conversation | None:
@@ -213,9 +216,11 @@ def _first_judged(conv: Conversation, active: set[int]) -> int:
 
 
 def conversation_findings(
-    conversations: Sequence[Conversation], bad_lines: Sequence[BadLine], fetch: LineFetcher, rules: RuleSet | None
+    conversations: Sequence[Conversation], bad_lines: Sequence[BadLine], fetch: LineFetcher, rules: RuleSet | None,
+    faults_of: dict[int, list[Fault]] | None = None,
 ) -> list[Finding]:
-    """The findings of rebuilt conversations and unreadable lines, sorted, at exact positions."""
+    """The findings of rebuilt conversations and unreadable lines, sorted, at exact positions.
+    `faults_of`: filled with the faults of each conversation that is not history."""
     ruleset = _Rules(rules)
     loc = _Locator(fetch)
     findings: dict[tuple[int, int, str, str | None], Finding] = {}
@@ -230,6 +235,8 @@ def conversation_findings(
     for conv in conversations:
         loc.item_path = ["payload"] if conv.api == "responses" else None
         faults = validate(conv, _first_judged(conv, active))
+        if faults_of is not None and conv.kind != "history":
+            faults_of[id(conv)] = faults
         for fault in faults:
             rule = ruleset.get(fault.rule)
             base = rule.severity if rule else Severity.ERROR
@@ -274,7 +281,12 @@ def conversation_findings(
     return sorted(findings.values(), key=lambda f: f.sort_key)
 
 
-def analyze(transcript: Transcript, fetch: LineFetcher, rules: RuleSet | None = None) -> TranscriptCheck:
-    conversations = rebuild(transcript.entries)
-    findings = conversation_findings(conversations, transcript.bad_lines, fetch, rules)
-    return TranscriptCheck(transcript, conversations, findings)
+def analyze(
+    transcript: Transcript, fetch: LineFetcher, rules: RuleSet | None = None, history: bool = True
+) -> TranscriptCheck:
+    """`history=False`: rewound and compacted history is not rebuilt, nor judged (its findings are
+    information only): the live conversations and their findings are the same."""
+    conversations = rebuild(transcript.entries, history=history)
+    faults: dict[int, list[Fault]] = {}
+    findings = conversation_findings(conversations, transcript.bad_lines, fetch, rules, faults)
+    return TranscriptCheck(transcript, conversations, findings, faults)

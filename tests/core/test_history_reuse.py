@@ -91,6 +91,16 @@ def shape(c: Conversation) -> tuple[Any, ...]:
     )
 
 
+def lines_of(c: Conversation) -> tuple[Any, ...]:
+    """`shape` by line numbers: for conversations of two reads of one file."""
+    return (
+        [(m.role, [e.line for e in m.entries]) for m in c.messages],
+        [e.line for e in c.order],
+        c.leaf.line if c.leaf else None,
+        [e.line for e in c.missing_parent],
+    )
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=transcripts())
 def test_each_rebuilt_conversation_is_its_leafs_chain_assembled_alone(lines: list[dict[str, Any]], tmp_path: Path
@@ -227,3 +237,18 @@ def test_a_branch_with_its_own_recorded_400_is_judged_whole(tmp_path: Path) -> N
         assert ("orphan-tool-use", "error", 2) in found
         recorded = [f for f in check_transcript_file(str(path)).findings if f.rule == "tool-use-concurrency-400"]
         assert [(f.severity.label, f.facts["recorded_400"]) for f in recorded] == [("information", "broken")]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=transcripts())
+def test_a_check_without_history_gives_the_same_live_conversations_and_findings(
+    lines: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    whole, live = check_transcript_file(str(path)), check_transcript_file(str(path), history=False)
+    assert [lines_of(c) for c in whole.conversations if c.kind != "history"] == [
+        lines_of(c) for c in live.conversations
+    ]
+    assert [c for c in live.conversations if c.kind == "history"] == []
+    assert live.findings == [f for f in whole.findings if f.facts.get("conversation") != "rewound or compacted history"]

@@ -78,6 +78,19 @@ def test_stretches_give_the_whole_file_findings(jobs: int, b: Builder, tmp_path:
     assert key(check_transcript_parallel(str(path), jobs=jobs, min_part=1)) == full
 
 
+@pytest.mark.parametrize("jobs", [1, 2, 4])
+def test_without_history_the_same_findings_but_historys(jobs: int, b: Builder, tmp_path: Path) -> None:
+    # What a repair's check of its copy asks for: every finding but history's (information only).
+    faulty(b)
+    path = b.write(tmp_path / f"{SID}.jsonl")
+    full = check_transcript_file(str(path)).findings
+    history = [f for f in full if f.facts.get("conversation") == "rewound or compacted history"]
+    assert history and {f.severity.label for f in history} == {"information"}
+    live = [f for f in full if f not in history]
+    assert key(check_transcript_parallel(str(path), jobs=jobs, min_part=1, history=False)) == key(live)
+    assert key(check_transcript_file(str(path), history=False).findings) == key(live)
+
+
 def test_every_cut_of_a_healthy_session_joins(b: Builder, tmp_path: Path) -> None:
     compacted(b, 5)
     path = b.write(tmp_path / f"{SID}.jsonl")
