@@ -29,7 +29,6 @@ from typing import Any
 import msgspec
 
 from .repair_plan import Plan, RewindError
-from .transcript import iter_lines
 
 TEMP_SUFFIX = ".rewind-tmp"
 # A leftover of a killed rewind older than this cannot belong to a rewind still running.
@@ -210,44 +209,102 @@ def is_json_object(raw: bytes) -> bool:
         return False
 
 
+_SESSION_KEY = b'"sessionId"'
+_CHUNK = 1 << 20
+
+
 def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, like: os.stat_result) -> list[str]:
     """Stream the source (read through `src_fd`, the file that was analysed, even if its path has
     been replaced since) through `plan` into `tmp_fd`. Every line written ends in `\n`, so the
-    first line Claude Code appends on resume starts a line of its own. Returns what was left out."""
+    first line Claude Code appends on resume starts a line of its own. Returns what was left out.
+
+    ~1 MB of whole lines at a time: a line the plan does not touch is copied as it is, or with its
+    own sessionId rewritten in place when the check read it (`Plan.session_ids`); every other line
+    goes through `copy_line`, as each line once did (a 1 GB copy: 4.4 s, now ~1 s)."""
     left_out: list[str] = []
+    acted = set(plan.drop) | plan.reparent.keys() | plan.replace.keys() | plan.insert_after.keys()
+    known = plan.session_ids if session_id else None
+    new_key = _SESSION_KEY + b":" + json.dumps(session_id).encode("utf-8") if session_id else b""
 
     def encode(d: dict[str, Any]) -> bytes:
         if session_id and "sessionId" in d:
             d = {**d, "sessionId": session_id}
         return json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
+    def copy_line(line: int, body: bytes, ended: bool, out: list[bytes]) -> None:
+        if line not in plan.drop:
+            if line in plan.reparent and line not in plan.replace:
+                relinked = with_top_level(body, "parentUuid", plan.reparent[line])
+                if relinked is None:  # no parentUuid field of its own: given one
+                    plan.replace[line] = {**json.loads(body.decode("utf-8", errors="replace")),
+                                          "parentUuid": plan.reparent[line]}
+                else:
+                    body = relinked
+            if line in plan.replace:
+                out += (encode(plan.replace[line]), b"\n")
+            elif ended or is_json_object(body):
+                out += (with_session_id(body, session_id) if session_id else body, b"\n")
+            elif body.strip():
+                # A writer mid-write: its bytes stay in the original, never fused with the
+                # line Claude Code appends next.
+                left_out.append(
+                    f"line {line}: a half-written last line ({len(body)} bytes) was left out; "
+                    "it stays in the original"
+                )
+        for extra in plan.insert_after.get(line, ()):
+            out += (encode(extra), b"\n")
+
+    def copy_whole(line: int, body: bytes, out: list[bytes]) -> None:
+        """A line the plan leaves as it is (ended by a newline): with the new session's id."""
+        if not session_id:
+            out += (body, b"\n")
+            return
+        old = known.of(line) if known is not None else None
+        # Its one `"sessionId"` is its own top-level key when the check read one and no key can be
+        # spelled with an escape (a `"` inside a string value is always escaped: `\"`).
+        if old is not None and body.count(_SESSION_KEY) == 1 and b"\\u" not in body:
+            needle = _SESSION_KEY + b':"' + old + b'"'
+            at = body.find(needle)
+            if at >= 0:
+                out += (body[:at], new_key, body[at + len(needle):], b"\n")
+                return
+        copy_line(line, body, True, out)
+
     with os.fdopen(tmp_fd, "wb") as out, os.fdopen(os.dup(src_fd), "rb") as src:
-        src.seek(0)
         same_owner_and_mode(out.fileno(), like)
-        for line, _offset, body, ended in iter_lines(src):
-            if line not in plan.drop:
-                if line in plan.reparent and line not in plan.replace:
-                    relinked = with_top_level(body, "parentUuid", plan.reparent[line])
-                    if relinked is None:  # no parentUuid field of its own: given one
-                        plan.replace[line] = {**json.loads(body.decode("utf-8", errors="replace")),
-                                              "parentUuid": plan.reparent[line]}
-                    else:
-                        body = relinked
-                if line in plan.replace:
-                    out.write(encode(plan.replace[line]))
-                    out.write(b"\n")
-                elif ended or is_json_object(body):
-                    out.write((with_session_id(body, session_id) if session_id else body) + b"\n")
-                elif body.strip():
-                    # A writer mid-write: its bytes stay in the original, never fused with the
-                    # line Claude Code appends next.
-                    left_out.append(
-                        f"line {line}: a half-written last line ({len(body)} bytes) was left out; "
-                        "it stays in the original"
-                    )
-            for extra in plan.insert_after.get(line, ()):
-                out.write(encode(extra))
-                out.write(b"\n")
+        fd = src.fileno()
+        offset, line = 0, 1
+        while True:
+            chunk = os.pread(fd, _CHUNK, offset)
+            if not chunk:
+                break
+            cut = chunk.rfind(b"\n") + 1
+            pieces: list[bytes] = []
+            if not cut:
+                # A line longer than a chunk, or the last one without a newline: read whole.
+                src.seek(offset)
+                raw = src.readline()
+                ended = raw.endswith(b"\n")
+                body = raw[:-1] if ended else raw
+                copy_line(line, body[:-1] if body.endswith(b"\r") else body, ended, pieces)
+                out.writelines(pieces)
+                offset += len(raw)
+                line += 1
+                continue
+            block = chunk if cut == len(chunk) else chunk[:cut]
+            bodies = block.split(b"\n")
+            bodies.pop()  # empty: the block ends with a newline
+            crlf = b"\r" in block
+            for body in bodies:
+                if crlf and body.endswith(b"\r"):
+                    body = body[:-1]
+                if line in acted:
+                    copy_line(line, body, True, pieces)
+                else:
+                    copy_whole(line, body, pieces)
+                line += 1
+            out.writelines(pieces)
+            offset += cut
         out.flush()
         os.fsync(out.fileno())
     return left_out

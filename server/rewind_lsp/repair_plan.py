@@ -16,7 +16,9 @@ import json
 import os
 import time
 import uuid
+from array import array
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,40 @@ MISSING_RESULT_TEXT = "[Tool result missing due to internal error]"
 
 class RewindError(Exception):
     """Rewind refused; nothing was written. The message says why."""
+
+
+class LineSessionIds:
+    """Each line's own top-level sessionId as the check read it, when it is plain (no quote,
+    backslash, control or non-ASCII character: written as is in JSON), by line number: for the copy
+    to rewrite it in the line's bytes without decoding the line again (`placement.write_copy`)."""
+
+    __slots__ = ("at", "values")
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self.values: list[bytes] = [b""]  # 0: not known
+        last = entries[-1].line if entries else 0
+        self.at = array("I", bytes(4 * (last + 1)))
+        index: dict[str, int] = {}
+        at = self.at
+        for e in entries:
+            v = e.session_id
+            if v is None:
+                continue
+            k = index.get(v)
+            if k is None:
+                k = index[v] = len(self.values) if _plain(v) else 0
+                if k:
+                    self.values.append(v.encode("ascii"))
+            at[e.line] = k
+
+    def of(self, line: int) -> bytes | None:
+        at = self.at
+        k = at[line] if line < len(at) else 0
+        return self.values[k] if k else None
+
+
+def _plain(v: str) -> bool:
+    return v.isascii() and v.isprintable() and '"' not in v and "\\" not in v
 
 
 @dataclass(slots=True)
@@ -50,6 +86,7 @@ class Plan:
     added_results: int = 0  # synthetic tool_results (patch)
     # validate(conversation) by id(conversation), while planning: each step asks for the same faults.
     faults: dict[int, list[Fault]] = field(default_factory=dict)
+    session_ids: LineSessionIds | None = None  # for a new session: each line's sessionId, as read
 
     def faults_of(self, conv: Conversation) -> list[Fault]:
         if id(conv) not in self.faults:

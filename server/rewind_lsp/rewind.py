@@ -19,6 +19,7 @@ from .parallel import check_transcript_parallel
 from .placement import STALE_TEMP_SECONDS, TEMP_SUFFIX, choose_target, session_id_of
 from .repair_plan import (
     MISSING_RESULT_TEXT,
+    LineSessionIds,
     Plan,
     RewindError,
     SourceLines,
@@ -226,6 +227,8 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
         cwd = next((lines.get(e).get("cwd") for e in reversed(check.transcript.entries)
                     if e.type in ("user", "assistant")), None)
         plan = _plan(source, through_fd, check, lines, mode, to)
+    if session_id is not None and not codex:  # a new session: each line's own id, as the check read it
+        plan.session_ids = LineSessionIds(check.transcript.entries)
     # The source's analysis is done with: freed before the copy is checked (`_verify`), so that a
     # large session's two analyses are never held at once.
     plan.faults.clear()

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rel_support import SID, broken_lines, entry, tool_use, wait_until
@@ -149,6 +150,64 @@ def test_nested_session_ids_in_recorded_content_are_kept(tmp_path: Path) -> None
 ])
 def test_with_session_id_changes_only_the_top_level_value(raw: bytes, want: bytes) -> None:
     assert placement.with_session_id(raw, "new") == want
+
+
+# Lines of every shape the session id rewrite meets, for the copy's chunked path to be judged
+# against the line-by-line one (`with_session_id` on each line, as the copy once did).
+COPY_SHAPES = [
+    entry("user", "u9", None, "hi"),
+    entry("assistant", "a9", "u9", [tool_use("toolu_N", sessionId=NESTED)], "msg_9",
+          toolUseResult={"sessionId": NESTED}),
+    '{"a":{"sessionId":"x"},"session\\u0049d":"' + SID + '","type":"user"}',  # escaped key, nested literal
+    '{"a":{"sessionId":"' + SID + '"},"session\\u0049d":"' + SID + '","type":"user"}',  # ... of the same value
+    '{"type":"user","sessionId" : "' + SID + '"}',  # spaces around the colon
+    '{"type":"user","sessionId":"a\\/b"}',  # an escaped slash in the value
+    '{"type":"user","sessionId":"' + SID + '","t":"\\u001b[31m"}',  # a \u escape elsewhere
+    '{"type":"user","sessionId":"' + SID + '","sessionId":"' + NESTED + '"}',  # the key twice
+    '{"type":"user","sessionId":"' + NESTED + '"}',  # another session's line
+    '{"type":"user","sessionId":null}',
+    '{"type":"user"}',
+    "{not json",
+    "",
+    '{"type":"user","sessionId":"' + SID + '","big":"' + "x" * (1 << 20) + '"}',  # longer than a chunk
+]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_chunked_copy_writes_what_a_line_by_line_copy_writes(seed: int, tmp_path: Path) -> None:
+    import random
+
+    from rewind_lsp.repair_plan import LineSessionIds
+    from rewind_lsp.transcript import iter_lines, read_transcript
+
+    rng = random.Random(seed)
+    lines = [rng.choice(COPY_SHAPES) for _ in range(rng.randint(1, 40))]
+    ends = [rng.choice([b"\n", b"\n", b"\r\n"]) for _ in lines]
+    data = b"".join(x.encode() + e for x, e in zip(lines, ends, strict=True))
+    if seed % 3 == 0:
+        data = data.rstrip(b"\r\n")  # the last line without its newline
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_bytes(data)
+    plan = Plan()
+    plan.session_ids = LineSessionIds(read_transcript(str(src)).entries)
+    new = "12345678-1234-4234-8234-123456789abc"
+    got, _ = write_copy_of(src, plan, new)
+    want = b""
+    with src.open("rb") as f:
+        for _line, _offset, body, ended in iter_lines(f):
+            if ended or placement.is_json_object(body):
+                want += placement.with_session_id(body, new) + b"\n"
+    assert got == want
+    (tmp_path / "again").mkdir()
+    kept, _ = write_copy_of(src.rename(tmp_path / "again" / src.name), Plan(), None)  # in place: bytes as they are
+    assert kept == b"".join(body + b"\n" for _l, _o, body, ended in iter_lines(io_bytes(data))
+                            if ended or placement.is_json_object(body))
+
+
+def io_bytes(data: bytes) -> Any:
+    import io
+
+    return io.BytesIO(data)
 
 
 @pytest.mark.parametrize(("raw", "want"), [
