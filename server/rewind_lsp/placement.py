@@ -284,11 +284,13 @@ def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, lik
                 # A line longer than a chunk, or the last one without a newline: read whole.
                 src.seek(offset)
                 raw = src.readline()
+                offset += len(raw)
                 ended = raw.endswith(b"\n")
                 body = raw[:-1] if ended else raw
+                del raw  # a 200 MB line is held once, not twice, while its rewrite is encoded
                 copy_line(line, body[:-1] if body.endswith(b"\r") else body, ended, pieces)
+                del body
                 out.writelines(pieces)
-                offset += len(raw)
                 line += 1
                 continue
             block = chunk if cut == len(chunk) else chunk[:cut]
