@@ -82,6 +82,12 @@ def transcripts(draw: Any) -> list[dict[str, Any]]:
     return lines
 
 
+def write(lines: list[dict[str, Any]], tmp_path: Path) -> Path:
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
 def shape(c: Conversation) -> tuple[Any, ...]:
     return (
         [(m.role, [id(e) for e in m.entries]) for m in c.messages],
@@ -105,8 +111,7 @@ def lines_of(c: Conversation) -> tuple[Any, ...]:
 @given(lines=transcripts())
 def test_each_rebuilt_conversation_is_its_leafs_chain_assembled_alone(lines: list[dict[str, Any]], tmp_path: Path
                                                                        ) -> None:
-    path = tmp_path / "t.jsonl"
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    path = write(lines, tmp_path)
     entries = read_transcript(str(path)).entries
     conversations = rebuild(entries)
     for c in conversations:
@@ -143,8 +148,7 @@ def test_branches_of_branches_are_picked_up_and_still_whole(tmp_path: Path) -> N
         add(f"c{i}", parent, "user" if i % 2 == 0 else "assistant", k)
         parent, k = f"c{i}", k + 1
     add("m200", "m199", "user", k + 1)  # the live conversation is the main chain
-    path = tmp_path / "t.jsonl"
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    path = write(lines, tmp_path)
     entries = read_transcript(str(path)).entries
     conversations = rebuild(entries)
     assert [(c.kind, c.leaf.uuid if c.leaf else None, len(c.order)) for c in conversations] == [
@@ -161,8 +165,7 @@ def test_branches_of_branches_are_picked_up_and_still_whole(tmp_path: Path) -> N
 def test_history_judged_from_its_own_lines_finds_what_judging_all_of_it_finds(
     lines: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    path = tmp_path / "t.jsonl"
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    path = write(lines, tmp_path)
     quick = check_transcript_file(str(path)).findings
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(verdict, "_first_judged", lambda conv, active: 0)  # the oracle: every message judged
@@ -179,8 +182,7 @@ def _line(k: int, uuid: str, parent: str | None, role: str, content: Any, **extr
 
 
 def _same_findings_judged_whole(lines: list[dict[str, Any]], tmp_path: Path) -> list[tuple[str, str, int]]:
-    path = tmp_path / "t.jsonl"
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    path = write(lines, tmp_path)
     quick = check_transcript_file(str(path)).findings
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(verdict, "_first_judged", lambda conv, active: 0)
@@ -244,8 +246,7 @@ def test_a_branch_with_its_own_recorded_400_is_judged_whole(tmp_path: Path) -> N
 def test_a_check_without_history_gives_the_same_live_conversations_and_findings(
     lines: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    path = tmp_path / "t.jsonl"
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    path = write(lines, tmp_path)
     whole, live = check_transcript_file(str(path)), check_transcript_file(str(path), history=False)
     assert [lines_of(c) for c in whole.conversations if c.kind != "history"] == [
         lines_of(c) for c in live.conversations
