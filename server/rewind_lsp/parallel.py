@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 # Below this per stretch, forking and joining cost more than the second core saves.
 MIN_PART = 8 << 20
+# How far past a share's start a cut is looked for: segments are a few MB where Claude Code
+# compacts, and a file with no boundary at all was read to its end for nothing (half of 1 GB).
+SEARCH = 64 << 20
 _WINDOW = 1 << 20
 _BOUNDARY = b'"compact_boundary"'
 _decode_part = msgspec.msgpack.Decoder(PartCheck).decode
@@ -65,13 +68,14 @@ def check_transcript_parallel(
 
 
 def split_points(path: str, size: int, parts: int) -> list[int]:
-    """Offsets of main compact_boundary lines, one at or after each share `size * i / parts` and
-    before the next share (a share with none is merged into the one before), increasing."""
+    """Offsets of main compact_boundary lines, one at or after each share `size * i / parts`, before
+    the next share and within `SEARCH` bytes of it (a share with none is merged into the one
+    before), increasing."""
     cuts: list[int] = []
     with open(path, "rb") as f:
         for i in range(1, parts):
             start = max(size * i // parts, cuts[-1] + 1 if cuts else 1)
-            cut = _boundary_line(f, start, size * (i + 1) // parts)
+            cut = _boundary_line(f, start, min(size * (i + 1) // parts, start + SEARCH))
             if cut is not None:
                 cuts.append(cut)
     return cuts

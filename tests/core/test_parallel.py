@@ -20,6 +20,7 @@ import msgspec
 import pytest
 from core_support import CROSS_LINKS, SID, Builder, compacted, cross_link, run_cli, tr, tu, turn
 
+from rewind_lsp import parallel
 from rewind_lsp.check import check_path, check_transcript_file
 from rewind_lsp.findings import Finding
 from rewind_lsp.incremental import PartCheck
@@ -151,6 +152,25 @@ def test_no_boundary_to_cut_at_is_one_process(b: Builder, tmp_path: Path) -> Non
     assert split_points(str(path), path.stat().st_size, 4) == []
     full = key(check_transcript_file(str(path)).findings)
     assert key(check_transcript_parallel(str(path), jobs=4, min_part=1)) == full
+
+
+def test_a_cut_is_looked_for_only_so_far_past_a_share(
+    b: Builder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file with a long stretch and no boundary near the share is not read to its end for a cut.
+    faulty(b)
+    path = b.write(tmp_path / f"{SID}.jsonl")
+    size = path.stat().st_size
+    marks = boundaries(path)
+    share = size // 2
+    after = [m for m in marks if m >= share]
+    assert after and split_points(str(path), size, 2) == [after[0]]
+    monkeypatch.setattr(parallel, "SEARCH", after[0] - share)  # the first boundary is just out of reach
+    assert split_points(str(path), size, 2) == []
+    monkeypatch.setattr(parallel, "SEARCH", after[0] - share + 1)
+    assert split_points(str(path), size, 2) == [after[0]]
+    full = key(check_transcript_file(str(path)).findings)
+    assert key(check_transcript_parallel(str(path), jobs=2, min_part=1)) == full
 
 
 def test_a_boundary_written_inside_a_tool_output_is_not_a_cut(b: Builder, tmp_path: Path) -> None:
