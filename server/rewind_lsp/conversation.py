@@ -286,14 +286,9 @@ def _walk(
     return chain, joined, e is None or joined is not None
 
 
-def _walk_up(leaf: Entry, ix: EntryIndex, limit: int = -1) -> list[Entry] | None:
-    """The chain from `leaf` up to its root or compaction boundary, returned root first; None when
-    it holds more than `limit` lines (if given: the walk stops there)."""
-    return _walk(leaf, ix, limit)[0]
-
-
 def _chain(leaf: Entry, ix: EntryIndex) -> list[Entry]:
-    chain = _walk_up(leaf, ix)
+    """The chain from `leaf` up to its root or compaction boundary, root first."""
+    chain = _walk(leaf, ix)[0]
     assert chain is not None  # no limit
     return chain
 

@@ -43,9 +43,13 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stat_mark(st: os.stat_result) -> tuple[int, int, int]:
+    """What a fingerprint takes of a file's stat: inode, size, mtime."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def fingerprint(path: Path) -> tuple[int, int, int, str]:
-    st = path.stat()
-    return (st.st_ino, st.st_size, st.st_mtime_ns, sha256(path))
+    return (*_stat_mark(path.stat()), sha256(path))
 
 
 def session_id_of(path: Path) -> str | None:
@@ -336,8 +340,7 @@ def ensure_unchanged(source: Path, before: tuple[int, int, int, str], digest: bo
     an early answer that a later full check confirms (a digest is a read of the whole file)."""
     try:
         if not digest:
-            st = source.stat()
-            if (st.st_ino, st.st_size, st.st_mtime_ns) != before[:3]:
+            if _stat_mark(source.stat()) != before[:3]:
                 raise changed_error(source)
             return
         now = fingerprint(source)

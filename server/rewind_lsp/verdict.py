@@ -206,13 +206,11 @@ def _first_judged(conv: Conversation, active: set[int]) -> int:
     recorded 400 of its own: that finding says whether the whole conversation pairs."""
     if conv.kind != "history" or not active:
         return 0
-    for i, m in enumerate(conv.messages):
-        for e in m.entries:
-            if id(e) not in active:
-                if i and any(x.api_error and id(x) not in active for x in conv.order):
-                    return 0
-                return i
-    return len(conv.messages) if not any(x.api_error and id(x) not in active for x in conv.order) else 0
+    first = next((i for i, m in enumerate(conv.messages) if any(id(e) not in active for e in m.entries)),
+                 len(conv.messages))
+    if first and any(x.api_error and id(x) not in active for x in conv.order):
+        return 0
+    return first
 
 
 def conversation_findings(
