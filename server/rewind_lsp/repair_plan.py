@@ -65,6 +65,14 @@ class LineSessionIds:
         k = at[line] if line < len(at) else 0
         return self.values[k] if k else None
 
+    def shared(self, first: int, after: int) -> tuple[bytes, int] | None:
+        """The one id of the lines from `first` to before `after` that have a known one, and how
+        many have it; None when some have another (or none does)."""
+        ks = self.at[first:after]
+        k = max(ks, default=0)
+        n = ks.count(k) if k else 0
+        return (self.values[k], n) if n and n + ks.count(0) == len(ks) else None
+
 
 def _plain(v: str) -> bool:
     return v.isascii() and v.isprintable() and '"' not in v and "\\" not in v

@@ -160,6 +160,7 @@ COPY_SHAPES = [
           toolUseResult={"sessionId": NESTED}),
     '{"a":{"sessionId":"x"},"session\\u0049d":"' + SID + '","type":"user"}',  # escaped key, nested literal
     '{"a":{"sessionId":"' + SID + '"},"session\\u0049d":"' + SID + '","type":"user"}',  # ... of the same value
+    '{"a":{"sessionId":"' + SID + '"},"\\u0073essio\\u006Eid":"' + SID + '","type":"user"}',  # other letters
     '{"type":"user","sessionId" : "' + SID + '"}',  # spaces around the colon
     '{"type":"user","sessionId":"a\\/b"}',  # an escaped slash in the value
     '{"type":"user","sessionId":"' + SID + '","t":"\\u001b[31m"}',  # a \u escape elsewhere
@@ -169,39 +170,64 @@ COPY_SHAPES = [
     '{"type":"user"}',
     "{not json",
     "",
+    '{"type":"user","sessionId":"' + SID + '","r":{"sessionId":"' + SID + '"}}',  # nested, of the same value
     '{"type":"user","sessionId":"' + SID + '","big":"' + "x" * (1 << 20) + '"}',  # longer than a chunk
 ]
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_the_chunked_copy_writes_what_a_line_by_line_copy_writes(seed: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", range(24))
+def test_the_chunked_copy_writes_what_a_line_by_line_copy_writes(
+    seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole blocks of lines written at once (each line's own id replaced in one pass), lines one by
+    one, lines longer than a chunk: all as `with_session_id` on each line, the dropped lines left out."""
     import random
 
     from rewind_lsp.repair_plan import LineSessionIds
     from rewind_lsp.transcript import iter_lines, read_transcript
 
     rng = random.Random(seed)
-    lines = [rng.choice(COPY_SHAPES) for _ in range(rng.randint(1, 40))]
-    ends = [rng.choice([b"\n", b"\n", b"\r\n"]) for _ in lines]
+    # Mostly plain lines of this session, as a real transcript is: blocks of them take the fast path.
+    lines = [COPY_SHAPES[0] if rng.random() < 0.7 else rng.choice(COPY_SHAPES) for _ in range(rng.randint(1, 200))]
+    ends = [rng.choice([b"\n", b"\n", b"\r\n"]) if seed % 2 else b"\n" for _ in lines]
     data = b"".join(x.encode() + e for x, e in zip(lines, ends, strict=True))
     if seed % 3 == 0:
         data = data.rstrip(b"\r\n")  # the last line without its newline
+    monkeypatch.setattr(placement, "_CHUNK", rng.choice([300, 4096, 1 << 20]))
     src = tmp_path / f"{SID}.jsonl"
     src.write_bytes(data)
     plan = Plan()
     plan.session_ids = LineSessionIds(read_transcript(str(src)).entries)
+    plan.drop = {n for n in range(1, len(lines) + 1) if rng.random() < 0.05}
     new = "12345678-1234-4234-8234-123456789abc"
     got, _ = write_copy_of(src, plan, new)
     want = b""
     with src.open("rb") as f:
-        for _line, _offset, body, ended in iter_lines(f):
-            if ended or placement.is_json_object(body):
+        for line, _offset, body, ended in iter_lines(f):
+            if line not in plan.drop and (ended or placement.is_json_object(body)):
                 want += placement.with_session_id(body, new) + b"\n"
     assert got == want
     (tmp_path / "again").mkdir()
     kept, _ = write_copy_of(src.rename(tmp_path / "again" / src.name), Plan(), None)  # in place: bytes as they are
     assert kept == b"".join(body + b"\n" for _l, _o, body, ended in iter_lines(io_bytes(data))
                             if ended or placement.is_json_object(body))
+
+
+@pytest.mark.parametrize("pair", [(14, 5), (14, 11), (3, 0), (0, 3), (4, 0)])
+def test_a_block_of_lines_is_rewritten_only_where_each_line_s_own_id_is(pair: tuple[int, int], tmp_path: Path) -> None:
+    """Two lines whose `"sessionId"` keys and values add up to one each, though not line by line:
+    the block is rewritten line by line."""
+    from rewind_lsp.repair_plan import LineSessionIds
+    from rewind_lsp.transcript import read_transcript
+
+    data = b"".join(COPY_SHAPES[i].encode() + b"\n" for i in pair)
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_bytes(data)
+    plan = Plan()
+    plan.session_ids = LineSessionIds(read_transcript(str(src)).entries)
+    new = "12345678-1234-4234-8234-123456789abc"
+    got, _ = write_copy_of(src, plan, new)
+    assert got == b"".join(placement.with_session_id(COPY_SHAPES[i].encode(), new) + b"\n" for i in pair)
 
 
 def io_bytes(data: bytes) -> Any:
