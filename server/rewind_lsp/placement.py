@@ -38,8 +38,10 @@ STALE_TEMP_SECONDS = 3600
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
+    # 8 MB reads: taken in a thread beside an analysis (rewind), each read waits for the other
+    # thread to give up the GIL; 1 MB ones took a 1 GB digest from 0.6 to 4.4 s.
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(8 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 

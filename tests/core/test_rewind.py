@@ -527,6 +527,28 @@ def test_ensure_unchanged_refuses_a_changed_source(tmp_path: Path) -> None:
         _ensure_unchanged(src, now)
 
 
+def test_the_source_is_fingerprinted_beside_its_analysis_and_its_failure_is_rewind_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest is taken in a thread while the source is analysed: what it raises is raised by
+    rewind, nothing is written, and no thread is left running (a fork later would refuse)."""
+    from rewind_lsp import placement
+
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    threads: list[str] = []
+
+    def failing(path: Path) -> tuple[int, int, int, str]:
+        threads.append(threading.current_thread().name)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(placement, "fingerprint", failing)
+    with pytest.raises(PermissionError):
+        rewind(src, "patch")
+    assert threads == ["rewind-lsp fingerprint"]
+    assert threading.active_count() == 1
+    assert sorted(x.name for x in tmp_path.iterdir()) == [src.name]
+
+
 def test_rewind_of_a_session_still_being_written_is_refused(tmp_path: Path) -> None:
     """A writer appends to the session during the whole rewind: nothing may be written."""
     b = broken("orphan-tool-use")
