@@ -7,7 +7,7 @@ copy crash-safely (`placement`), verifying the copy before it is linked into pla
 from __future__ import annotations
 
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,41 +210,16 @@ def _verify(copy: Path) -> None:
         )
 
 
-class _Fingerprint(threading.Thread):
-    """`placement.fingerprint(source)` in a thread: its result, or its exception, on `result()`."""
-
-    def __init__(self, source: Path) -> None:
-        super().__init__(name="rewind-lsp fingerprint", daemon=True)
-        self.source = source
-        self.value: tuple[int, int, int, str] | None = None
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.value = placement.fingerprint(self.source)
-        except BaseException as exc:  # re-raised in the caller's thread
-            self.error = exc
-
-    def result(self) -> tuple[int, int, int, str]:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        assert self.value is not None
-        return self.value
-
-
 def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str | None, to: str | None) -> RewindResult:
     # The source's digest is taken on the other core while this one analyses it (the digest is
     # compared again before anything is placed, so a change during either is refused). Through the
     # module: fault-injection tests wrap it. The thread is joined before anything forks.
-    fingerprinting = _Fingerprint(source)
     # Everything is read through the descriptor analysed: a file renamed over the source meanwhile
     # (an editor's save, another --in-place) is never read at the old offsets.
     through_fd = _fd_path(src_fd, source)
-    try:
+    with ThreadPoolExecutor(1, thread_name_prefix="rewind-lsp fingerprint") as beside:
+        fingerprinting = beside.submit(placement.fingerprint, source)
         check = check_transcript_file(str(through_fd), history=False)  # a repair leaves history as it is
-    finally:
         before = fingerprinting.result()
     if os.fstat(src_fd).st_ino != before[0]:  # replaced between the open and the fingerprint
         raise placement.changed_error(source)

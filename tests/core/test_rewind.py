@@ -544,7 +544,7 @@ def test_the_source_is_fingerprinted_beside_its_analysis_and_its_failure_is_rewi
     monkeypatch.setattr(placement, "fingerprint", failing)
     with pytest.raises(PermissionError):
         rewind(src, "patch")
-    assert threads == ["rewind-lsp fingerprint"]
+    assert threads == ["rewind-lsp fingerprint_0"]
     assert threading.active_count() == 1
     assert sorted(x.name for x in tmp_path.iterdir()) == [src.name]
 
