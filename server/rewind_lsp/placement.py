@@ -306,6 +306,13 @@ def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, lik
             return None
         return block.replace(needle, new_key)
 
+    def one_by_one(first: int, block: bytes, start: int, stop: int, out: list[bytes]) -> None:
+        """The untouched lines from line `first` in `block[start:stop]` (whole lines), one at a time."""
+        line = first
+        for body in block[start:stop].split(b"\n")[:-1]:  # the last piece is empty: a newline ends the run
+            copy_whole(line, body[:-1] if body.endswith(b"\r") else body, out)
+            line += 1
+
     with os.fdopen(tmp_fd, "wb") as out, os.fdopen(os.dup(src_fd), "rb") as src:
         same_owner_and_mode(out.fileno(), like)
         fd = src.fileno()
@@ -332,23 +339,31 @@ def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, lik
             block = chunk if cut == len(chunk) else chunk[:cut]
             del chunk
             count = block.count(b"\n")
-            whole = as_it_is(line, count, block)
-            if whole is not None:
-                out.write(whole)
-                line += count
-                offset += cut
-                continue
-            bodies = block.split(b"\n")
-            bodies.pop()  # empty: the block ends with a newline
-            crlf = b"\r" in block
-            for body in bodies:
-                if crlf and body.endswith(b"\r"):
-                    body = body[:-1]
-                if line in acted:
-                    copy_line(line, body, True, pieces)
-                else:
-                    copy_whole(line, body, pieces)
-                line += 1
+            # Patch relinks a line of most replies: the runs of untouched lines between the acted
+            # ones are still written a run at a time (`as_it_is`), each acted line on its own.
+            end_line = line + count
+            acted_here = acted_lines[bisect.bisect_left(acted_lines, line):bisect.bisect_left(acted_lines, end_line)]
+            pos = 0
+            for a in [*acted_here, end_line]:
+                if a > line:
+                    start = pos
+                    if a == end_line:
+                        pos = cut
+                    else:
+                        for _ in range(a - line):
+                            pos = block.index(b"\n", pos) + 1
+                    run = as_it_is(line, a - line, block if start == 0 and pos == cut else block[start:pos])
+                    if run is not None:
+                        pieces.append(run)
+                    else:
+                        one_by_one(line, block, start, pos, pieces)
+                    line = a
+                if a < end_line:
+                    stop = block.index(b"\n", pos)
+                    body = block[pos:stop]
+                    copy_line(a, body[:-1] if body.endswith(b"\r") else body, True, pieces)
+                    pos = stop + 1
+                    line = a + 1
             out.writelines(pieces)
             offset += cut
         out.flush()

@@ -179,8 +179,9 @@ COPY_SHAPES = [
 def test_the_chunked_copy_writes_what_a_line_by_line_copy_writes(
     seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whole blocks of lines written at once (each line's own id replaced in one pass), lines one by
-    one, lines longer than a chunk: all as `with_session_id` on each line, the dropped lines left out."""
+    """Whole blocks of lines written at once (each line's own id replaced in one pass), runs of them
+    between dropped lines, lines one by one, lines longer than a chunk: all as `with_session_id` on
+    each line, the dropped lines left out."""
     import random
 
     from rewind_lsp.repair_plan import LineSessionIds
@@ -198,7 +199,9 @@ def test_the_chunked_copy_writes_what_a_line_by_line_copy_writes(
     src.write_bytes(data)
     plan = Plan()
     plan.session_ids = LineSessionIds(read_transcript(str(src)).entries)
-    plan.drop = {n for n in range(1, len(lines) + 1) if rng.random() < 0.05}
+    # Dropped lines are acted on: between them, runs of untouched lines are written a run at a time.
+    dropping = rng.choice([0.0, 0.05, 0.3, 0.9])
+    plan.drop = {n for n in range(1, len(lines) + 1) if rng.random() < dropping}
     new = "12345678-1234-4234-8234-123456789abc"
     got, _ = write_copy_of(src, plan, new)
     want = b""
