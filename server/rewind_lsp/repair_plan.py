@@ -18,7 +18,7 @@ import time
 import uuid
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,6 +230,22 @@ def _message_index(conv: Conversation) -> dict[int, int]:
     return {id(e): i for i, m in enumerate(conv.messages) for e in m.entries}
 
 
+def _places_of(conv: Conversation, entries: Iterable[Entry]) -> dict[int, int]:
+    """`_message_index` of these entries only (by identity; one not in a message is left out): a
+    few faults' places in a long conversation without a map of all its lines (1M lines: 0.5 s)."""
+    wanted = {id(e) for e in entries}
+    out: dict[int, int] = {}
+    if not wanted:
+        return out
+    for i, m in enumerate(conv.messages):
+        for e in m.entries:
+            if id(e) in wanted:
+                out[id(e)] = i
+                if len(out) == len(wanted):
+                    return out
+    return out
+
+
 def _result_ids(msg: Message) -> frozenset[str]:
     return frozenset(b.tool_id for e in msg.entries for b in e.blocks if b.kind == TOOL_RESULT and b.tool_id)
 
@@ -247,7 +263,7 @@ def plan_patch(conv: Conversation, lines: SourceLines, plan: Plan,
         if answered_in_parent and conv.forked and msgs and msgs[0].role == "user" else []
     if not faults and not unanswered:
         return
-    msg_of = _message_index(conv)
+    msg_of = _places_of(conv, (f.entry for f in faults))
     # Per user message: entries to move behind its results, and new entries to add there.
     tail: dict[int, list[dict[str, Any]]] = defaultdict(list)
     # Per assistant message index with no user message after it: synthetic results.
@@ -389,19 +405,23 @@ def _relink(
 ) -> None:
     """Place moved and new lines after their message's last line, and make the conversation one
     linear parentUuid chain in API order (the layout every Claude Code version loads)."""
-    msg_of = _message_index(conv)
+    msgs = conv.messages
     sequence: list[Entry | dict[str, Any]] = []
-    done: set[int] = set()
+    # The lines of the messages come in `order` as in the messages, other lines between them: the
+    # next message line is the one `(nxt, at)` points at (no map of every line to its message).
+    nxt = at = 0
     for e in conv.order:
-        mi = msg_of.get(id(e))
-        if mi is None:
+        if nxt == len(msgs) or e is not msgs[nxt].entries[at]:
             if not (e.api_error and e.line in plan.drop):  # a recorded error left out
                 sequence.append(e)
             continue
-        if mi in done:
-            continue
-        done.add(mi)
-        msg: Message = conv.messages[mi]
+        mi, first = nxt, at == 0
+        at += 1
+        if at == len(msgs[nxt].entries):
+            nxt, at = nxt + 1, 0
+        if not first:
+            continue  # a later line of a message laid out at its first
+        msg: Message = msgs[mi]
         anchor = max(x.line for x in msg.entries)
         if mi in layout:
             staying, moving = layout[mi]
@@ -436,12 +456,14 @@ def _relink(
                 else:
                     plan.reparent[x.line] = prev_uuid
         prev_uuid = this_uuid
+    assert nxt == len(msgs), "a message line missing from the conversation's order"
 
 
 def rewind_points(main: Conversation) -> list[Entry]:
-    """The user prompts of the live conversation, in order: where `--to` may cut (as `/rewind`'s menu)."""
-    msg_of = _message_index(main)
-    return [e for e in main.order if _is_prompt(e) and id(e) in msg_of]
+    """The user prompts of the live conversation, in order: where `--to` may cut (as `/rewind`'s menu).
+    (A prompt of its order is always in one of its messages: `conversation._assemble` leaves out of
+    them only lines that are not messages.)"""
+    return [e for e in main.order if _is_prompt(e)]
 
 
 def rewind_drops(main: Conversation) -> dict[int, int]:
@@ -474,12 +496,12 @@ def plan_truncate(check: TranscriptCheck, plan: Plan, to: str | None = None) -> 
                               "use --mode patch")
         raise RewindError("no conversation to rewind: the file has no user or assistant entries")
     faults = list(plan.faults_of(main))
-    msg_of = _message_index(main)
     msgs = main.messages
     if to is not None:
         point = _point(main, to)
-        keep = msg_of[id(point)]
-        earlier = sorted(f.entry.line for f in faults if msg_of.get(id(f.entry), 0) < keep)
+        places = _places_of(main, [point, *(f.entry for f in faults)])
+        keep = places[id(point)]
+        earlier = sorted(f.entry.line for f in faults if places.get(id(f.entry), 0) < keep)
         if earlier:
             raise RewindError(f"--to {to}: the conversation already breaks before it, at line {earlier[0]}; "
                               f"choose a prompt before line {earlier[0]}")
@@ -487,8 +509,12 @@ def plan_truncate(check: TranscriptCheck, plan: Plan, to: str | None = None) -> 
             raise RewindError(f"--to {to}: that is the first prompt; nothing would be left to resume")
         _cut(check, main, keep, plan)
         return
-    cut = min(msg_of[id(f.entry)] for f in faults) if faults else _before_recorded_400(check, main, msg_of)
-    keep = cut
+    if faults:
+        places = _places_of(main, (f.entry for f in faults))
+        keep = min(places[id(f.entry)] for f in faults)
+    else:
+        prompt = _before_recorded_400(check, main)
+        keep = _places_of(main, [prompt])[id(prompt)]
     while keep > 0 and msgs[keep - 1].role == "assistant" and any(
         b.kind == TOOL_USE for e in msgs[keep - 1].entries for b in e.blocks
     ):
@@ -505,22 +531,24 @@ def plan_truncate(check: TranscriptCheck, plan: Plan, to: str | None = None) -> 
 def _cut(check: TranscriptCheck, main: Conversation, keep: int, plan: Plan) -> None:
     """Drop the live conversation from message `keep` on, and every main-scope line after it."""
     msgs = main.messages
-    kept = {id(e) for m in msgs[:keep] for e in m.entries}
     last_kept_line = max(e.line for m in msgs[:keep] for e in m.entries)
+    # No kept line is after the last kept one, so a line after it is late; and only a late line
+    # of the main order is looked up: the sets hold the dropped tail, not the whole conversation.
     dropped = {id(e) for m in msgs[keep:] for e in m.entries}
-    in_main_order = {id(e) for e in main.order}
+    late_in_main_order = {id(e) for e in main.order if e.line > last_kept_line}
     for e in check.transcript.entries:
-        late = e.line > last_kept_line and id(e) not in kept
-        late_message = late and not e.sidechain and e.type in ("user", "assistant")
-        late_chain = late and id(e) in in_main_order
-        # Progress and system lines after the cut hang off dropped lines: kept, they would point at
-        # nothing, and one of them could become the leaf Claude Code resumes from.
-        late_linked = late and not e.sidechain and e.uuid is not None
-        if id(e) in dropped or late_message or late_chain or late_linked:
+        if e.line > last_kept_line:
+            # A late message, or a line of the main chain, or (progress and system lines after the
+            # cut hang off dropped lines: kept, they would point at nothing, and one of them could
+            # become the leaf Claude Code resumes from) any late line with a uuid.
+            if (not e.sidechain and (e.type in ("user", "assistant") or e.uuid is not None)) \
+                    or id(e) in late_in_main_order or id(e) in dropped:
+                plan.drop.add(e.line)
+        elif id(e) in dropped:
             plan.drop.add(e.line)
     plan.kept_messages = keep
     plan.total_messages = len(msgs)
-    plan.last_prompt = next((e for e in reversed(rewind_points(main)) if id(e) in kept), None)
+    plan.last_prompt = next((e for m in reversed(msgs[:keep]) for e in reversed(m.entries) if _is_prompt(e)), None)
     plan.fixed.append(
         f"kept {keep} of {len(msgs)} messages; cut before line {min(e.line for m in msgs[keep:] for e in m.entries)}"
     )
@@ -533,9 +561,9 @@ def _is_prompt(e: Entry) -> bool:
     return e.type == "user" and e.is_message and not e.has_tool_result
 
 
-def _before_recorded_400(check: TranscriptCheck, main: Conversation, msg_of: dict[int, int]) -> int:
-    """The message index of the prompt whose request Claude Code recorded the 400 for, when every
-    call pairs: a cut there is what `/rewind` to that prompt does."""
+def _before_recorded_400(check: TranscriptCheck, main: Conversation) -> Entry:
+    """The prompt whose request Claude Code recorded the 400 for, when every call pairs: a cut
+    there is what `/rewind` to that prompt does."""
     recorded = [f.start.line for f in check.findings
                 if f.rule == CONCURRENCY_400 and f.facts.get("conversation") == main.label
                 and f.facts.get("recorded_400") == "paired" and f.severity <= Severity.WARNING]
@@ -546,9 +574,9 @@ def _before_recorded_400(check: TranscriptCheck, main: Conversation, msg_of: dic
     for e in main.order:
         if e.line >= first:
             break
-        if _is_prompt(e) and id(e) in msg_of:
+        if _is_prompt(e):  # in a message: see rewind_points
             prompt = e
     if prompt is None:
         raise RewindError(f"the tool-use 400 recorded at line {first} has no prompt before it to rewind to; "
                           "use --mode patch")
-    return msg_of[id(prompt)]
+    return prompt

@@ -585,3 +585,23 @@ def test_result_is_validated_before_it_goes_into_place(tmp_path: Path) -> None:
     src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
     result = rewind(src, "truncate")
     assert check_transcript_file(str(result.path)).findings == []
+
+
+def test_truncate_names_the_last_prompt_of_a_message_of_two_and_keeps_every_earlier_line(tmp_path: Path) -> None:
+    """Two prompts in a row are one user message: the prompt the cut keeps last is the second."""
+    from rewind_lsp.rewind import preview
+
+    b = Builder()
+    b.user("first")
+    b.assistant(text_block("hi"))
+    b.user("second")
+    b.user("third")
+    b.assistant(tu("toolu_01GONE"))  # never answered: the break
+    b.user("fourth")
+    b.assistant(text_block("done"))
+    src = b.write(tmp_path / f"{SID}.jsonl")
+    truncate = next(p for p in preview(src) if p.mode == "truncate")
+    assert (truncate.last_prompt_line, truncate.last_prompt_text) == (4, "third")
+    assert (truncate.kept_messages, truncate.total_messages) == (3, 6)
+    result = rewind(src, "truncate")
+    assert [d["message"]["content"] for d in entries(result.path)] == ["first", [text_block("hi")], "second", "third"]
