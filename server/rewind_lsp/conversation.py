@@ -40,7 +40,10 @@ def _line_of(e: Entry) -> int:
     return e.line
 
 
-class Message(msgspec.Struct):
+_COMPACT_BOUNDARY = "compact_boundary"
+
+
+class Message(msgspec.Struct, gc=False):  # a role and a list of entries: no cycles, a million of them
     """One API message: consecutive entries of one role, merged as the API merges them."""
 
     role: str  # "user" | "assistant"
@@ -71,8 +74,8 @@ class Conversation(msgspec.Struct):
 
 class EntryIndex:
     __slots__ = (
-        "_position", "_scopes", "attached_results", "by_uuid", "entries", "has_children", "has_message_children",
-        "siblings", "superseded",
+        "_position", "_scopes", "attached_results", "by_uuid", "entries", "has_message_children",
+        "has_other_children", "siblings", "superseded",
     )
 
     def __init__(self, entries: Sequence[Entry]) -> None:
@@ -80,8 +83,10 @@ class EntryIndex:
         self.by_uuid: dict[str, Entry] = {}
         self.siblings: dict[tuple[bool, str | None, str], list[Entry]] = {}
         self.attached_results: dict[str, list[Entry]] = {}
-        self.has_children: set[str] = set()
-        self.has_message_children: set[str] = set()  # a user/assistant line continues from it
+        # What lines continue from a uuid: a user/assistant line, or another (two sets, not one of
+        # every parent beside one of message parents: most parents are both).
+        self.has_message_children: set[str] = set()
+        self.has_other_children: set[str] = set()
         # Earlier copies of a line written again with the same uuid: Claude Code's loader keys
         # entries by uuid, so the last copy wins and the others are not part of any conversation.
         self.superseded: set[int] = set()
@@ -118,7 +123,7 @@ class EntryIndex:
         """Index more entries (the caller appends them to `entries`). One loop with its look-ups
         bound once, not a method call per line: this runs for every line of every segment."""
         by_uuid, siblings, attached = self.by_uuid, self.siblings, self.attached_results
-        has_children, has_message_children = self.has_children, self.has_message_children
+        has_message_children, has_other_children = self.has_message_children, self.has_other_children
         stale: dict[int, list[Entry]] = {}
         for e in new:
             uuid = e.uuid
@@ -130,9 +135,10 @@ class EntryIndex:
             parent = e.parent
             kind = e.type
             if parent is not None:
-                has_children.add(parent)
                 if kind == "user" or kind == "assistant":
                     has_message_children.add(parent)
+                else:
+                    has_other_children.add(parent)
             if kind == "assistant":
                 if not e.api_error:
                     m = e.message
@@ -255,6 +261,36 @@ class _Trace:
 Joined = tuple[_Trace, int]  # a traced chain and a place in it
 
 
+def _walk_plain(leaf: Entry, ix: EntryIndex) -> tuple[list[Entry], list[int]] | None:
+    """`_walk` without a limit or traced chains, for the live conversations: the chain, root first,
+    and the places in it of the lines whose parent is not in the file (what `_assemble` reports as
+    `missing_parent`). None on a cycle, which `_walk` cuts where it closes. Without `_walk`'s set of
+    the lines seen: a walk with no cycle takes at most one step per line, so a longer one has one."""
+    chain: list[Entry] = []
+    append = chain.append
+    find = ix.by_uuid.get
+    parent_of = ix.parent_of
+    missing: list[int] = []
+    steps = len(ix.entries) + 1
+    e: Entry | None = leaf
+    while e is not None:
+        steps -= 1
+        if not steps:
+            return None
+        append(e)
+        p = e.parent
+        if p is None or (e.type == "system" and e.subtype == _COMPACT_BOUNDARY):
+            break  # a root, or where a chain starts after a compaction (as parent_of)
+        up = find(p)
+        if up is None:
+            missing.append(len(chain) - 1)
+            up = parent_of(e)  # bridged, or None
+        e = up
+    chain.reverse()
+    last = len(chain) - 1
+    return chain, [last - k for k in reversed(missing)]
+
+
 def _walk(
     leaf: Entry, ix: EntryIndex, limit: int = -1, known: dict[int, Joined] | None = None
 ) -> tuple[list[Entry] | None, Joined | None, bool]:
@@ -295,19 +331,20 @@ def _chain(leaf: Entry, ix: EntryIndex) -> list[Entry]:
 
 def _assemble(
     chain: list[Entry], ix: EntryIndex, kind: str, label: str, trace: _Trace | None = None,
-    joined: Joined | None = None,
+    joined: Joined | None = None, missing_in_chain: list[int] | None = None,
 ) -> Conversation:
     """The conversation of `chain` (root first). `joined` (a trace and a place in it): the chain
     goes on from that line of the traced one, whose lines up to it come first. `trace`: filled in
-    for a later branch to pick up from (the chain must end at a root)."""
+    for a later branch to pick up from (the chain must end at a root). `missing_in_chain`: the places
+    in `chain` of its lines whose parent is not in the file, when the walk found them already."""
     messages: list[Message] = []
     order: list[Entry] = []
-    emitted: set[int] = set()
+    emitted: set[Entry] = set()  # entries hash by identity (eq=False): no int per line
     base = 0
     if joined is not None:
         on, at = joined
         messages, order = on.state_at(at)
-        emitted = set(map(id, order))
+        emitted = set(order)
         base = at + 1
     marks = starts = None
     if trace is not None:
@@ -319,16 +356,16 @@ def _assemble(
     def push(role: str, group: list[Entry]) -> None:
         if len(group) == 1:  # the usual group: one line, without the comprehension and loop
             g = group[0]
-            if id(g) in emitted:
+            if g in emitted:
                 return
-            emitted.add(id(g))
+            emitted.add(g)
             fresh = [g]  # a new list: `group` may be the index's own
         else:
-            fresh = [g for g in group if id(g) not in emitted]
+            fresh = [g for g in group if g not in emitted]
             if not fresh:
                 return
             for g in fresh:
-                emitted.add(id(g))
+                emitted.add(g)
         order.extend(fresh)
         if messages and messages[-1].role == role:
             messages[-1].entries.extend(fresh)
@@ -338,32 +375,51 @@ def _assemble(
             messages.append(Message(role, fresh))
 
     siblings, attached = ix.siblings, ix.attached_results
+    last = messages[-1] if messages else None
     for e in chain:
-        if id(e) in emitted:
+        if e in emitted:
             pass
-        elif e.type not in _CHAIN_TYPES or e.api_error:  # not a message (Entry.is_message, inlined)
-            emitted.add(id(e))
+        elif (e.type != "user" and e.type != "assistant") or e.api_error:  # not a message (Entry.is_message)
+            emitted.add(e)
             order.append(e)
-        elif e.type == "assistant":
-            group = siblings.get((e.sidechain, e.agent_id, e.message_id), [e]) if e.message_id else [e]
-            if e not in group:  # identity: Entry compares by identity (eq=False)
-                group = [e]
-            push("assistant", group)
-            results: dict[int, Entry] = {}
-            for a in group:
-                if a.uuid is not None:
-                    for r in attached.get(a.uuid, ()):
-                        if r.sidechain == e.sidechain:
-                            results[id(r)] = r
-            if results:
-                push("user", sorted(results.values(), key=lambda r: r.line))
         else:
-            push("user", [e])
+            # The usual line: a message of its own, or the next line of the last one (push, inlined).
+            role = e.type
+            m = e.message
+            mid = m.id if m is not None and role == "assistant" else None
+            group = siblings.get((e.sidechain, e.agent_id, mid)) if mid else None
+            if group is not None and len(group) > 1 and e in group:  # identity: Entry compares by identity
+                push(role, group)
+                last = messages[-1]
+            else:
+                group = None
+                emitted.add(e)
+                order.append(e)
+                if last is not None and last.role == role:
+                    last.entries.append(e)
+                else:
+                    if starts is not None:
+                        starts.append(len(order) - 1)
+                    last = Message(role, [e])
+                    messages.append(last)
+            if role == "assistant":
+                results: dict[int, Entry] = {}
+                for a in group if group is not None else (e,):
+                    if a.uuid is not None:
+                        for r in attached.get(a.uuid, ()):
+                            if r.sidechain == e.sidechain:
+                                results[id(r)] = r
+                if results:
+                    push("user", sorted(results.values(), key=_line_of))
+                    last = messages[-1]
         if marks is not None:
             marks.append(len(order))
-    by_uuid = ix.by_uuid
-    missing_at = [base + k for k, e in enumerate(chain)
-                  if e.parent is not None and e.parent not in by_uuid and not e.is_compact_boundary]
+    if missing_in_chain is None:
+        by_uuid = ix.by_uuid
+        missing_at = [base + k for k, e in enumerate(chain)
+                      if e.parent is not None and e.parent not in by_uuid and not e.is_compact_boundary]
+    else:
+        missing_at = [base + k for k in missing_in_chain]
     missing = [chain[k - base] for k in missing_at]
     if joined is not None:
         before = [(x, k) for x, k in zip(on.conv.missing_parent, on.missing_at, strict=True) if k < base]  # type: ignore[union-attr]
@@ -478,12 +534,18 @@ def rebuild_indexed(
     traces: list[_Trace] = []  # of the chains that end at a root, for history branches to pick up from
 
     def assemble(leaf: Entry, kind: str, label: str) -> Conversation:
-        chain, _, rooted = _walk(leaf, ix)
-        assert chain is not None  # no limit
+        walked = _walk_plain(leaf, ix)
+        if walked is not None:
+            chain, missing = walked
+            traced = _Trace()
+            traces.append(traced)
+            return _assemble(chain, ix, kind, label, traced, missing_in_chain=missing)
+        cut, _, rooted = _walk(leaf, ix)  # a cycle: cut where it closes
+        assert cut is not None  # no limit
         trace = _Trace() if rooted else None
         if trace is not None:
             traces.append(trace)
-        return _assemble(chain, ix, kind, label, trace)
+        return _assemble(cut, ix, kind, label, trace)
 
     leaf = _resume_leaf([e for e in entries if not e.sidechain], ix) if main else None
     if leaf is not None:
@@ -502,7 +564,7 @@ def rebuild_indexed(
     covered: set[int] = set()
     for c in conversations:
         covered.update(map(id, c.order))
-    has_children, by_uuid = ix.has_children, ix.by_uuid
+    has_message_children, has_other_children, by_uuid = ix.has_message_children, ix.has_other_children, ix.by_uuid
     # The limit counts per segment (the stretch from one main compaction boundary to the next):
     # no chain crosses a boundary, so a file is then judged the same whole or a segment at a time.
     branches = held = 0
@@ -514,7 +576,7 @@ def rebuild_indexed(
         after_boundary = e.type == "system" and e.subtype == "compact_boundary" and not e.sidechain
         if branches >= MAX_HISTORY_BRANCHES or held > MAX_HISTORY_LINES:
             continue
-        if id(e) in covered or (e.uuid and e.uuid in has_children):
+        if id(e) in covered or (e.uuid and (e.uuid in has_message_children or e.uuid in has_other_children)):
             continue
         if e.type not in _CHAIN_TYPES and e.parent is not None and e.subtype != "compact_boundary":
             # The common dead end: a progress line hanging off a message already covered (what

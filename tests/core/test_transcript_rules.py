@@ -740,3 +740,19 @@ def test_rebuilt_history_is_bounded_per_segment(b: Builder, tmp_path: Path, monk
     assert branches() == ["toolu_b100", "toolu_b200", "toolu_b300", "toolu_b400", "toolu_b500"]
     monkeypatch.setattr(conversation, "MAX_HISTORY_LINES", 700)  # 102 + 202 + 302 lines fit, 402 more do not
     assert branches() == ["toolu_b100", "toolu_b200", "toolu_b300"]
+
+
+def test_two_lines_of_one_reply_hanging_off_the_same_prompt_are_one_message(b: Builder, tmp_path: Path) -> None:
+    """The walk up from the leaf passes the second line only; the first, its sibling (same
+    message.id, same parent), is re-attached: both uses are answered by the next message."""
+    b.user("go")
+    prompt = b.last[(False, None)]
+    first = b.assistant(tu("toolu_SIB1"), msg_id="msg_SIB", parent=prompt)
+    second = b.assistant(tu("toolu_SIB2"), msg_id="msg_SIB", parent=prompt)
+    b.user([tr("toolu_SIB1"), tr("toolu_SIB2")], parent=second["uuid"])
+    b.assistant(text("done"))
+    p = b.write(tmp_path / "s.jsonl")
+    assert serious(findings(p)) == []
+    (main,) = [c for c in rebuild(read_transcript(str(p)).entries) if c.kind == "main"]
+    assert [(m.role, [e.uuid for e in m.entries]) for m in main.messages][:2] == [
+        ("user", [prompt]), ("assistant", [first["uuid"], second["uuid"]])]
