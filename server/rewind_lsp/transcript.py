@@ -8,6 +8,7 @@ field by field, so unknown fields, unknown entry types and wrong types never sto
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, NamedTuple
 
@@ -183,6 +184,7 @@ def decode_block(buf: bytes, cut: int, line: int, offset: int) -> tuple[list[Ent
     # line holds whole values, at least one; as many values as lines makes it exactly one each.
     # (Counted by this loop: bytes.count costs as much as the loop itself.)
     find = buf.find
+    share = sys.intern
     pos = 0
     boundary = False
     for e in decoded:
@@ -195,12 +197,34 @@ def decode_block(buf: bytes, cut: int, line: int, offset: int) -> tuple[list[Ent
         e.cached_blocks = None  # a line could name the internal key (see _UNREAD)
         if e.subtype == _COMPACT_BOUNDARY:
             boundary = True
+        # Strings every line repeats, one object each: a million lines in 225 MB less, for 0.25 s
+        # (sharing each parentUuid with the uuid of the line before saved 64 MB more, for 0.27 s).
+        e.type = share(e.type)
+        sid = e.session_id
+        if sid is not None:
+            e.session_id = share(sid)
+        m = e.message
+        if m is not None:
+            role = m.role
+            if role is not None:
+                m.role = share(role)
         pos = end + 1
         line += 1
     return (decoded, boundary) if pos == cut else None  # fewer values than lines
 
 
 _COMPACT_BOUNDARY = "compact_boundary"
+
+
+def _share_strings(e: Entry) -> None:
+    """What `decode_block` does inline: the strings every line repeats, one object each."""
+    share = sys.intern
+    e.type = share(e.type)
+    if e.session_id is not None:
+        e.session_id = share(e.session_id)
+    m = e.message
+    if m is not None and m.role is not None:
+        m.role = share(m.role)
 
 
 def _block_kind(block_type: str | None) -> str:
@@ -218,6 +242,12 @@ _KIND_OF: dict[str | None, str] = {TOOL_USE: TOOL_USE, TOOL_RESULT: TOOL_RESULT,
 _new_block = tuple.__new__  # Block(...) runs NamedTuple's Python-level __new__; this does not
 
 
+# Text, thinking and image blocks, by place: one shared Block each (they are most blocks), and the
+# usual content of one such block as one shared tuple.
+_OTHER_AT = tuple(_new_block(Block, (i, OTHER, None)) for i in range(64))
+_ONE_OTHER = (_OTHER_AT[0],)
+
+
 def _blocks_of(m: _Message | None) -> tuple[Block, ...]:
     content = None if m is None else m.content
     if not isinstance(content, list) or not content:
@@ -231,7 +261,13 @@ def _blocks_of(m: _Message | None) -> tuple[Block, ...]:
             kind = _block_kind(t)
             if len(kinds) < 256:
                 kinds[t] = kind
-        out.append(_new_block(Block, (i, kind, b.id if kind in uses else b.tool_use_id)))
+        tool_id = b.id if kind in uses else b.tool_use_id
+        if kind == OTHER and tool_id is None and i < 64:
+            out.append(_OTHER_AT[i])
+        else:
+            out.append(_new_block(Block, (i, kind, tool_id)))
+    if len(out) == 1 and out[0] is _OTHER_AT[0]:
+        return _ONE_OTHER
     return tuple(out)
 
 
@@ -371,6 +407,7 @@ def parse_lines(buf: bytes, cut: int, line: int, offset: int) -> tuple[list[Entr
             try:
                 parsed = decode(body)  # msgspec takes a trailing CR as whitespace
                 parsed.line, parsed.offset, parsed.length, parsed.cached_blocks = line, offset, length, None
+                _share_strings(parsed)
             except _FAST_ERRORS:
                 parsed = parse_line(line, offset, body[:length])
         else:
