@@ -222,10 +222,13 @@ def conversation_findings(
     ruleset = _Rules(rules)
     loc = _Locator(fetch)
     findings: dict[tuple[int, int, str, str | None], Finding] = {}
+    # The live conversations' lines, by identity: only history is judged against them (a check
+    # without history, such as a repair's, makes no set of every line).
     active: set[int] = set()
-    for conv in conversations:
-        if conv.kind != "history":
-            active.update(map(id, conv.order))
+    if any(conv.kind == "history" for conv in conversations):
+        for conv in conversations:
+            if conv.kind != "history":
+                active.update(map(id, conv.order))
 
     def add(f: Finding) -> None:
         findings.setdefault((f.start.line, f.start.column, f.rule, f.tool_use_id), f)
