@@ -180,6 +180,10 @@ def run(source: str, mode: str, in_place: bool, out: str | None, target: int,
     """Run rewind in a forked child with fault point `target` armed; returns how the child ended."""
     sys.stdout.flush()
     sys.stderr.flush()
+    # The repaired-copy record goes to a cache folder that does not exist yet in every run, so every
+    # run makes the same calls (an existing folder would skip a mkdir and shift the points): one
+    # under a folder of this run's own, removed when the child is done (not left in /tmp).
+    scratch = tempfile.mkdtemp(prefix="rewind-lsp-fault-cache-")
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = CRASHED
@@ -187,10 +191,7 @@ def run(source: str, mode: str, in_place: bool, out: str | None, target: int,
         try:
             from rewind_lsp.rewind import RewindError, rewind
 
-            # The repaired-copy record goes to a cache folder that does not exist yet in every run, so
-            # every run makes the same calls (an existing folder would skip a mkdir and shift the points).
-            os.environ["REWIND_LSP_CACHE_DIR"] = os.path.join(
-                tempfile.gettempdir(), f"rewind-lsp-fault-cache-{os.getpid()}-{time.monotonic_ns()}")
+            os.environ["REWIND_LSP_CACHE_DIR"] = os.path.join(scratch, "cache")
             install(points)
             try:
                 result = rewind(source, mode=mode, out=out, in_place=in_place)
@@ -212,7 +213,10 @@ def run(source: str, mode: str, in_place: bool, out: str | None, target: int,
                 points.save()
             finally:
                 os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return os.waitstatus_to_exitcode(status)
 
 
