@@ -158,6 +158,12 @@ _TOP_FIELD: dict[str, tuple[bytes, msgspec.json.Decoder[Any]]] = {
     "sessionId": (b'"sessionId"', msgspec.json.Decoder(_TopSessionId)),
     "parentUuid": (b'"parentUuid"', msgspec.json.Decoder(_TopParentUuid)),
 }
+class _TopParentAndSession(msgspec.Struct):
+    parentUuid: Any = msgspec.UNSET
+    sessionId: Any = msgspec.UNSET
+
+
+_PARENT_AND_SESSION = msgspec.json.Decoder(_TopParentAndSession)
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NULL = re.compile(rb"null")
 
@@ -203,6 +209,34 @@ def with_top_level(raw: bytes, key: str, value: Any) -> bytes | None:
     return text.encode("utf-8", errors="surrogateescape")
 
 
+def with_parent_and_session(raw: bytes, parent: str | None, session_id: str) -> bytes | None:
+    """`raw` with its own top-level parentUuid and sessionId set, in one pass over the line: what
+    `with_top_level` of one then the other gives, for the usual line (no `\\u` escape, each key
+    once, both its own, with a string or null value); None for any other line (do them one at a
+    time). Patch relinks a line of most replies, and such lines hold the large tool results."""
+    if b"\\u" in raw or raw.count(b'"parentUuid"') != 1 or raw.count(_SESSION_KEY) != 1:
+        return None
+    try:
+        top = _PARENT_AND_SESSION.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if top.parentUuid is msgspec.UNSET or top.sessionId is msgspec.UNSET:
+        return None
+    spans: list[tuple[int, int, bytes]] = []
+    for key, value in ((b'"parentUuid"', parent), (_SESSION_KEY, session_id)):
+        i = _past_space(raw, raw.index(key) + len(key))
+        if raw[i:i + 1] != b":":
+            return None
+        start = _past_space(raw, i + 1)
+        found = _JSON_STRING.match(raw, start) or _NULL.match(raw, start)
+        if found is None:
+            return None
+        spans.append((start, found.end(), json.dumps(value).encode("utf-8", errors="surrogateescape")))
+    spans.sort()
+    (a, b, first), (c, d, second) = spans
+    return b"".join((raw[:a], first, raw[b:c], second, raw[d:]))
+
+
 def with_session_id(raw: bytes, session_id: str) -> bytes:
     """`raw` with its own top-level `sessionId` set to `session_id`; every other byte kept."""
     replaced = with_top_level(raw, "sessionId", session_id)
@@ -243,24 +277,30 @@ def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, lik
 
     def copy_line(line: int, body: bytes, ended: bool, out: list[bytes]) -> None:
         if line not in plan.drop:
-            if line in plan.reparent and line not in plan.replace:
-                relinked = with_top_level(body, "parentUuid", plan.reparent[line])
-                if relinked is None:  # no parentUuid field of its own: given one
-                    plan.replace[line] = {**json.loads(body.decode("utf-8", errors="replace")),
-                                          "parentUuid": plan.reparent[line]}
-                else:
-                    body = relinked
-            if line in plan.replace:
-                out += (encode(plan.replace[line]), b"\n")
-            elif ended or is_json_object(body):
-                out += (with_session_id(body, session_id) if session_id else body, b"\n")
-            elif body.strip():
-                # A writer mid-write: its bytes stay in the original, never fused with the
-                # line Claude Code appends next.
-                left_out.append(
-                    f"line {line}: a half-written last line ({len(body)} bytes) was left out; "
-                    "it stays in the original"
-                )
+            relink = line in plan.reparent and line not in plan.replace
+            both = with_parent_and_session(body, plan.reparent[line], session_id) \
+                if relink and session_id and ended else None
+            if both is not None:
+                out += (both, b"\n")
+            else:
+                if relink:
+                    relinked = with_top_level(body, "parentUuid", plan.reparent[line])
+                    if relinked is None:  # no parentUuid field of its own: given one
+                        plan.replace[line] = {**json.loads(body.decode("utf-8", errors="replace")),
+                                              "parentUuid": plan.reparent[line]}
+                    else:
+                        body = relinked
+                if line in plan.replace:
+                    out += (encode(plan.replace[line]), b"\n")
+                elif ended or is_json_object(body):
+                    out += (with_session_id(body, session_id) if session_id else body, b"\n")
+                elif body.strip():
+                    # A writer mid-write: its bytes stay in the original, never fused with the
+                    # line Claude Code appends next.
+                    left_out.append(
+                        f"line {line}: a half-written last line ({len(body)} bytes) was left out; "
+                        "it stays in the original"
+                    )
         for extra in plan.insert_after.get(line, ()):
             out += (encode(extra), b"\n")
 

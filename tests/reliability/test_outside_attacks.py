@@ -175,6 +175,28 @@ COPY_SHAPES = [
 ]
 
 
+@pytest.mark.parametrize(("raw", "fast"), [
+    (b'{"parentUuid":"p","sessionId":"s","t":"x"}', True),
+    (b'{"sessionId":"s","a":1,"parentUuid":null}', True),  # the other order, a null parent
+    (b'{"parentUuid" : "p" ,"sessionId"\t:\t"s"}', True),  # spaces around the colons
+    (b'{"parentUuid":"p","sessionId":"s","t":"\xff\xfe"}', True),  # invalid UTF-8 elsewhere
+    (b'{"parentUuid":"p","sessionId":"s","r":{"sessionId":"s"}}', False),  # nested: one at a time
+    (b'{"parentUuid":"p","r":{"parentUuid":"q"},"sessionId":"s"}', False),
+    (b'{"parentUuid":"p","session\\u0049d":"s","a":{"sessionId":"s"}}', False),  # an escaped key
+    (b'{"parentUuid":1,"sessionId":"s"}', False),  # not a string
+    (b'{"sessionId":"s"}', False),  # no parent of its own
+    (b'{"a":{"parentUuid":"x"},"sessionId":"s"}', False),
+])
+def test_the_parent_and_session_are_set_in_one_pass_as_one_after_the_other(raw: bytes, fast: bool) -> None:
+    """Patch's relinked lines in a new session: one pass where provable, else the two steps."""
+    got = placement.with_parent_and_session(raw, "new-parent", "new-session")
+    assert (got is not None) == fast
+    relinked = placement.with_top_level(raw, "parentUuid", "new-parent")
+    if got is not None:
+        assert relinked is not None
+        assert got == placement.with_session_id(relinked, "new-session")
+
+
 @pytest.mark.parametrize("seed", range(24))
 def test_the_chunked_copy_writes_what_a_line_by_line_copy_writes(
     seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -202,11 +224,18 @@ def test_the_chunked_copy_writes_what_a_line_by_line_copy_writes(
     # Dropped lines are acted on: between them, runs of untouched lines are written a run at a time.
     dropping = rng.choice([0.0, 0.05, 0.3, 0.9])
     plan.drop = {n for n in range(1, len(lines) + 1) if rng.random() < dropping}
+    # Relinked lines (patch) are acted on too: those with a parentUuid of their own.
+    own_parent = {n for n, x in enumerate(lines, 1) if placement.with_top_level(x.encode(), "parentUuid", "x")}
+    plan.reparent = {n: f"parent-{n}" for n in sorted(own_parent - plan.drop) if rng.random() < 0.2}
     new = "12345678-1234-4234-8234-123456789abc"
     got, _ = write_copy_of(src, plan, new)
     want = b""
     with src.open("rb") as f:
         for line, _offset, body, ended in iter_lines(f):
+            if line in plan.reparent:
+                relinked = placement.with_top_level(body, "parentUuid", plan.reparent[line])
+                assert relinked is not None
+                body = relinked
             if line not in plan.drop and (ended or placement.is_json_object(body)):
                 want += placement.with_session_id(body, new) + b"\n"
     assert got == want
