@@ -561,9 +561,9 @@ def rebuild_indexed(
 
     if not history:
         return conversations, ix
-    covered: set[int] = set()
+    covered: set[Entry] = set()  # by identity (Entry hashes so): no int per line
     for c in conversations:
-        covered.update(map(id, c.order))
+        covered.update(c.order)
     has_message_children, has_other_children, by_uuid = ix.has_message_children, ix.has_other_children, ix.by_uuid
     # The limit counts per segment (the stretch from one main compaction boundary to the next):
     # no chain crosses a boundary, so a file is then judged the same whole or a segment at a time.
@@ -576,23 +576,23 @@ def rebuild_indexed(
         after_boundary = e.type == "system" and e.subtype == "compact_boundary" and not e.sidechain
         if branches >= MAX_HISTORY_BRANCHES or held > MAX_HISTORY_LINES:
             continue
-        if id(e) in covered or (e.uuid and (e.uuid in has_message_children or e.uuid in has_other_children)):
+        if e in covered or (e.uuid and (e.uuid in has_message_children or e.uuid in has_other_children)):
             continue
         if e.type not in _CHAIN_TYPES and e.parent is not None and e.subtype != "compact_boundary":
             # The common dead end: a progress line hanging off a message already covered (what
             # the loop below concludes after one step), taken without the loop.
             p = by_uuid.get(e.parent)
-            if p is not None and p.type in _CHAIN_TYPES and id(p) in covered:
-                covered.add(id(e))
+            if p is not None and p.type in _CHAIN_TYPES and p in covered:
+                covered.add(e)
                 continue
         # A branch may end in bookkeeping (progress, system): start from its last message.
         leaf_msg: Entry | None = e
         steps = 0
         while leaf_msg is not None and leaf_msg.type not in ("user", "assistant") and steps < 64:
-            covered.add(id(leaf_msg))
+            covered.add(leaf_msg)
             leaf_msg = ix.parent_of(leaf_msg)
             steps += 1
-        if leaf_msg is None or id(leaf_msg) in covered or leaf_msg.type not in ("user", "assistant"):
+        if leaf_msg is None or leaf_msg in covered or leaf_msg.type not in ("user", "assistant"):
             continue
         if known is None:
             known = {}
@@ -607,7 +607,7 @@ def rebuild_indexed(
         branch = _assemble(chain, ix, "history", "rewound or compacted history", trace, joined)
         if trace is not None:
             trace.index_into(known)
-        covered.update(map(id, branch.order))
+        covered.update(branch.order)
         conversations.append(branch)
         branches += 1
     return conversations, ix
