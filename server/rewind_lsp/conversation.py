@@ -679,22 +679,27 @@ def is_splitter(e: Entry) -> bool:
     return e.type == "attachment" or (e.type == "system" and e.subtype == "local_command")
 
 
-def api_positions(conv: Conversation) -> dict[int, int]:
+def api_positions(conv: Conversation, only: set[int] | None = None) -> dict[int, int]:
     """The API's `messages.N` of each entry (by identity) of the messages the API is sent: counted
     from `first_sent`; a reply whose lines have a splitter written between them reaches the API as
     two assistant messages with the splitters' user message between, so from there on each count is
-    two more (the splitters themselves are that message)."""
+    two more (the splitters themselves are that message). `only`: of these entries alone (by
+    identity), without a map of every line (a fault's place in a long conversation)."""
     start = first_sent(conv)
-    splitters = sorted((e for e in conv.order if is_splitter(e)), key=_line_of)
+    msgs = conv.messages
+    # Only a reply of several lines can be split: without one, no splitter is looked for.
+    split = any(m.role == "assistant" and len(m.entries) > 1 for m in msgs[start:])
+    splitters = sorted((e for e in conv.order if is_splitter(e)), key=_line_of) if split else []
     lines = [e.line for e in splitters]
     out: dict[int, int] = {}
     shift = 0
-    for k in range(start, len(conv.messages)):
-        m = conv.messages[k]
+    for k in range(start, len(msgs)):
+        m = msgs[k]
         base = k - start + shift
         if m.role != "assistant" or len(m.entries) < 2 or not splitters:
             for e in m.entries:
-                out.setdefault(id(e), base)
+                if only is None or id(e) in only:
+                    out.setdefault(id(e), base)
             continue
         splits = 0
         prev: Entry | None = None
@@ -704,8 +709,10 @@ def api_positions(conv: Conversation) -> dict[int, int]:
                 if lo < hi:  # written between two lines of this reply: the reply is cut there
                     splits += 1
                     for x in splitters[lo:hi]:
-                        out.setdefault(id(x), base + 2 * splits - 1)
-            out.setdefault(id(e), base + 2 * splits)
+                        if only is None or id(x) in only:
+                            out.setdefault(id(x), base + 2 * splits - 1)
+            if only is None or id(e) in only:
+                out.setdefault(id(e), base + 2 * splits)
             prev = e
         shift += 2 * splits
     return out

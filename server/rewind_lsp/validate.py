@@ -292,7 +292,7 @@ def _count_as_the_api(conv: Conversation, faults: list[Fault]) -> None:
     message that is not sent keeps its place in the rebuilt conversation."""
     if not faults:
         return
-    positions = api_positions(conv)
+    positions = api_positions(conv, {id(f.entry) for f in faults})
     # A fork whose chain starts at its pointer's message: Claude Code sends the parent's part first,
     # so the count goes on from there (forks.follow adds it, with the parent file at hand).
     forked = conv.forked and bool(conv.missing_parent)

@@ -756,3 +756,16 @@ def test_two_lines_of_one_reply_hanging_off_the_same_prompt_are_one_message(b: B
     (main,) = [c for c in rebuild(read_transcript(str(p)).entries) if c.kind == "main"]
     assert [(m.role, [e.uuid for e in m.entries]) for m in main.messages][:2] == [
         ("user", [prompt]), ("assistant", [first["uuid"], second["uuid"]])]
+
+
+def test_a_prompt_written_between_two_lines_of_a_reply_counts_as_the_api_counts(b: Builder, tmp_path: Path) -> None:
+    """The reply reaches the API cut in two around the prompt: its second line is messages.3."""
+    b.user("go")                                                    # messages.0
+    b.assistant(text("part one"), msg_id="msg_SPLIT")               # messages.1
+    b.user("also this")                                             # messages.2, written mid-reply
+    use = b.assistant(tu("toolu_SPLIT"), msg_id="msg_SPLIT")        # messages.3: never answered
+    b.user("next")
+    b.assistant(text("ok"))
+    p = b.write(tmp_path / "s.jsonl")
+    f = _only(findings(p), "orphan-tool-use")
+    assert (f.start.line, f.tool_use_id, f.facts["messages_index"]) == (b.line_of(use), "toolu_SPLIT", "3")
