@@ -532,4 +532,7 @@ def codex_hooks_note(hooks_file: Path) -> str | None:
 
 
 if __name__ == "__main__":  # `python -m rewind_lsp.hook`: the hook without the CLI's imports
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C, or Claude Code cancelling the hook: as `rewind-lsp hook` does
+        sys.exit(130)

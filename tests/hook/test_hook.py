@@ -311,3 +311,29 @@ def test_session_start_output_is_redacted(tmp_path: Path, env: dict[str, str], s
     out = json.loads(done.stdout)
     assert "[redacted]" in out["systemMessage"]
     assert out["systemMessage"] == out["hookSpecificOutput"]["additionalContext"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux's /proc/<pid>/wchan")
+@pytest.mark.parametrize("entry", [["-m", "rewind_lsp", "hook"], ["-m", "rewind_lsp.hook"]])
+def test_ctrl_c_while_the_hook_waits_for_its_payload_stops_it_quietly(entry: list[str], env: dict[str, str]) -> None:
+    """SIGINT (Ctrl-C, or Claude Code cancelling the hook) while it reads its payload: exit 130 and
+    nothing on stderr, from both ways of starting it (the second printed a KeyboardInterrupt
+    traceback). The signal is sent once the process sleeps in its read of stdin (not mid-import)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, *entry], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        wchan = Path(f"/proc/{proc.pid}/wchan")
+        deadline = time.monotonic() + 30
+        while "pipe" not in wchan.read_text() and time.monotonic() < deadline:  # pipe_read, anon_pipe_read
+            time.sleep(0.01)
+        assert "pipe" in wchan.read_text(), wchan.read_text()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        if proc.stdin:
+            proc.stdin.close()
+    assert (proc.returncode, out, err) == (130, b"", b"")
