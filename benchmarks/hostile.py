@@ -329,8 +329,12 @@ def hook_payload(path: Path, scratch: Path) -> Path:
 
 
 def run_op(op: str, path: Path, scratch: Path, env: dict[str, str] | None = None) -> Measured:
-    """One operation on the session file `path`, as the user runs it (a fresh cache unless `env`)."""
+    """One operation on the session file `path`, as the user runs it (a fresh cache unless `env`).
+    Dirty pages are written out first: the 1 GB inputs are copied just before, and their writeback
+    would compete with the measured command's own reads and fsync."""
     env = env or child_env(scratch)
+    if hasattr(os, "sync"):
+        os.sync()
     if op == "check":
         return measure([*cli(), "check", "--quiet", str(path)], env)
     if op == "hook":
