@@ -158,6 +158,8 @@ _TOP_FIELD: dict[str, tuple[bytes, msgspec.json.Decoder[Any]]] = {
     "sessionId": (b'"sessionId"', msgspec.json.Decoder(_TopSessionId)),
     "parentUuid": (b'"parentUuid"', msgspec.json.Decoder(_TopParentUuid)),
 }
+
+
 class _TopParentAndSession(msgspec.Struct):
     parentUuid: Any = msgspec.UNSET
     sessionId: Any = msgspec.UNSET
@@ -172,6 +174,18 @@ def _past_space(raw: bytes, i: int) -> int:
     while i < len(raw) and raw[i] in b" \t\n\r":
         i += 1
     return i
+
+
+def _own_value_span(raw: bytes, name: bytes) -> tuple[int, int] | None:
+    """Where the value after the one `name` in `raw` is, when it is a string or null: the line's own
+    key, as the callers have made sure (no `\\u` escape, one occurrence, msgspec read the field). None
+    for any other spelling, which the callers leave to the walk or to one step at a time."""
+    i = _past_space(raw, raw.index(name) + len(name))
+    if raw[i:i + 1] != b":":
+        return None
+    start = _past_space(raw, i + 1)
+    found = _JSON_STRING.match(raw, start) or _NULL.match(raw, start)
+    return None if found is None else (start, found.end())
 
 
 def with_top_level(raw: bytes, key: str, value: Any) -> bytes | None:
@@ -191,14 +205,9 @@ def with_top_level(raw: bytes, key: str, value: Any) -> bytes | None:
             top = None
         if top is not None and getattr(top, key) is msgspec.UNSET:
             return None
-        if top is not None:
-            i = _past_space(raw, raw.index(name) + len(name))
-            if raw[i:i + 1] == b":":
-                start = _past_space(raw, i + 1)
-                found = _JSON_STRING.match(raw, start) or _NULL.match(raw, start)
-                if found is not None:
-                    return raw[:start] + json.dumps(value).encode("utf-8", errors="surrogateescape") + \
-                        raw[found.end():]
+        span = _own_value_span(raw, name) if top is not None else None
+        if span is not None:
+            return raw[:span[0]] + json.dumps(value).encode("utf-8", errors="surrogateescape") + raw[span[1]:]
     text = raw.decode("utf-8", errors="surrogateescape")
     spans = top_level_value_spans(text, key)
     if not spans:
@@ -214,7 +223,8 @@ def with_parent_and_session(raw: bytes, parent: str | None, session_id: str) -> 
     `with_top_level` of one then the other gives, for the usual line (no `\\u` escape, each key
     once, both its own, with a string or null value); None for any other line (do them one at a
     time). Patch relinks a line of most replies, and such lines hold the large tool results."""
-    if b"\\u" in raw or raw.count(b'"parentUuid"') != 1 or raw.count(_SESSION_KEY) != 1:
+    parent_key = _TOP_FIELD["parentUuid"][0]
+    if b"\\u" in raw or raw.count(parent_key) != 1 or raw.count(_SESSION_KEY) != 1:
         return None
     try:
         top = _PARENT_AND_SESSION.decode(raw)
@@ -223,15 +233,11 @@ def with_parent_and_session(raw: bytes, parent: str | None, session_id: str) -> 
     if top.parentUuid is msgspec.UNSET or top.sessionId is msgspec.UNSET:
         return None
     spans: list[tuple[int, int, bytes]] = []
-    for key, value in ((b'"parentUuid"', parent), (_SESSION_KEY, session_id)):
-        i = _past_space(raw, raw.index(key) + len(key))
-        if raw[i:i + 1] != b":":
+    for key, value in ((parent_key, parent), (_SESSION_KEY, session_id)):
+        span = _own_value_span(raw, key)
+        if span is None:
             return None
-        start = _past_space(raw, i + 1)
-        found = _JSON_STRING.match(raw, start) or _NULL.match(raw, start)
-        if found is None:
-            return None
-        spans.append((start, found.end(), json.dumps(value).encode("utf-8", errors="surrogateescape")))
+        spans.append((*span, json.dumps(value).encode("utf-8", errors="surrogateescape")))
     spans.sort()
     (a, b, first), (c, d, second) = spans
     return b"".join((raw[:a], first, raw[b:c], second, raw[d:]))
@@ -324,13 +330,12 @@ def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, lik
     acted_lines = sorted(acted)
 
     def as_it_is(first: int, count: int, block: bytes) -> bytes | None:
-        """`count` whole lines from line `first`, none the plan touches, written at once: as they
-        are, or with the one `"sessionId":"<old>"` of each line that has an id replaced in one pass,
-        when those lines' ids are all the same `<old>` (what `copy_whole` does line by line, a few
-        times faster). None: line by line."""
+        """`count` whole lines from line `first`, none the plan touches (a run between acted lines),
+        written at once: as they are, or with the one `"sessionId":"<old>"` of each line that has an
+        id replaced in one pass, when those lines' ids are all the same `<old>` (what `copy_whole`
+        does line by line, a few times faster). None: line by line."""
         after = first + count
-        at = bisect.bisect_left(acted_lines, first)
-        if (at < len(acted_lines) and acted_lines[at] < after) or b"\r" in block:
+        if b"\r" in block:
             return None
         if not session_id:
             return block
