@@ -18,9 +18,10 @@ import msgspec
 
 from . import cachedir
 from .check import check_path, is_regular_file, is_transcript_path
+from .children import usable_cpus
 from .findings import Finding
 from .index import check_saved, load_state, state_file
-from .parallel import MIN_PART, usable_cpus
+from .parallel import MIN_PART
 from .pool import Pool
 from .progress import Progress
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING
 
 import msgspec
@@ -207,17 +207,51 @@ def _check(path: str, state: TranscriptState, rules: RuleSet | None) -> list[Fin
         tail = _tail(f, state)
         findings = [] if state.violated else _analyze_open(state, tail)
         if state.violated:
-            state.stats.fallbacks += 1
-            state.stats.full_reads += 1
-            state._reset()
-            state.rules = rules
-            # Closing stays off for this pass: the link that broke the shortcut would break it again.
-            _read_new(f, state, allow_close=False)
-            tail = _tail(f, state)
-            findings = _analyze_open(state, tail)
+            findings = _fall_back(f, state, rules)
         state.mark = take_mark(f, st, state.offset)
     state.findings = findings
     return findings
+
+
+def _fall_back(f: IO[bytes], state: TranscriptState, rules: RuleSet | None) -> list[Finding]:
+    """The whole file read again with nothing closed: the shortcut did not provably hold."""
+    state.stats.fallbacks += 1
+    state.stats.full_reads += 1
+    state._reset()
+    state.rules = rules
+    # Closing stays off for this pass: the link that broke the shortcut would break it again.
+    _read_new(f, state, allow_close=False)
+    return _analyze_open(state, _tail(f, state))
+
+
+def check_growing(
+    path: str, sizes: Iterable[int], rules: RuleSet | None = None, history: bool = True
+) -> list[Finding]:
+    """The findings of a file still being written, equal to `check_transcript_file(path, rules)`'s
+    once it is complete: its whole lines are read behind the writer, up to each size `sizes` gives
+    (what is written so far), then to the end once `sizes` is exhausted (the writer is done).
+
+    What is read meanwhile is decoded, indexed and, behind a compaction, closed, as appends are;
+    only the analysis of the open region waits for the end. A repair's copy is checked this way
+    while it is written (`copycheck`). A Codex rollout is read whole at the end, as always.
+    """
+    state = TranscriptState(history=history)
+    state.rules, state._path = rules, path
+    with no_gc(), open(path, "rb") as f:
+        for size in sizes:
+            if not state.violated and size > state.offset:
+                if state.ix is None:
+                    state.ix = index_entries(state.open_entries)  # built as lines come, not at the end
+                _read_new(f, state, allow_close=True, end=size)
+        if is_rollout_fd(f):
+            return _check_rollout(f, os.fstat(f.fileno()), state, rules)
+        findings: list[Finding] = []
+        if not state.violated:
+            _read_new(f, state, allow_close=True)
+            tail = _tail(f, state)
+            if not state.violated:
+                findings = _analyze_open(state, tail)
+        return _fall_back(f, state, rules) if state.violated else findings
 
 
 def _check_rollout(f: IO[bytes], st: os.stat_result, state: TranscriptState, rules: RuleSet | None) -> list[Finding]:

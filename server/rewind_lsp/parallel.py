@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from array import array
 from contextlib import suppress
 from typing import IO, TYPE_CHECKING
 
 import msgspec
 
+from .children import can_fork, hold_sigint, restore_mask, usable_cpus
 from .findings import Finding
 from .incremental import PartCheck, TranscriptState, check_part, check_stretch, check_transcript_incremental
 from .links import Links
@@ -39,14 +39,6 @@ _BOUNDARY = b'"compact_boundary"'
 _decode_part = msgspec.msgpack.Decoder(PartCheck).decode
 
 
-def usable_cpus() -> int:
-    """Cores this process may run on (its affinity mask, where the platform has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def check_transcript_parallel(
     path: str, rules: RuleSet | None = None, jobs: int = 0, min_part: int = MIN_PART, history: bool = True
 ) -> list[Finding]:
@@ -56,8 +48,7 @@ def check_transcript_parallel(
     jobs = jobs or usable_cpus()
     size = os.path.getsize(path)
     parts = min(jobs, size // max(min_part, 1))
-    # A fork copies only the calling thread: another thread holding a lock would leave it held forever.
-    if parts < 2 or not hasattr(os, "fork") or threading.active_count() > 1:
+    if parts < 2 or not can_fork():
         return check_transcript_incremental(path, TranscriptState(history=history), rules)
     cuts = split_points(path, size, parts)
     if cuts:
@@ -116,14 +107,11 @@ def check_parts(
     children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
     try:
         for start, end in zip(cuts, [*cuts[1:], -1], strict=True):
-            # Ctrl-C held off from the fork until the child is on the list: the child's after-fork
-            # hooks (Python's own, before any code here) would print it instead of stopping, and
-            # between the fork and the append the parent would lose the child.
-            was = _hold_sigint()
+            was = hold_sigint()  # until the child is on the list
             try:
                 children.append(_fork_part(path, start, end, rules, was, history))
             finally:
-                _restore_mask(was)  # a Ctrl-C that came meanwhile is raised here
+                restore_mask(was)
         first = check_stretch(path, 0, cuts[0], 1, rules, history)
         rest: list[PartCheck] = []
         while children:
@@ -141,18 +129,6 @@ def check_parts(
     return [*first[0], *(f for p in rest for f in p.findings)]
 
 
-def _hold_sigint() -> set[int] | None:
-    """Block SIGINT in this thread; the mask before, to restore (None where there is no mask)."""
-    if not hasattr(signal, "pthread_sigmask"):
-        return None
-    return {int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})}
-
-
-def _restore_mask(was: set[int] | None) -> None:
-    if was is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, was)
-
-
 def _fork_part(
     path: str, start: int, end: int, rules: RuleSet | None, mask: set[int] | None, history: bool = True
 ) -> tuple[int, int]:
@@ -165,7 +141,7 @@ def _fork_part(
         return pid, r
     status = 1  # the child: never returns; without a result the parent checks the file alone
     try:
-        _restore_mask(mask)  # a Ctrl-C that came since the fork is raised here, and caught below
+        restore_mask(mask)  # a Ctrl-C that came since the fork is raised here, and caught below
         os.close(r)
         data = msgspec.msgpack.encode(check_part(path, start, end, _lines_before(path, start) + 1, rules, history))
         with os.fdopen(w, "wb") as out:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -263,10 +263,14 @@ _ESCAPED_LETTER = re.compile(rb"\\u00[4-7][0-9A-Fa-f]")
 _CHUNK = 1 << 20
 
 
-def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, like: os.stat_result) -> list[str]:
+def write_copy(
+    src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, like: os.stat_result,
+    written: Callable[[int], None] | None = None,
+) -> list[str]:
     """Stream the source (read through `src_fd`, the file that was analysed, even if its path has
     been replaced since) through `plan` into `tmp_fd`. Every line written ends in `\n`, so the
     first line Claude Code appends on resume starts a line of its own. Returns what was left out.
+    `written` is told the size of the copy's whole lines as each block of them reaches the file.
 
     ~1 MB of whole lines at a time: a line the plan does not touch is copied as it is, or with its
     own sessionId rewritten in place when the check read it (`Plan.session_ids`); every other line
@@ -379,6 +383,9 @@ def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, lik
                 copy_line(line, body[:-1] if body.endswith(b"\r") else body, ended, pieces)
                 del body
                 out.writelines(pieces)
+                if written is not None:
+                    out.flush()
+                    written(out.tell())
                 line += 1
                 continue
             block = chunk if cut == len(chunk) else chunk[:cut]
@@ -410,6 +417,9 @@ def write_copy(src_fd: int, tmp_fd: int, plan: Plan, session_id: str | None, lik
                     pos = stop + 1
                     line = a + 1
             out.writelines(pieces)
+            if written is not None:
+                out.flush()
+                written(out.tell())
             offset += cut
         out.flush()
         os.fsync(out.fileno())
@@ -655,6 +665,38 @@ def make_backup(source: Path, src_fd: int, like: os.stat_result) -> Path:
     return backup
 
 
+class CopyCheck(Protocol):
+    """How `place` has its copy checked: `begin` once the temporary file exists (nothing written
+    yet), `written` as whole lines reach it (up to that byte), `finish` once it is complete and
+    fsynced (raise RewindError to refuse it), and `close` at the end, whatever happened."""
+
+    def begin(self, copy: Path) -> None: ...
+    def written(self, size: int) -> None: ...
+    def finish(self, copy: Path) -> None: ...
+    def close(self) -> None: ...
+
+
+class CheckedOnceWritten:
+    """A `CopyCheck` that gives the complete copy to `verify`."""
+
+    __slots__ = ("verify",)
+
+    def __init__(self, verify: Callable[[Path], None]) -> None:
+        self.verify = verify
+
+    def begin(self, copy: Path) -> None:
+        pass
+
+    def written(self, size: int) -> None:
+        pass
+
+    def finish(self, copy: Path) -> None:
+        self.verify(copy)
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass(slots=True)
 class Placed:
     backup: Path | None
@@ -670,11 +712,11 @@ def place(
     plan: Plan,
     target: Path,
     session_id: str | None,
-    verify: Callable[[Path], None],
+    verify: CopyCheck,
 ) -> Placed:
     """Write the repaired copy and put it at `target` (a new session, or the source itself with
-    `session_id` None: in place, after a backup). `verify` is given the finished temporary copy
-    and raises RewindError to refuse it. The copy is read through `src_fd` (the file analysed);
+    `session_id` None: in place, after a backup). `verify` checks the copy (`CopyCheck`) and
+    refuses it with a RewindError. The copy is read through `src_fd` (the file analysed);
     a full disk or a failing one is a RewindError, with nothing written."""
     folder = target.parent
     try:
@@ -694,7 +736,7 @@ def _place(
     plan: Plan,
     target: Path,
     session_id: str | None,
-    verify: Callable[[Path], None],
+    verify: CopyCheck,
 ) -> Placed:
     in_place = session_id is None
     folder = target.parent
@@ -722,11 +764,12 @@ def _place(
     warnings: list[str] = []
     left_out: list[str] = []
     try:
-        left_out = write_copy(src_fd, fd, plan, session_id, src_stat)
+        verify.begin(tmp)
+        left_out = write_copy(src_fd, fd, plan, session_id, src_stat, verify.written)
         # Written: the rewritten lines are freed before the copy is checked (a large one held twice).
         plan.replace.clear()
         plan.insert_after.clear()
-        verify(tmp)
+        verify.finish(tmp)
         if with_subagents and session_id is not None:
             tmp_dir = Path(tempfile.mkdtemp(prefix=f".{sub_dest.name}.", suffix=TEMP_SUFFIX, dir=folder))
             copy_subagents(sub_src, tmp_dir, session_id)
@@ -766,6 +809,7 @@ def _place(
             remove_ours(sub_dest)
         raise
     finally:
+        verify.close()
         if tmp.exists():
             tmp.unlink()
         if tmp_dir is not None:

@@ -15,7 +15,8 @@ from . import forks, placement
 from .check import TranscriptCheck, check_transcript_file
 from .codex import is_rollout_file
 from .codex_repair import choose_rollout_target, cwd_of, plan_rollout, session_id_of_rollout
-from .findings import Severity
+from .copycheck import GrowingCheck
+from .findings import Finding, Severity
 from .gcpause import no_gc
 from .parallel import check_transcript_parallel
 from .placement import STALE_TEMP_SECONDS, TEMP_SUFFIX, choose_target, session_id_of
@@ -201,12 +202,39 @@ def _fd_path(fd: int, source: Path) -> Path:
     return source
 
 
-def _verify(copy: Path) -> None:
-    # Its errors only (not its conversations, nor history, whose findings are information):
-    # segment by segment, on every core where the copy is large and compacted. The same errors as
-    # check_transcript_file's, in memory bounded by a segment: a 1 GB compacted copy was another
-    # 7 s and 800 MB as a whole.
-    remaining = [f for f in check_transcript_parallel(str(copy), history=False) if f.severity == Severity.ERROR]
+class _CopyCheck:
+    """The copy's errors (not its conversations, nor history, whose findings are information),
+    checked by a child reading behind the writer (`copycheck`) where one can be forked, else once
+    written: segment by segment, on every core where the copy is large and compacted. The same
+    errors as check_transcript_file's either way, in memory bounded by a segment."""
+
+    __slots__ = ("follow", "growing")
+
+    def __init__(self, follow: bool) -> None:
+        self.follow = follow  # False: once written (a Codex rollout, read whole by its own reader)
+        self.growing: GrowingCheck | None = None
+
+    def begin(self, copy: Path) -> None:
+        if self.follow:
+            self.growing = GrowingCheck(str(copy), history=False)
+
+    def written(self, size: int) -> None:
+        if self.growing is not None:
+            self.growing.written(size)
+
+    def finish(self, copy: Path) -> None:
+        found = self.growing.findings() if self.growing is not None else None
+        if found is None:
+            found = check_transcript_parallel(str(copy), history=False)
+        _refuse_errors(found)
+
+    def close(self) -> None:
+        if self.growing is not None:
+            self.growing.close()
+
+
+def _refuse_errors(found: list[Finding]) -> None:
+    remaining = [f for f in found if f.severity == Severity.ERROR]
     if remaining:
         f = remaining[0]
         raise RewindError(
@@ -240,11 +268,11 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
         plan = _plan(source, through_fd, check, lines, mode, to)
     if session_id is not None and not codex:  # a new session: each line's own id, as the check read it
         plan.session_ids = LineSessionIds(check.transcript.entries)
-    # The source's analysis is done with: freed before the copy is checked (`_verify`), so that a
-    # large session's two analyses are never held at once.
+    # The source's analysis is done with: freed before the copy is checked (`_CopyCheck`), so that
+    # a large session's two analyses are never held at once.
     plan.faults.clear()
     del check, lines
-    placed = placement.place(source, src_fd, before, plan, target, session_id, _verify)
+    placed = placement.place(source, src_fd, before, plan, target, session_id, _CopyCheck(follow=not codex))
     if session_id is not None:  # a new session beside (or away from) the untouched original
         from .repairs import remember
 

@@ -49,8 +49,14 @@ class Points:
         self.action = action
         self.log: list[str] = []
         self.log_path = log_path
+        self.pid = os.getpid()
 
     def hit(self, name: str, partial: Callable[[], None] | None = None) -> None:
+        if os.getpid() != self.pid:
+            # A child rewind forked (the reader that checks the copy behind its writer) inherits
+            # the wrapped calls: its own writes (to a pipe) are not rewind's steps, and an action
+            # run there would run twice.
+            return
         self.n += 1
         self.log.append(name)
         if self.n != self.target:

@@ -662,7 +662,8 @@ def place_directly(src: Path, in_place: bool) -> placement.Placed:
     src_fd = os.open(src, os.O_RDONLY)
     try:
         target, sid = placement.choose_target(src, None, in_place)
-        return placement.place(src, src_fd, placement.fingerprint(src), Plan(), target, sid, lambda _copy: None)
+        return placement.place(src, src_fd, placement.fingerprint(src), Plan(), target, sid,
+                               placement.CheckedOnceWritten(lambda _copy: None))
     finally:
         os.close(src_fd)
 
