@@ -1,5 +1,5 @@
-"""What every forked helper of a check needs: whether a fork is safe here, and Ctrl-C held off
-across it.
+"""What every forked helper of a check needs: whether a fork is safe here, Ctrl-C held off
+across it, and a call run in a child while the parent goes on (`ChildCall`).
 
 A child is forked only from a process with one thread (a fork copies only the calling thread: a
 lock another thread held would stay held in the child forever), and only where `os.fork` exists.
@@ -8,8 +8,14 @@ lock another thread held would stay held in the child forever), and only where `
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Generic, NoReturn, TypeVar
+
+T = TypeVar("T")
 
 
 def usable_cpus() -> int:
@@ -39,3 +45,89 @@ def restore_mask(was: set[int] | None) -> None:
     """The mask `hold_sigint` replaced: a Ctrl-C that came meanwhile is raised here."""
     if was is not None:
         signal.pthread_sigmask(signal.SIG_SETMASK, was)
+
+
+
+class ChildCall(Generic[T]):
+    """`fn()` run in a forked child from the moment this is made, while this process goes on.
+
+    `outcome()` waits for it: `(True, result)`, `(False, exception)` for an exception of a `passes`
+    type raised there, or None where no child could run it or the child failed (the caller then
+    runs `fn` itself). What `fn` builds goes back at the child's exit without each object being
+    freed (a million-line analysis took 0.4 s to free). The outcome comes back pickled through a
+    pipe from this process's own fork, never from a file or another process. `close()` stops and
+    reaps a child still running (a Ctrl-C meanwhile)."""
+
+    __slots__ = ("_pid", "_read")
+
+    def __init__(self, fn: Callable[[], T], passes: tuple[type[Exception], ...] = ()) -> None:
+        self._pid = 0
+        self._read = -1
+        if not can_fork():
+            return
+        r, w = os.pipe()
+        was = hold_sigint()  # until the child is known
+        try:
+            pid = os.fork()
+        except OSError:  # no memory or process left for it: the caller runs `fn` itself
+            restore_mask(was)
+            os.close(r)
+            os.close(w)
+            return
+        if pid == 0:
+            os.close(r)
+            _run(fn, passes, w, was)
+        os.close(w)
+        self._pid, self._read = pid, r
+        restore_mask(was)
+
+    @property
+    def running(self) -> bool:
+        return self._pid != 0
+
+    def outcome(self) -> tuple[bool, T | Exception] | None:
+        if self._read < 0:
+            return None
+        with os.fdopen(self._read, "rb") as f:
+            self._read = -1
+            data = f.read()
+        self._reap()
+        try:
+            ok, value = pickle.loads(data)  # written by our own fork (see the class)
+        except Exception:  # nothing, or cut short: the child did not finish
+            return None
+        return bool(ok), value
+
+    def close(self) -> None:
+        if self._read >= 0:
+            os.close(self._read)
+            self._read = -1
+        if self._pid:
+            with suppress(OSError):
+                os.kill(self._pid, signal.SIGKILL)
+            self._reap()
+
+    def _reap(self) -> None:
+        if self._pid:
+            with suppress(ChildProcessError):
+                os.waitpid(self._pid, 0)  # its memory given back: ~0.1 s for a GB
+            self._pid = 0
+
+
+def _run(fn: Callable[[], object], passes: tuple[type[Exception], ...], out: int, mask: set[int] | None) -> NoReturn:
+    status = 1
+    try:
+        restore_mask(mask)  # a Ctrl-C that came since the fork is raised here, and caught below
+        try:
+            outcome: tuple[bool, object] = (True, fn())
+        except passes as exc:
+            outcome = (False, exc)
+        view = memoryview(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+        while view:
+            view = view[os.write(out, view):]
+        os.close(out)
+        status = 0
+    except BaseException:  # Ctrl-C or any failure: the parent runs `fn` itself
+        pass
+    finally:
+        os._exit(status)  # no atexit handlers, no flush of the parent's buffered output

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from . import forks, placement
 from .check import TranscriptCheck, check_transcript_file
+from .children import ChildCall
 from .codex import is_rollout_file
 from .codex_repair import choose_rollout_target, cwd_of, plan_rollout, session_id_of_rollout
 from .copycheck import GrowingCheck
@@ -243,20 +245,24 @@ def _refuse_errors(found: list[Finding]) -> None:
         )
 
 
-def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str | None, to: str | None) -> RewindResult:
-    # The source's digest is taken on the other core while this one analyses it (the digest is
-    # compared again before anything is placed, so a change during either is refused). Through the
-    # module: fault-injection tests wrap it. The thread is joined before anything forks.
-    # Everything is read through the descriptor analysed: a file renamed over the source meanwhile
-    # (an editor's save, another --in-place) is never read at the old offsets.
-    through_fd = _fd_path(src_fd, source)
-    with ThreadPoolExecutor(1, thread_name_prefix="rewind-lsp fingerprint") as beside:
-        fingerprinting = beside.submit(placement.fingerprint, source)
-        check = check_transcript_file(str(through_fd), history=False)  # a repair leaves history as it is
-        before = fingerprinting.result()
-    if os.fstat(src_fd).st_ino != before[0]:  # replaced between the open and the fingerprint
-        raise placement.changed_error(source)
+@dataclass(slots=True)
+class _Planned:
+    """What a rewind keeps of the source's analysis: the plan, and where the session ran."""
+
+    plan: Plan
+    cwd: str | None
+    codex: bool
+
+
+def _analyse(
+    source: Path, src_fd: int, through_fd: Path, mode: str, session_id: str | None, to: str | None,
+    keep: list[object],
+) -> _Planned:
+    """The plan. The analysis is left in `keep`, so that a child returning the plan exits without
+    freeing it first (the caller frees it with `keep`, in this process)."""
+    check = check_transcript_file(str(through_fd), history=False)  # a repair leaves history as it is
     lines = SourceLines(through_fd, src_fd)
+    keep += (check, lines)
     # Read now: once `--in-place` has replaced the source, its old offsets point at other bytes.
     codex = check.main is not None and check.main.api == "responses"
     if codex:
@@ -268,17 +274,61 @@ def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str 
         plan = _plan(source, through_fd, check, lines, mode, to)
     if session_id is not None and not codex:  # a new session: each line's own id, as the check read it
         plan.session_ids = LineSessionIds(check.transcript.entries)
-    # The source's analysis is done with: freed before the copy is checked (`_CopyCheck`), so that
-    # a large session's two analyses are never held at once.
     plan.faults.clear()
-    del check, lines
+    return _Planned(plan, cwd if isinstance(cwd, str) else None, codex)
+
+
+def _analysed(
+    source: Path, src_fd: int, through_fd: Path, mode: str, session_id: str | None, to: str | None
+) -> tuple[tuple[int, int, int, str], _Planned]:
+    """The source's fingerprint, taken while it is analysed, and what `_analyse` plans.
+
+    The analysis runs in a forked child where one can be (`children.ChildCall`): its million
+    objects then go back at the child's exit instead of being freed one by one here, and this
+    process stays small for the copy's own check. Otherwise, or if the child fails, here, with the
+    digest taken on the other core (a thread). Through the module: fault-injection tests wrap
+    `placement.fingerprint`. Everything is read through the descriptor analysed: a file renamed
+    over the source meanwhile (an editor's save, another --in-place) is never read at the old
+    offsets. The digest is compared again before anything is placed, so a change during either is
+    refused."""
+    analyse = partial(_analyse, source, src_fd, through_fd, mode, session_id, to, [])
+    child = ChildCall(analyse, passes=(RewindError,))
+    before = None
+    try:
+        if child.running:
+            before = placement.fingerprint(source)
+        outcome = child.outcome()
+    finally:
+        child.close()
+    if outcome is None:
+        # The thread is joined before anything forks (the copy's check).
+        with ThreadPoolExecutor(1, thread_name_prefix="rewind-lsp fingerprint") as beside:
+            fingerprinting = beside.submit(placement.fingerprint, source) if before is None else None
+            try:
+                outcome = (True, analyse())
+            except RewindError as exc:
+                outcome = (False, exc)
+            if fingerprinting is not None:
+                before = fingerprinting.result()
+    assert before is not None
+    if os.fstat(src_fd).st_ino != before[0]:  # replaced between the open and the fingerprint
+        raise placement.changed_error(source)
+    del analyse  # and with it an analysis made here: freed before the copy is checked
+    ok, value = outcome
+    if not ok:
+        raise value  # type: ignore[misc]
+    return before, value  # type: ignore[return-value]
+
+
+def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str | None, to: str | None) -> RewindResult:
+    before, planned = _analysed(source, src_fd, _fd_path(src_fd, source), mode, session_id, to)
+    plan, cwd, codex = planned.plan, planned.cwd, planned.codex
     placed = placement.place(source, src_fd, before, plan, target, session_id, _CopyCheck(follow=not codex))
     if session_id is not None:  # a new session beside (or away from) the untouched original
         from .repairs import remember
 
-        remember(source, os.fstat(src_fd), target, session_id, mode, cwd if isinstance(cwd, str) else None)
+        remember(source, os.fstat(src_fd), target, session_id, mode, cwd)
     dropped = plan.total_messages - plan.kept_messages
     return RewindResult(target, session_id or source.stem, mode, placed.backup,
                         plan.fixed + plan.left_out + placed.left_out,
-                        plan.kept_messages, dropped, cwd if isinstance(cwd, str) else None, placed.warnings,
-                        "codex" if codex else "claude")
+                        plan.kept_messages, dropped, cwd, placed.warnings, "codex" if codex else "claude")

@@ -527,11 +527,14 @@ def test_ensure_unchanged_refuses_a_changed_source(tmp_path: Path) -> None:
         _ensure_unchanged(src, now)
 
 
+@pytest.mark.parametrize("child", [True, False])
 def test_the_source_is_fingerprinted_beside_its_analysis_and_its_failure_is_rewind_s(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    child: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The digest is taken in a thread while the source is analysed: what it raises is raised by
-    rewind, nothing is written, and no thread is left running (a fork later would refuse)."""
+    """The digest is taken while the source is analysed: here while a forked child analyses it,
+    or, where no child can be forked (a thread running), in a thread of its own. What it raises is
+    raised by rewind, nothing is written, and no thread or child is left behind (a fork later would
+    refuse)."""
     from rewind_lsp import placement
 
     src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
@@ -542,10 +545,21 @@ def test_the_source_is_fingerprinted_beside_its_analysis_and_its_failure_is_rewi
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(placement, "fingerprint", failing)
-    with pytest.raises(PermissionError):
-        rewind(src, "patch")
-    assert threads == ["rewind-lsp fingerprint_0"]
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="another thread")
+    if not child:
+        other.start()
+    try:
+        with pytest.raises(PermissionError):
+            rewind(src, "patch")
+    finally:
+        stop.set()
+        if other.is_alive():
+            other.join()
+    assert threads == (["MainThread"] if child else ["rewind-lsp fingerprint_0"])
     assert threading.active_count() == 1
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child of this process left, running or unreaped
     assert sorted(x.name for x in tmp_path.iterdir()) == [src.name]
 
 
