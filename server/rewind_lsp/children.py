@@ -88,9 +88,8 @@ class ChildCall(Generic[T]):
     def outcome(self) -> tuple[bool, T | Exception] | None:
         if self._read < 0:
             return None
-        with os.fdopen(self._read, "rb") as f:
-            self._read = -1
-            data = f.read()
+        data = read_to_end(self._read)
+        self._close_read()
         self._reap()
         try:
             ok, value = pickle.loads(data)  # written by our own fork (see the class)
@@ -99,19 +98,35 @@ class ChildCall(Generic[T]):
         return bool(ok), value
 
     def close(self) -> None:
-        if self._read >= 0:
-            os.close(self._read)
-            self._read = -1
+        self._close_read()
         if self._pid:
             with suppress(OSError):
                 os.kill(self._pid, signal.SIGKILL)
             self._reap()
+
+    def _close_read(self) -> None:
+        if self._read >= 0:
+            close_quietly(self._read)  # a Ctrl-C may have come between a close and this line
+            self._read = -1
 
     def _reap(self) -> None:
         if self._pid:
             with suppress(ChildProcessError):
                 os.waitpid(self._pid, 0)  # its memory given back: ~0.1 s for a GB
             self._pid = 0
+
+
+def read_to_end(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def close_quietly(fd: int) -> None:
+    """Close `fd`, already closed or not."""
+    with suppress(OSError):
+        os.close(fd)
 
 
 def _run(fn: Callable[[], object], passes: tuple[type[Exception], ...], out: int, mask: set[int] | None) -> NoReturn:

@@ -18,11 +18,14 @@ from array import array
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from itertools import count, repeat
+from itertools import count, filterfalse, repeat
+from operator import attrgetter
 
 import msgspec
 
 from .transcript import TOOL_RESULT, Entry
+
+_SIDECHAIN = attrgetter("sidechain")
 
 # Entry types a conversation is made of (as opposed to bookkeeping lines such as progress).
 _CHAIN_TYPES = frozenset({"user", "assistant"})
@@ -528,7 +531,7 @@ def rebuild_indexed(
     if ix.superseded:
         gone = ix.superseded
         entries = [e for e in entries if id(e) not in gone]
-    side_entries = [e for e in entries if e.sidechain]
+    side_entries = list(filter(_SIDECHAIN, entries))  # C loops over every line, not comprehensions
     conversations: list[Conversation] = []
 
     traces: list[_Trace] = []  # of the chains that end at a root, for history branches to pick up from
@@ -547,7 +550,7 @@ def rebuild_indexed(
             traces.append(trace)
         return _assemble(cut, ix, kind, label, trace)
 
-    leaf = _resume_leaf([e for e in entries if not e.sidechain], ix) if main else None
+    leaf = _resume_leaf(list(filterfalse(_SIDECHAIN, entries)), ix) if main else None
     if leaf is not None:
         conv = assemble(leaf, "main", "main conversation")
         conv.forked = any(e.type == "fork-context-ref" for e in entries)

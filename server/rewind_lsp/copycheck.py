@@ -23,7 +23,7 @@ from typing import NoReturn
 
 import msgspec
 
-from .children import can_fork, hold_sigint, restore_mask
+from .children import can_fork, close_quietly, hold_sigint, read_to_end, restore_mask
 from .findings import Finding
 from .incremental import check_growing
 
@@ -95,9 +95,8 @@ class GrowingCheck:
                 pass  # the child is gone: it has closed its end, so the read below ends at once
             self._close_sizes()
         if self._results >= 0:
-            with os.fdopen(self._results, "rb") as f:
-                self._results = -1
-                data = f.read()
+            data = read_to_end(self._results)
+            self._close_results()
         try:
             found = _decode(data)
         except msgspec.DecodeError:  # nothing, or cut short: the child did not finish
@@ -108,9 +107,7 @@ class GrowingCheck:
     def close(self) -> None:
         """Stop the child unless it delivered, and reap it."""
         self._close_sizes()
-        if self._results >= 0:
-            os.close(self._results)
-            self._results = -1
+        self._close_results()
         if self._pid:
             if not self._delivered:
                 with suppress(OSError):
@@ -121,8 +118,13 @@ class GrowingCheck:
 
     def _close_sizes(self) -> None:
         if self._sizes >= 0:
-            os.close(self._sizes)
+            close_quietly(self._sizes)  # a Ctrl-C may have come between a close and this line
             self._sizes = -1
+
+    def _close_results(self) -> None:
+        if self._results >= 0:
+            close_quietly(self._results)
+            self._results = -1
 
 
 def _child(path: str, history: bool, sizes: int, results: int, mask: set[int] | None) -> NoReturn:

@@ -17,9 +17,12 @@ import os
 import time
 import uuid
 from array import array
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,9 @@ from .conversation import Conversation, Message
 from .findings import Severity
 from .transcript import TOOL_RESULT, TOOL_USE, Entry
 from .validate import Fault, validate
+
+_line_of = attrgetter("line")
+_entries_of = attrgetter("entries")
 
 MISSING_RESULT_TEXT = "[Tool result missing due to internal error]"
 
@@ -237,8 +243,10 @@ def _places_of(conv: Conversation, entries: Iterable[Entry]) -> dict[int, int]:
     out: dict[int, int] = {}
     if not wanted:
         return out
-    for i, m in enumerate(conv.messages):
-        for e in m.entries:
+    msgs = conv.messages
+    # From the end: a session breaks where it was last written, so the faults are mostly there.
+    for i in range(len(msgs) - 1, -1, -1):
+        for e in msgs[i].entries:
             if id(e) in wanted:
                 out[id(e)] = i
                 if len(out) == len(wanted):
@@ -422,6 +430,9 @@ def _relink(
         if not first:
             continue  # a later line of a message laid out at its first
         msg: Message = msgs[mi]
+        if mi not in layout and mi not in new_messages:  # the usual message: its lines as they are
+            sequence.extend(msg.entries)
+            continue
         anchor = max(x.line for x in msg.entries)
         if mi in layout:
             staying, moving = layout[mi]
@@ -464,6 +475,11 @@ def rewind_points(main: Conversation) -> list[Entry]:
     (A prompt of its order is always in one of its messages: `conversation._assemble` leaves out of
     them only lines that are not messages.)"""
     return [e for e in main.order if _is_prompt(e)]
+
+
+def last_prompt(main: Conversation) -> Entry | None:
+    """The last of `rewind_points`, found from the end."""
+    return next((e for e in reversed(main.order) if _is_prompt(e)), None)
 
 
 def rewind_drops(main: Conversation) -> dict[int, int]:
@@ -531,20 +547,22 @@ def plan_truncate(check: TranscriptCheck, plan: Plan, to: str | None = None) -> 
 def _cut(check: TranscriptCheck, main: Conversation, keep: int, plan: Plan) -> None:
     """Drop the live conversation from message `keep` on, and every main-scope line after it."""
     msgs = main.messages
-    last_kept_line = max(e.line for m in msgs[:keep] for e in m.entries)
+    last_kept_line = max(map(_line_of, chain.from_iterable(map(_entries_of, msgs[:keep]))))  # no Python loop
     # No kept line is after the last kept one, so a line after it is late; and only a late line
     # of the main order is looked up: the sets hold the dropped tail, not the whole conversation.
-    dropped = {id(e) for m in msgs[keep:] for e in m.entries}
+    dropped = [e for m in msgs[keep:] for e in m.entries]
+    for e in dropped:
+        if e.line <= last_kept_line:  # a dropped line written before the last kept one
+            plan.drop.add(e.line)
+    dropped_ids = {id(e) for e in dropped}
     late_in_main_order = {id(e) for e in main.order if e.line > last_kept_line}
-    for e in check.transcript.entries:
-        if e.line > last_kept_line:
-            # A late message, or a line of the main chain, or (progress and system lines after the
-            # cut hang off dropped lines: kept, they would point at nothing, and one of them could
-            # become the leaf Claude Code resumes from) any late line with a uuid.
-            if (not e.sidechain and (e.type in ("user", "assistant") or e.uuid is not None)) \
-                    or id(e) in late_in_main_order or id(e) in dropped:
-                plan.drop.add(e.line)
-        elif id(e) in dropped:
+    entries = check.transcript.entries  # in file order: the late ones are a tail of them
+    for e in entries[bisect_right(entries, last_kept_line, key=_line_of):]:
+        # A late message, or a line of the main chain, or (progress and system lines after the
+        # cut hang off dropped lines: kept, they would point at nothing, and one of them could
+        # become the leaf Claude Code resumes from) any late line with a uuid.
+        if (not e.sidechain and (e.type in ("user", "assistant") or e.uuid is not None)) \
+                or id(e) in late_in_main_order or id(e) in dropped_ids:
             plan.drop.add(e.line)
     plan.kept_messages = keep
     plan.total_messages = len(msgs)

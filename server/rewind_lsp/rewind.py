@@ -28,10 +28,10 @@ from .repair_plan import (
     Plan,
     RewindError,
     SourceLines,
+    last_prompt,
     leave_out_recorded_errors,
     plan_patch,
     plan_truncate,
-    rewind_points,
 )
 from .transcript import Entry
 
@@ -190,8 +190,7 @@ def _plan(source: Path, read: Path, check: TranscriptCheck, lines: SourceLines, 
                 plan_patch(conv, lines, plan, answered)
         main = check.main
         plan.kept_messages = plan.total_messages = len(main.messages) if main else 0
-        points = rewind_points(main) if main else []
-        plan.last_prompt = points[-1] if points else None
+        plan.last_prompt = last_prompt(main) if main else None
     return plan
 
 

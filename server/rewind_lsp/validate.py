@@ -38,7 +38,15 @@ _NO_BLOCKS: list[tuple[Entry, Block]] = []  # shared by every message without to
 def _blocks(message: Message) -> list[tuple[Entry, Block]]:
     """The tool blocks of a message: every use of these lists tests the kind, and `other` is none.
     (Most messages have none: one shared empty list, not a million.)"""
-    found = [(e, b) for e in message.entries for b in e.blocks if b.kind != OTHER]
+    entries = message.entries
+    if len(entries) == 1:  # the usual message: one line, most often of text only (no comprehension)
+        e = entries[0]
+        bl = e.blocks
+        if not bl or (len(bl) == 1 and bl[0].kind == OTHER):
+            return _NO_BLOCKS
+        found = [(e, b) for b in bl if b.kind != OTHER]
+    else:
+        found = [(e, b) for e in entries for b in e.blocks if b.kind != OTHER]
     return found if found else _NO_BLOCKS
 
 

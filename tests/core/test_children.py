@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -135,11 +136,16 @@ CTRL_C = textwrap.dedent("""
 
 
 def test_ctrl_c_stops_the_child_too() -> None:
-    """SIGINT to the process group, as a terminal's Ctrl-C: both get it; neither is left."""
+    """SIGINT to the process group, as a terminal's Ctrl-C, once the parent waits for its child's
+    answer (its kernel wait channel says so): both get it; neither is left."""
     proc = subprocess.Popen([sys.executable, "-c", CTRL_C], stdout=subprocess.PIPE, text=True,
                             start_new_session=True)
     assert proc.stdout is not None
     child = int(proc.stdout.readline())
+    deadline = time.monotonic() + 10
+    while "pipe" not in Path(f"/proc/{proc.pid}/wchan").read_text():  # in its read of the child's answer
+        assert time.monotonic() < deadline, "the parent never waited for its child"
+        time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.stdout.readline() == "stopped\n"
     assert proc.wait(timeout=30) == 0

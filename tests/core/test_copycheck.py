@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core_support import CROSS_LINKS, SID, Builder, compacted, corpus_files, cross_link, tr, tu, turn
+from core_support import CLI, CROSS_LINKS, SID, Builder, compacted, corpus_files, cross_link, tr, tu, turn
 
 from rewind_lsp import rewind as rewind_module
 from rewind_lsp.check import check_transcript_file
@@ -279,3 +279,57 @@ def test_a_rewind_with_its_child_writes_what_one_without_writes(tmp_path: Path) 
         a, b = (json.loads(c[i]) for c in copies)
         assert {k: v for k, v in a.items() if k not in ("uuid", "timestamp", "parentUuid")} == \
             {k: v for k, v in b.items() if k not in ("uuid", "timestamp", "parentUuid")}
+
+
+def large_broken_session(folder: Path) -> Path:
+    """~15 MB with a break at the end: long enough to be caught in each phase of its rewind."""
+    folder.mkdir(parents=True, exist_ok=True)
+    b = Builder()
+    for t in range(2500):
+        b.user(f"step {t}")
+        call = b.assistant(tu(f"toolu_{t}"))
+        b.result(f"toolu_{t}", "x" * 5000, of=call)
+        b.assistant({"type": "text", "text": "done"})
+    b.assistant(tu("toolu_lost"))
+    b.user("still there?")
+    return b.write(folder / f"{SID}.jsonl")
+
+
+def waiting_on_a_pipe(pid: int) -> bool:
+    try:
+        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("phase", ["while a child analyses the source", "while a child checks the copy"])
+def test_ctrl_c_during_a_rewind_leaves_the_original_and_no_process(phase: str, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) once rewind waits on its child: in the
+    analysis (no copy begun yet) or in the check of the copy (its temporary file written). Exit 130
+    without a word, the original byte for byte, no copy or temporary file, no process left."""
+    src = large_broken_session(tmp_path / "projects" / "p")
+    data = src.read_bytes()
+    exe = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "rewind_lsp.cli"]
+    proc = subprocess.Popen([*exe, "rewind", "--mode", "patch", str(src)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            env={**os.environ, "CLAUDE_CONFIG_DIR": str(tmp_path)})
+    copy_begun = phase.endswith("the copy")
+    deadline = time.monotonic() + 60
+    while not (waiting_on_a_pipe(proc.pid)
+               and any(p.name.endswith(".rewind-tmp") for p in src.parent.iterdir()) == copy_begun):
+        assert proc.poll() is None, f"rewind ended before it was stopped: {proc.communicate()}"
+        assert time.monotonic() < deadline, "rewind never reached the phase"
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (130, b"")
+    assert sorted(p.name for p in src.parent.iterdir()) == [src.name]
+    assert src.read_bytes() == data
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.killpg(proc.pid, 0)  # anyone left in its group: a child it did not stop and reap
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a forked child outlived the rewind"
+        time.sleep(0.02)
