@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -299,6 +300,20 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     full_env = {**os.environ, **(env or {})}
     exe = [str(CLI)] if CLI.exists() else [sys.executable, "-m", "rewind_lsp.cli"]
     return subprocess.run([*exe, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120)
+
+
+def group_gone(pgid: int, within: float = 10.0) -> bool:
+    """Whether every process of group `pgid` has exited and been reaped within `within` seconds
+    (one left: a child its parent did not stop and reap)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
 def corpus_files(pattern: str = "*.jsonl") -> list[Path]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from core_support import CROSS_LINKS, SID, Builder, compacted, cross_link, run_cli, tr, tu, turn
+from core_support import CROSS_LINKS, SID, Builder, compacted, cross_link, group_gone, run_cli, tr, tu, turn
 
 from rewind_lsp import parallel
 from rewind_lsp.check import check_path, check_transcript_file
@@ -260,11 +260,4 @@ def test_ctrl_c_leaves_no_process_behind(after: float, big: Path) -> None:
         assert b"Failed to import the site module" in err or b"Could not import runpy module" in err, err
     if proc.returncode == 130:
         assert err == b""
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            os.killpg(proc.pid, 0)  # anyone left in its group: a child it did not stop and reap
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "a forked child outlived the check"
-        time.sleep(0.05)
+    assert group_gone(proc.pid, within=5), "a forked child outlived the check"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from core_support import CLI, Builder, compacted, text
+from core_support import CLI, Builder, compacted, group_gone, text
 
 from rewind_lsp.pool import Pool
 
@@ -122,14 +122,7 @@ def test_ctrl_c_leaves_no_process_behind(machine: Path, tmp_path: Path, after: f
         assert out == whole, "exit 0 after Ctrl-C with a partial answer"
     if proc.returncode == 130:
         assert (out, err) == (b"", b"")
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            os.killpg(proc.pid, 0)  # anyone left in its group: a worker it did not stop and reap
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "a worker outlived the check"
-        time.sleep(0.05)
+    assert group_gone(proc.pid, within=5), "a worker outlived the check"
 
 
 class Note(msgspec.Struct):

@@ -27,7 +27,7 @@ def _worst_user_rules(tmp_path: Path) -> RuleSet:
 
 def _best_time(text: str, rules: RuleSet) -> float:
     best = float("inf")
-    for _ in range(2):  # the machine is shared: the best of two is the scanner's own time
+    for _ in range(5):  # the machine is shared: the best of five is the scanner's own time (two were once 3.1x apart)
         started = time.perf_counter()
         check_log_text(text, rules)
         best = min(best, time.perf_counter() - started)
