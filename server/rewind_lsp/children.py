@@ -123,6 +123,13 @@ def read_to_end(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to the pipe `fd` (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def close_quietly(fd: int) -> None:
     """Close `fd`, already closed or not."""
     with suppress(OSError):
@@ -137,9 +144,7 @@ def _run(fn: Callable[[], object], passes: tuple[type[Exception], ...], out: int
             outcome: tuple[bool, object] = (True, fn())
         except passes as exc:
             outcome = (False, exc)
-        view = memoryview(pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
-        while view:
-            view = view[os.write(out, view):]
+        write_all(out, pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
         os.close(out)
         status = 0
     except BaseException:  # Ctrl-C or any failure: the parent runs `fn` itself

@@ -23,7 +23,7 @@ from typing import NoReturn
 
 import msgspec
 
-from .children import can_fork, close_quietly, hold_sigint, read_to_end, restore_mask
+from .children import can_fork, close_quietly, hold_sigint, read_to_end, restore_mask, write_all
 from .findings import Finding
 from .incremental import check_growing
 
@@ -132,10 +132,7 @@ def _child(path: str, history: bool, sizes: int, results: int, mask: set[int] | 
     try:
         _close_all_but(sizes, results)  # a session's lock among them: never held past the writer
         restore_mask(mask)  # a Ctrl-C that came since the fork is raised here, and caught below
-        data = msgspec.msgpack.encode(check_growing(path, _sizes_from(sizes), history=history))
-        view = memoryview(data)
-        while view:
-            view = view[os.write(results, view):]
+        write_all(results, msgspec.msgpack.encode(check_growing(path, _sizes_from(sizes), history=history)))
         os.close(results)  # the writer goes on now, while this process's memory is given back
         status = 0
     except BaseException:  # abandoned, Ctrl-C or any failure: the writer checks the file itself

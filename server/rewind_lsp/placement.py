@@ -363,6 +363,12 @@ def write_copy(
             line += 1
 
     with os.fdopen(tmp_fd, "wb") as out, os.fdopen(os.dup(src_fd), "rb") as src:
+
+        def tell_written() -> None:  # what reached the file: whole lines (a block's pieces end in one)
+            if written is not None:
+                out.flush()
+                written(out.tell())
+
         same_owner_and_mode(out.fileno(), like)
         fd = src.fileno()
         offset, line = 0, 1
@@ -383,9 +389,7 @@ def write_copy(
                 copy_line(line, body[:-1] if body.endswith(b"\r") else body, ended, pieces)
                 del body
                 out.writelines(pieces)
-                if written is not None:
-                    out.flush()
-                    written(out.tell())
+                tell_written()
                 line += 1
                 continue
             block = chunk if cut == len(chunk) else chunk[:cut]
@@ -417,9 +421,7 @@ def write_copy(
                     pos = stop + 1
                     line = a + 1
             out.writelines(pieces)
-            if written is not None:
-                out.flush()
-                written(out.tell())
+            tell_written()
             offset += cut
         out.flush()
         os.fsync(out.fileno())
