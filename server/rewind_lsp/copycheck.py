@@ -5,10 +5,11 @@ analysis more while nothing else runs. Checked by a child as it is written
 (`incremental.check_growing`), the child's reading, decoding and indexing share the time the writer
 spends copying and waiting on the disk, and its memory goes back at its exit without each object
 being freed (a million lines: ~0.5 s). The writer tells the child how far the file is written
-(`written`), then that it is done (`findings`), and gets the findings back.
+(`written`), then that it is done (`result`), and gets the findings back with the census of the
+lines it read (`census.Census`: what the writer compares with what it meant to write).
 
 Without a child (no fork on this platform, threads running, a fork refused) or from a child that
-died or failed, `findings` answers None: the caller then checks the file itself, as before. The
+died or failed, `result` answers None: the caller then checks the file itself, as before. The
 child never writes a file; if the writer dies, the child reads the end of its pipe and exits.
 """
 
@@ -23,13 +24,23 @@ from typing import NoReturn
 
 import msgspec
 
+from .census import Census
 from .children import can_fork, close_quietly, hold_sigint, read_to_end, restore_mask, write_all
 from .findings import Finding
-from .incremental import check_growing
+from .incremental import check_counted
 
 _SIZE = struct.Struct("<q")  # one message: a size written so far, or _DONE
 _DONE = -1
-_decode = msgspec.msgpack.Decoder(list[Finding]).decode
+
+
+class Checked(msgspec.Struct, frozen=True):
+    """The child's answer: the file's findings, and its census (None for a Codex rollout)."""
+
+    findings: list[Finding]
+    census: Census | None
+
+
+_decode = msgspec.msgpack.Decoder(Checked).decode
 
 
 class Abandoned(Exception):
@@ -79,11 +90,11 @@ class GrowingCheck:
             os.write(self._sizes, _SIZE.pack(size))
         except BlockingIOError:
             pass  # the pipe is full: the child has sizes enough to go on with
-        except OSError:  # the child is gone: `findings` says so
+        except OSError:  # the child is gone: `result` says so
             self._close_sizes()
 
-    def findings(self) -> list[Finding] | None:
-        """The writer is done: the child's findings for the whole file, or None without them."""
+    def result(self) -> Checked | None:
+        """The writer is done: the child's check of the whole file, or None without one."""
         if self._pid == 0:
             return None
         data = b""
@@ -98,11 +109,11 @@ class GrowingCheck:
             data = read_to_end(self._results)
             self._close_results()
         try:
-            found = _decode(data)
+            checked = _decode(data)
         except msgspec.DecodeError:  # nothing, or cut short: the child did not finish
             return None
         self._delivered = True
-        return found
+        return checked
 
     def close(self) -> None:
         """Stop the child unless it delivered, and reap it."""
@@ -132,7 +143,8 @@ def _child(path: str, history: bool, sizes: int, results: int, mask: set[int] | 
     try:
         _close_all_but(sizes, results)  # a session's lock among them: never held past the writer
         restore_mask(mask)  # a Ctrl-C that came since the fork is raised here, and caught below
-        write_all(results, msgspec.msgpack.encode(check_growing(path, _sizes_from(sizes), history=history)))
+        found, census = check_counted(path, _sizes_from(sizes), history=history)
+        write_all(results, msgspec.msgpack.encode(Checked(found, census)))
         os.close(results)  # the writer goes on now, while this process's memory is given back
         status = 0
     except BaseException:  # abandoned, Ctrl-C or any failure: the writer checks the file itself

@@ -43,6 +43,7 @@ from typing import IO, TYPE_CHECKING
 
 import msgspec
 
+from .census import Census, Counter
 from .codex import check_rollout_bytes, is_rollout_fd
 from .conversation import EntryIndex, Locality, dangling, index_entries, locality, rebuild_indexed
 from .filemark import FileMark, rewritten, take_mark
@@ -70,13 +71,16 @@ class Stats(msgspec.Struct):
 class TranscriptState:
     """What `check_transcript_incremental` keeps between calls for one file."""
 
-    def __init__(self, stable_hashes: bool = False, history: bool = True) -> None:
+    def __init__(self, stable_hashes: bool = False, history: bool = True, count: bool = False) -> None:
         # Hashes must survive the process when the state is saved (the hook).
         self.stable_hashes = stable_hashes
         # False: rewound and compacted history is not rebuilt, nor its information findings given
         # (a repair's check of its copy, which asks for errors only). Never saved: index.py's states
         # are whole.
         self.history = history
+        # True: every line read is counted (`census`), for a repair's copy (`check_counted`). A loaded
+        # state never counts (its open region is read again).
+        self._count = count
         self._h: Hash = stable_hash if stable_hashes else hash
         self._hk: KeyHash = stable_key_hash if stable_hashes else hash
         self.stats = Stats()
@@ -102,6 +106,7 @@ class TranscriptState:
         self.closed_findings: list[Finding] = []
         self.findings: list[Finding] | None = None  # the last result
         self.violated = False  # a line links into the closed part: the shortcut does not hold
+        self.counter = Counter() if self._count else None  # the lines read so far, once each
 
     @property
     def open_entry_count(self) -> int:
@@ -235,7 +240,19 @@ def check_growing(
     only the analysis of the open region waits for the end. A repair's copy is checked this way
     while it is written (`copycheck`). A Codex rollout is read whole at the end, as always.
     """
-    state = TranscriptState(history=history)
+    return _follow(path, sizes, rules, history, count=False)[0]
+
+
+def check_counted(path: str, sizes: Iterable[int] = (), history: bool = False) -> tuple[list[Finding], Census | None]:
+    """`check_growing`'s findings, and the census of the file's lines (None for a Codex rollout):
+    what a repair's copy is verified by."""
+    return _follow(path, sizes, None, history, count=True)
+
+
+def _follow(
+    path: str, sizes: Iterable[int], rules: RuleSet | None, history: bool, count: bool
+) -> tuple[list[Finding], Census | None]:
+    state = TranscriptState(history=history, count=count)
     state.rules, state._path = rules, path
     with no_gc(), open(path, "rb") as f:
         for size in sizes:
@@ -244,14 +261,31 @@ def check_growing(
                     state.ix = index_entries(state.open_entries)  # built as lines come, not at the end
                 _read_new(f, state, allow_close=True, end=size)
         if is_rollout_fd(f):
-            return _check_rollout(f, os.fstat(f.fileno()), state, rules)
+            return _check_rollout(f, os.fstat(f.fileno()), state, rules), None
         findings: list[Finding] = []
         if not state.violated:
             _read_new(f, state, allow_close=True)
             tail = _tail(f, state)
             if not state.violated:
                 findings = _analyze_open(state, tail)
-        return _fall_back(f, state, rules) if state.violated else findings
+        if state.violated:
+            findings = _fall_back(f, state, rules)
+        return findings, _census(f, state)
+
+
+def _census(f: IO[bytes], state: TranscriptState) -> Census | None:
+    """The count of every line read, with the last one when it has no newline."""
+    counter = state.counter
+    if counter is None:
+        return None
+    f.seek(state.offset)
+    rest = f.read()
+    last, _torn = parse_tail(state.line, state.offset, rest)
+    if isinstance(last, Entry):
+        counter.add([last])
+    elif last is not None:
+        counter.add_malformed(1)
+    return counter.census(unterminated=bool(rest))
 
 
 def _check_rollout(f: IO[bytes], st: os.stat_result, state: TranscriptState, rules: RuleSet | None) -> list[Finding]:
@@ -298,6 +332,9 @@ def _read_new(f: IO[bytes], state: TranscriptState, allow_close: bool, end: int 
         _stop_here(state)
         # All at once: a stop below (a link into the closed part) drops this state anyway.
         bad.extend(batch.bad)
+        if state.counter is not None:
+            state.counter.add(batch.entries)
+            state.counter.add_malformed(len(batch.bad))
         if state.last_boundary <= state.main_segment and not batch.boundary:
             # No boundary pending and none in these lines: nothing can close, so they are only kept
             # (most chunks; the loop below costs ~3 % of a check).

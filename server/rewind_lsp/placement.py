@@ -372,8 +372,9 @@ def write_copy(
         same_owner_and_mode(out.fileno(), like)
         fd = src.fileno()
         offset, line = 0, 1
+        end = plan.source_size  # what was analysed: a line appended since is not the plan's
         while True:
-            chunk = os.pread(fd, _CHUNK, offset)
+            chunk = os.pread(fd, _CHUNK if end < 0 else min(_CHUNK, end - offset), offset)
             if not chunk:
                 break
             cut = chunk.rfind(b"\n") + 1
@@ -381,7 +382,7 @@ def write_copy(
             if not cut:
                 # A line longer than a chunk, or the last one without a newline: read whole.
                 src.seek(offset)
-                raw = src.readline()
+                raw = src.readline(-1 if end < 0 else end - offset)
                 offset += len(raw)
                 ended = raw.endswith(b"\n")
                 body = raw[:-1] if ended else raw

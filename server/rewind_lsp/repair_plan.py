@@ -101,6 +101,7 @@ class Plan:
     # validate(conversation) by id(conversation), while planning: each step asks for the same faults.
     faults: dict[int, list[Fault]] = field(default_factory=dict)
     session_ids: LineSessionIds | None = None  # for a new session: each line's sessionId, as read
+    source_size: int = -1  # the bytes of the source the plan is for (-1: all of it)
 
     def faults_of(self, conv: Conversation) -> list[Fault]:
         if id(conv) not in self.faults:

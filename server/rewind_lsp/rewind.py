@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from . import forks, placement
+from .census import Census, planned_census
 from .check import TranscriptCheck, check_transcript_file
 from .children import ChildCall
 from .codex import is_rollout_file
@@ -20,6 +21,7 @@ from .codex_repair import choose_rollout_target, cwd_of, plan_rollout, session_i
 from .copycheck import GrowingCheck
 from .findings import Finding, Severity
 from .gcpause import no_gc
+from .incremental import check_counted
 from .parallel import check_transcript_parallel
 from .placement import STALE_TEMP_SECONDS, TEMP_SUFFIX, choose_target, session_id_of
 from .repair_plan import (
@@ -204,15 +206,18 @@ def _fd_path(fd: int, source: Path) -> Path:
 
 
 class _CopyCheck:
-    """The copy's errors (not its conversations, nor history, whose findings are information),
-    checked by a child reading behind the writer (`copycheck`) where one can be forked, else once
-    written: segment by segment, on every core where the copy is large and compacted. The same
-    errors as check_transcript_file's either way, in memory bounded by a segment."""
+    """The copy's errors (not its conversations, nor history, whose findings are information) and
+    its census, checked by a child reading behind the writer (`copycheck`) where one can be forked,
+    else once written: segment by segment, in memory bounded by a segment. The same errors as
+    check_transcript_file's either way. The census must be the one the plan meant (`expected`):
+    no line lost, fused, added or moved. A Codex rollout (read whole by its own reader) is checked
+    once written, on every core where it is large, for its errors."""
 
-    __slots__ = ("follow", "growing")
+    __slots__ = ("expected", "follow", "growing")
 
-    def __init__(self, follow: bool) -> None:
-        self.follow = follow  # False: once written (a Codex rollout, read whole by its own reader)
+    def __init__(self, follow: bool, expected: Census | None) -> None:
+        self.follow = follow  # False: a Codex rollout
+        self.expected = expected
         self.growing: GrowingCheck | None = None
 
     def begin(self, copy: Path) -> None:
@@ -224,10 +229,16 @@ class _CopyCheck:
             self.growing.written(size)
 
     def finish(self, copy: Path) -> None:
-        found = self.growing.findings() if self.growing is not None else None
-        if found is None:
-            found = check_transcript_parallel(str(copy), history=False)
+        checked = self.growing.result() if self.growing is not None else None
+        if checked is not None:
+            found, census = checked.findings, checked.census
+        elif self.follow:
+            found, census = check_counted(str(copy))
+        else:
+            found, census = check_transcript_parallel(str(copy), history=False), None
         _refuse_errors(found)
+        if self.expected is not None:
+            _refuse_losses(census, self.expected)
 
     def close(self) -> None:
         if self.growing is not None:
@@ -244,13 +255,24 @@ def _refuse_errors(found: list[Finding]) -> None:
         )
 
 
+def _refuse_losses(census: Census | None, expected: Census) -> None:
+    differences = ["it reads as a Codex rollout"] if census is None else census.differences(expected)
+    if differences:
+        raise RewindError(
+            f"the repaired copy does not hold what the repair keeps ({'; '.join(differences)}); "
+            "nothing was written. Please report this with `rewind-lsp doctor`."
+        )
+
+
 @dataclass(slots=True)
 class _Planned:
-    """What a rewind keeps of the source's analysis: the plan, and where the session ran."""
+    """What a rewind keeps of the source's analysis: the plan, where the session ran, and the
+    census of the copy the plan writes (None for a Codex rollout)."""
 
     plan: Plan
     cwd: str | None
     codex: bool
+    census: Census | None
 
 
 def _analyse(
@@ -274,7 +296,21 @@ def _analyse(
     if session_id is not None and not codex:  # a new session: each line's own id, as the check read it
         plan.session_ids = LineSessionIds(check.transcript.entries)
     plan.faults.clear()
-    return _Planned(plan, cwd if isinstance(cwd, str) else None, codex)
+    plan.source_size = check.transcript.size
+    census = None if codex else _census_of_copy(check, plan, src_fd)
+    return _Planned(plan, cwd if isinstance(cwd, str) else None, codex, census)
+
+
+def _census_of_copy(check: TranscriptCheck, plan: Plan, src_fd: int) -> Census:
+    """What the copy `plan` writes of the source must hold. A malformed last line without a
+    newline is left in the original (`placement.write_copy`)."""
+    t = check.transcript
+    left_out = None
+    if t.bad_lines and t.size and os.pread(src_fd, 1, t.size - 1) != b"\n":
+        last_bad = t.bad_lines[-1].line
+        if not t.entries or t.entries[-1].line < last_bad:
+            left_out = last_bad
+    return planned_census(t.entries, t.bad_lines, plan.drop, plan.replace, plan.insert_after, left_out)
 
 
 def _analysed(
@@ -322,7 +358,7 @@ def _analysed(
 def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str | None, to: str | None) -> RewindResult:
     before, planned = _analysed(source, src_fd, _fd_path(src_fd, source), mode, session_id, to)
     plan, cwd, codex = planned.plan, planned.cwd, planned.codex
-    placed = placement.place(source, src_fd, before, plan, target, session_id, _CopyCheck(follow=not codex))
+    placed = placement.place(source, src_fd, before, plan, target, session_id, _CopyCheck(not codex, planned.census))
     if session_id is not None:  # a new session beside (or away from) the untouched original
         from .repairs import remember
 

@@ -78,7 +78,8 @@ def write_followed(data: bytes, path: Path, rng: random.Random, pieces: int, his
                 f.flush()
                 growing.written(cut)
                 start = cut
-        return growing.findings()
+        checked = growing.result()
+        return None if checked is None else checked.findings
     finally:
         growing.close()
 
@@ -141,7 +142,7 @@ def test_no_child_while_a_thread_runs(tmp_path: Path) -> None:
         growing = GrowingCheck(str(path))
         assert not growing.running
         growing.written(10)
-        assert growing.findings() is None
+        assert growing.result() is None
         growing.close()
     finally:
         stop.set()
@@ -173,7 +174,7 @@ def test_a_child_killed_gives_no_answer_and_is_reaped(b: Builder, tmp_path: Path
     with path.open("ab") as f:
         f.write(data[len(data) // 2 :])
     growing.written(len(data))  # to a pipe nobody reads: no error, no SIGPIPE
-    assert growing.findings() is None
+    assert growing.result() is None
     growing.close()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reaped by close

@@ -1,0 +1,157 @@
+"""What a transcript's lines hold, counted the same way for what a repair plans and what it wrote.
+
+A repair's copy is checked for errors before it is placed, but a copy with no error can still have
+lost part of the session: a line fused with the next is one malformed line (a warning), and a
+conversation cut short pairs as well as a whole one. So the copy is also counted as it is read back
+(`incremental.check_counted`), and must hold exactly what the plan keeps of the source: the same
+lines (their uuids, in order), as many user prompts, replies, tool calls and tool results, as many
+malformed lines, and a newline at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence, Set
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+
+from .transcript import OTHER, SERVER_TOOL_USES, TOOL_RESULT, TOOL_USE, BadLine, Entry, parse_line
+
+_USES = frozenset({TOOL_USE, *SERVER_TOOL_USES})
+_line_of = attrgetter("line")
+
+
+class Census(msgspec.Struct, frozen=True):
+    """The counts of one file's lines (see the module's docstring)."""
+
+    entries: int = 0  # lines that are transcript entries
+    malformed: int = 0  # lines that are not
+    prompts: int = 0  # user lines the user typed (not tool results, not recorded API errors)
+    replies: int = 0  # assistant lines (not recorded API errors)
+    tool_uses: int = 0  # tool_use and server tool blocks
+    tool_results: int = 0  # tool_result and server tool result blocks
+    uuids: bytes = b""  # a digest of every entry's uuid, in file order
+    unterminated: bool = False  # the last line has no newline
+
+    def differences(self, expected: Census) -> list[str]:
+        """What this census has that `expected` does not, in words ("3 user prompts instead of 4")."""
+        out = [f"{got:,} {one if got == 1 else many} instead of {want:,}"
+               for one, many, got, want in (
+                   ("line", "lines", self.entries, expected.entries),
+                   ("malformed line", "malformed lines", self.malformed, expected.malformed),
+                   ("user prompt", "user prompts", self.prompts, expected.prompts),
+                   ("assistant reply", "assistant replies", self.replies, expected.replies),
+                   ("tool call", "tool calls", self.tool_uses, expected.tool_uses),
+                   ("tool result", "tool results", self.tool_results, expected.tool_results),
+               ) if got != want]
+        if not out and self.uuids != expected.uuids:
+            out.append("other lines, or the same lines in another order")
+        if self.unterminated and not expected.unterminated:
+            out.append("a last line without a newline")
+        return out
+
+
+class Counter:
+    """A census taken as lines come, in file order."""
+
+    __slots__ = ("_digest", "entries", "malformed", "prompts", "replies", "tool_results", "tool_uses")
+
+    def __init__(self) -> None:
+        self._digest = hashlib.blake2b(digest_size=16)
+        self.entries = self.malformed = self.prompts = self.replies = self.tool_uses = self.tool_results = 0
+
+    def add(self, entries: Sequence[Entry]) -> None:
+        """Count `entries`, the next lines of the file that are entries."""
+        # The uuids joined per batch, each ended by a newline (a missing one by NUL): one update.
+        self._digest.update("".join([f"{e.uuid}\n" if e.uuid is not None else "\0\n" for e in entries])
+                            .encode("utf-8", "surrogatepass"))
+        self.entries += len(entries)
+        prompts = replies = uses = results = 0
+        for e in entries:
+            kind = e.type
+            if (kind != "user" and kind != "assistant") or e.api_error:
+                continue
+            blocks = e.blocks
+            if kind == "assistant":
+                replies += 1
+            if blocks:
+                answered = False
+                for b in blocks:
+                    k = b.kind
+                    if k is OTHER:
+                        continue
+                    if k in _USES:
+                        uses += 1
+                    elif k == TOOL_RESULT or k.endswith("_tool_result"):
+                        results += 1
+                        answered = answered or k == TOOL_RESULT
+                if kind == "user" and not answered:
+                    prompts += 1
+            elif kind == "user":
+                prompts += 1
+        self.prompts += prompts
+        self.replies += replies
+        self.tool_uses += uses
+        self.tool_results += results
+
+    def add_malformed(self, count: int) -> None:
+        self.malformed += count
+
+    def census(self, unterminated: bool = False) -> Census:
+        return Census(self.entries, self.malformed, self.prompts, self.replies, self.tool_uses,
+                      self.tool_results, self._digest.digest(), unterminated)
+
+
+def planned_census(
+    entries: Sequence[Entry],
+    bad: Iterable[BadLine],
+    drop: Set[int],
+    replace: Mapping[int, dict[str, Any]],
+    insert_after: Mapping[int, Sequence[dict[str, Any]]],
+    left_out: int | None = None,
+) -> Census:
+    """The census of the copy a repair writes from a source read as `entries` (in file order) and
+    `bad` lines: every line but those in `drop`, each in `replace` as its new object, the objects
+    of `insert_after` after their line (dropped or not), and never line `left_out` (a malformed last
+    line without a newline, which the copy leaves in the original). Every line ends in a newline."""
+    counter = Counter()
+    kept_bad = sorted(b.line for b in bad if b.line not in drop and b.line != left_out)
+    marks = sorted(set(replace) | set(insert_after))
+    pos = at_bad = 0
+    for mark in [*marks, None]:
+        end = len(entries) if mark is None else bisect_left(entries, mark, lo=pos, key=_line_of)
+        run = entries[pos:end]
+        counter.add([e for e in run if e.line not in drop] if drop else run)
+        pos = end
+        next_bad = len(kept_bad) if mark is None else bisect_left(kept_bad, mark, lo=at_bad)
+        counter.add_malformed(next_bad - at_bad)  # where they are does not change the counts
+        at_bad = next_bad
+        if mark is None:
+            break
+        here = pos < len(entries) and entries[pos].line == mark
+        here_bad = at_bad < len(kept_bad) and kept_bad[at_bad] == mark
+        if mark not in drop:
+            if mark in replace:
+                _add_object(counter, replace[mark], mark)
+            elif here:
+                counter.add(entries[pos : pos + 1])
+            elif here_bad:
+                counter.add_malformed(1)
+        pos += here
+        at_bad += here_bad
+        for extra in insert_after.get(mark, ()):
+            _add_object(counter, extra, mark)
+    return counter.census()
+
+
+def _add_object(counter: Counter, obj: dict[str, Any], line: int) -> None:
+    """A line the plan writes anew, as a reader of the copy will decode it."""
+    parsed = parse_line(line, 0, json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if isinstance(parsed, Entry):
+        counter.add([parsed])
+    else:
+        counter.add_malformed(1)
