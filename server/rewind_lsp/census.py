@@ -23,6 +23,8 @@ from .transcript import OTHER, SERVER_TOOL_USES, TOOL_RESULT, TOOL_USE, BadLine,
 
 _USES = frozenset({TOOL_USE, *SERVER_TOOL_USES})
 _line_of = attrgetter("line")
+_uuid_of = attrgetter("uuid")
+_UUIDS_AT_ONCE = 4096
 
 
 class Census(msgspec.Struct, frozen=True):
@@ -56,26 +58,33 @@ class Census(msgspec.Struct, frozen=True):
 
 
 class Counter:
-    """A census taken as lines come, in file order."""
+    """A census taken as lines come, in file order. `keep_blocks`: each line's blocks are kept on
+    its entry, for the check that reads them next; else they are not made to stay (a plan's count
+    of lines already checked, history's among them)."""
 
-    __slots__ = ("_digest", "entries", "malformed", "prompts", "replies", "tool_results", "tool_uses")
+    __slots__ = ("_digest", "_keep", "entries", "malformed", "prompts", "replies", "tool_results", "tool_uses")
 
-    def __init__(self) -> None:
+    def __init__(self, keep_blocks: bool = True) -> None:
+        self._keep = keep_blocks
         self._digest = hashlib.blake2b(digest_size=16)
         self.entries = self.malformed = self.prompts = self.replies = self.tool_uses = self.tool_results = 0
 
     def add(self, entries: Sequence[Entry]) -> None:
         """Count `entries`, the next lines of the file that are entries."""
-        # The uuids joined per batch, each ended by a newline (a missing one by NUL): one update.
-        self._digest.update("".join([f"{e.uuid}\n" if e.uuid is not None else "\0\n" for e in entries])
-                            .encode("utf-8", "surrogatepass"))
+        # The uuids, each ended by a newline (a missing one by NUL), a few thousand at a time: one
+        # digest update each, never a string of every uuid of a large file at once.
+        update = self._digest.update
+        for at in range(0, len(entries), _UUIDS_AT_ONCE):
+            uuids = [u if u is not None else "\0" for u in map(_uuid_of, entries[at : at + _UUIDS_AT_ONCE])]
+            update(("\n".join(uuids) + "\n").encode("utf-8", "surrogatepass"))
         self.entries += len(entries)
         prompts = replies = uses = results = 0
+        keep = self._keep
         for e in entries:
             kind = e.type
             if (kind != "user" and kind != "assistant") or e.api_error:
                 continue
-            blocks = e.blocks
+            blocks = e.blocks if keep else e.blocks_once()
             if kind == "assistant":
                 replies += 1
             if blocks:
@@ -118,7 +127,7 @@ def planned_census(
     `bad` lines: every line but those in `drop`, each in `replace` as its new object, the objects
     of `insert_after` after their line (dropped or not), and never line `left_out` (a malformed last
     line without a newline, which the copy leaves in the original). Every line ends in a newline."""
-    counter = Counter()
+    counter = Counter(keep_blocks=False)
     kept_bad = sorted(b.line for b in bad if b.line not in drop and b.line != left_out)
     marks = sorted(set(replace) | set(insert_after))
     pos = at_bad = 0

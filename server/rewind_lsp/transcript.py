@@ -142,6 +142,12 @@ class Entry(
             cached = self.cached_blocks = _blocks_of(self.message)
         return cached
 
+    def blocks_once(self) -> tuple[Block, ...]:
+        """`blocks`, not kept when not kept already: for a pass over lines no check will look at
+        again (history's, when the check left history alone)."""
+        cached = self.cached_blocks
+        return cached if cached is not None else _blocks_of(self.message)
+
     @property
     def is_message(self) -> bool:
         return self.type in MESSAGE_TYPES and not self.api_error

@@ -99,6 +99,27 @@ def test_write_copy_inserts_after_an_unterminated_last_line_on_a_line_of_its_own
     assert left_out == []
 
 
+def test_write_copy_copies_only_what_was_analysed(tmp_path: Path) -> None:
+    """Lines a writer appends after the analysis are not the plan's: they stay in the original
+    (rewind then refuses, the digest having changed), and a line half-written when it was read is
+    left out even once the writer has finished it."""
+    src = tmp_path / f"{SID}.jsonl"
+    analysed = ("\n".join(broken_lines()) + "\n").encode()
+    for late in (b'{"type":"user","uuid":"late","message":{"role":"user","content":"more"}}\n', TORN):
+        src.write_bytes(analysed + late)
+        plan = Plan()
+        plan.source_size = len(analysed)
+        data, left_out = write_copy_of(src, plan, None)
+        assert (data, left_out) == (analysed, [])
+        (src.parent / "copy.out").unlink()
+    src.write_bytes(analysed + TORN + b'"}}\n')  # finished after it was read torn
+    plan = Plan()
+    plan.source_size = len(analysed) + len(TORN)
+    data, left_out = write_copy_of(src, plan, None)
+    assert data == analysed
+    assert left_out == [f"line 4: a half-written last line ({len(TORN)} bytes) was left out; it stays in the original"]
+
+
 # --- 2. only the entry's own sessionId is rewritten ------------------------------------------------
 
 NESTED = "99999999-9999-4999-8999-999999999999"
