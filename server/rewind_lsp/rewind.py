@@ -210,18 +210,17 @@ class _CopyCheck:
     its census, checked by a child reading behind the writer (`copycheck`) where one can be forked,
     else once written: segment by segment, in memory bounded by a segment. The same errors as
     check_transcript_file's either way. The census must be the one the plan meant (`expected`):
-    no line lost, fused, added or moved. A Codex rollout (read whole by its own reader) is checked
-    once written, on every core where it is large, for its errors."""
+    no line lost, fused, added or moved. A Codex rollout (no census: read whole by its own reader)
+    is checked once written, on every core where it is large, for its errors."""
 
-    __slots__ = ("expected", "follow", "growing")
+    __slots__ = ("expected", "growing")
 
-    def __init__(self, follow: bool, expected: Census | None) -> None:
-        self.follow = follow  # False: a Codex rollout
-        self.expected = expected
+    def __init__(self, expected: Census | None) -> None:
+        self.expected = expected  # None: a Codex rollout
         self.growing: GrowingCheck | None = None
 
     def begin(self, copy: Path) -> None:
-        if self.follow:
+        if self.expected is not None:
             self.growing = GrowingCheck(str(copy), history=False)
 
     def written(self, size: int) -> None:
@@ -232,7 +231,7 @@ class _CopyCheck:
         checked = self.growing.result() if self.growing is not None else None
         if checked is not None:
             found, census = checked.findings, checked.census
-        elif self.follow:
+        elif self.expected is not None:
             found, census = check_counted(str(copy))
         else:
             found, census = check_transcript_parallel(str(copy), history=False), None
@@ -358,7 +357,7 @@ def _analysed(
 def _rewind(source: Path, src_fd: int, mode: str, target: Path, session_id: str | None, to: str | None) -> RewindResult:
     before, planned = _analysed(source, src_fd, _fd_path(src_fd, source), mode, session_id, to)
     plan, cwd, codex = planned.plan, planned.cwd, planned.codex
-    placed = placement.place(source, src_fd, before, plan, target, session_id, _CopyCheck(not codex, planned.census))
+    placed = placement.place(source, src_fd, before, plan, target, session_id, _CopyCheck(planned.census))
     if session_id is not None:  # a new session beside (or away from) the untouched original
         from .repairs import remember
 
