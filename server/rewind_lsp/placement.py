@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from . import holders
 from .repair_plan import Plan, RewindError
 
 TEMP_SUFFIX = ".rewind-tmp"
@@ -603,6 +604,61 @@ def rescue_late_bytes(src_fd: int, size: int, backup: Path) -> int:
     return done - size
 
 
+def writers_error(source: Path, found: list[holders.Holder]) -> RewindError:
+    who = ", ".join(str(h) for h in found)
+    return RewindError(
+        f"{source} is open for writing by {who}: what it writes after an in-place repair would go to "
+        "the replaced file and be lost; nothing was written. End that session and try again, or repair "
+        "it into a new session (without --in-place)."
+    )
+
+
+def refuse_writers(source: Path, st: os.stat_result) -> None:
+    """`--in-place` only: refuse while another process holds the source open for writing."""
+    found = holders.writers(st.st_dev, st.st_ino)
+    if found:
+        raise writers_error(source, found)
+
+
+def after_swap(source: Path, src_fd: int, st: os.stat_result, size: int, backup: Path) -> list[str]:
+    """`--in-place`, once the repaired file has replaced the source: keep in the backup what reached
+    the old file meanwhile, and warn of a writer that still holds it. Warnings only: it is done."""
+    warnings: list[str] = []
+    try:
+        late = rescue_late_bytes(src_fd, size, backup)
+    except OSError as exc:
+        warnings.append(
+            f"the repaired session is in place, but what was appended to {source} while it was being "
+            f"replaced could not be added to the backup {backup} ({exc.strerror or exc}): the backup "
+            "may lack the last lines"
+        )
+    else:
+        if late:
+            warnings.append(
+                f"{late} byte(s) were appended to {source} while it was being replaced (is the session still "
+                f"running?): they are not in the repaired file; they are kept at the end of the backup {backup}"
+            )
+    found = holders.writers(st.st_dev, st.st_ino)
+    if found:
+        who = ", ".join(str(h) for h in found)
+        warnings.append(
+            f"{who} opened {source} while it was being replaced and still holds the replaced file: what it "
+            f"writes from now on is lost. End it; the backup {backup} holds everything written until now"
+        )
+    return warnings
+
+
+def unconfirmed_warning(source: Path, target: Path, backup: Path | None, exc: OSError) -> str:
+    """The session is placed but the disk did not confirm the folder's change (fsync failed)."""
+    why = exc.strerror or str(exc)
+    if backup is not None:
+        return (f"the repaired session is in place, but the disk holding {target.parent} did not confirm it "
+                f"({why}): if the machine stops now, {source} may come back as it was; the backup {backup} "
+                "keeps the original")
+    return (f"the repaired session {target} was written, but the disk holding {target.parent} did not confirm "
+            f"it ({why}): if the machine stops now, it may be missing; the original {source} is untouched")
+
+
 # How long a rewind waits for another rewind of the same session to finish.
 LOCK_WAIT_SECONDS = 10.0
 
@@ -750,6 +806,8 @@ def _place(
     # The lock may have been waited for: what the other rewind did is seen here (it replaced or
     # rewrote the file; the digest is compared once the copy is written, before anything is placed).
     ensure_unchanged(source, before, digest=False)
+    if in_place:
+        refuse_writers(source, src_stat)
     if not in_place and (target.exists() or target.is_symlink()):
         raise RewindError(f"{target}: already exists; refusing to overwrite it")
     # Subagent transcripts live in `<session id>/` beside the session: they go along with a new session.
@@ -783,17 +841,14 @@ def _place(
                 ensure_unchanged(source, before)
                 if sha256(backup) != before[3]:
                     raise RewindError(f"{backup}: the backup does not match {source}; nothing was replaced")
+                refuse_writers(source, src_stat)  # again: one may have opened it while the copy was written
             except RewindError:
                 backup.unlink()  # ours: make_backup created it exclusively
                 raise
             os.replace(tmp, target)
+            # From here on a failure is a warning, never "nothing was written": the session is replaced.
             left_out = [m.replace("it stays in the original", f"it is kept in the backup {backup}") for m in left_out]
-            late = rescue_late_bytes(src_fd, before[1], backup)
-            if late:
-                warnings.append(
-                    f"{late} byte(s) were appended to {source} while it was being replaced (is the session still "
-                    f"running?): they are not in the repaired file; they are kept at the end of the backup {backup}"
-                )
+            warnings.extend(after_swap(source, src_fd, src_stat, before[1], backup))
         else:
             if tmp_dir is not None:
                 # Before the session file: a crash from here on leaves a complete subagent folder
@@ -802,9 +857,13 @@ def _place(
                 tmp_dir, placed_dir = None, True
                 fsync_dir(folder)
             os.link(tmp, target)  # fails if the target appeared meanwhile: never overwrite
-            placed_dir = False
-            tmp.unlink()
-        fsync_dir(folder)
+            placed_dir = False  # linked: from here on a failure is a warning
+            with contextlib.suppress(OSError):  # `finally` tries again; a leftover is swept next time
+                tmp.unlink()
+        try:
+            fsync_dir(folder)
+        except OSError as exc:
+            warnings.append(unconfirmed_warning(source, target, backup, exc))
     except BaseException:
         # The session file never arrived: take its subagent folder back out (but never from
         # under a session that did get linked, should an interrupt land just after the link).

@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "server" / "rewind_lsp"
 CORE = (
     "transcript", "conversation", "validate", "verdict", "locate", "findings", "links", "filemark", "gcpause",
-    "incremental", "parallel", "check", "logscan", "rules", "children", "copycheck", "census",
+    "incremental", "parallel", "check", "logscan", "rules", "children", "copycheck", "census", "holders",
 )
 
 

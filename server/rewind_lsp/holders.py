@@ -1,0 +1,80 @@
+"""Which other processes hold a file open for writing.
+
+`--in-place` replaces a session by rename: a process that keeps the old file open (a Claude Code
+still running, a `tail`-like logger) goes on writing into the file no name reaches any more, and
+those lines are lost. Rewind asks this before it replaces anything, and once more after.
+
+Linux only: it reads `/proc/<pid>/fd` and `fdinfo` (the processes this user may inspect, which
+includes every process of the user's own). Elsewhere it finds no one, and says so (`supported`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+PROC = "/proc"
+# Descriptors that are never a regular file: skipped without a stat.
+_NOT_FILES = ("socket:", "pipe:", "anon_inode:", "/dev/")
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    pid: int
+    command: str  # its command line, shortened; "" when unreadable
+
+    def __str__(self) -> str:
+        return f"pid {self.pid}" + (f" ({self.command})" if self.command else "")
+
+
+def supported() -> bool:
+    return os.path.isdir(os.path.join(PROC, "self", "fdinfo"))
+
+
+def _writes(pid: str, fd: str) -> bool:
+    try:
+        with open(os.path.join(PROC, pid, "fdinfo", fd), "rb") as f:
+            for line in f:
+                if line.startswith(b"flags:"):
+                    return int(line.split()[1], 8) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+def _command(pid: str) -> str:
+    try:
+        with open(os.path.join(PROC, pid, "cmdline"), "rb") as f:
+            raw = f.read(4096)
+    except OSError:
+        return ""
+    text = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def writers(dev: int, ino: int) -> list[Holder]:
+    """The processes other than this one with file (`dev`, `ino`) open for writing, by pid."""
+    me = str(os.getpid())
+    try:
+        pids = [p for p in os.listdir(PROC) if p.isdigit() and p != me]
+    except OSError:
+        return []
+    found: list[Holder] = []
+    for pid in pids:
+        fd_dir = os.path.join(PROC, pid, "fd")
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:  # gone, or not ours to look at
+            continue
+        for fd in fds:
+            link = os.path.join(fd_dir, fd)
+            try:
+                if os.readlink(link).startswith(_NOT_FILES):
+                    continue
+                st = os.stat(link)
+            except OSError:
+                continue
+            if st.st_ino == ino and st.st_dev == dev and _writes(pid, fd):
+                found.append(Holder(int(pid), _command(pid)))
+                break
+    return sorted(found, key=lambda h: h.pid)
