@@ -242,7 +242,13 @@ KEY = "sk-ant-api03-Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0LmNbVcXzAsDfGhJk"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0cGF5bG9hZA.QmFkU2lnbmF0dXJlWHl6"
 EMAIL = "jane.doe@example.com"
 ENV_KEY = "sk-ant-api03-EnvDumpSecretValue0123456789abcdefXYZ"
-SECRET_PARTS = ["Zx9Qw8Er7Ty6", TOKEN[:20], "jane.doe", "EnvDumpSecretValue"]
+AKIA = "AKIAR7TQ2M9XK4PLW8ZN"
+GHP = "ghp_Kp3xQ9wLm2Zr8TvB6nYc4HsJ1dFg7AeU5oWi"
+# Glued to what precedes them, as a planted id does (these once slipped past the patterns).
+AKIA_GLUED = "toolu_9AKIAV3NB8QX2LM7KT4RY"
+GHP_GLUED = "toolu_01ghp_Wq8Er4Ty2Ui6Op0As9Df3Gh7Jk1Lz5Xc3Vb"
+SECRET_PARTS = ["Zx9Qw8Er7Ty6", TOKEN[:20], "jane.doe", "EnvDumpSecretValue", "R7TQ2M9XK4PLW8ZN", "Kp3xQ9wLm2Zr8TvB",
+                "V3NB8QX2LM7KT4RY", "Wq8Er4Ty2Ui6Op0A"]
 
 
 def secret_transcript() -> str:
@@ -263,6 +269,12 @@ def secret_transcript() -> str:
         entry("assistant", "s2", "s1", [tool_use("toolu_side")], "msg_s", session=sid, isSidechain=True,
               agentId=f"ANTHROPIC_API_KEY={ENV_KEY}"),
         entry("user", "s3", "s2", "sub next", session=sid, isSidechain=True, agentId=f"ANTHROPIC_API_KEY={ENV_KEY}"),
+        entry("assistant", "a5", "u5", [tool_use(AKIA_GLUED)], "msg_5", session=sid),
+        entry("user", "u6", "a5", f"aws {AKIA}, gh {GHP}", session=sid),
+        entry("assistant", "a6", "u6", [tool_use(GHP_GLUED)], "msg_6", session=sid),
+        entry("user", "u7", "a6", "go on", session=sid),
+        entry("assistant", "a7", "u7", [tool_use(AKIA), tool_use(GHP)], "msg_7", session=sid),
+        entry("user", "u8", "a7", "and now?", session=sid),
     ]) + "\n"
 
 
@@ -327,6 +339,70 @@ def test_cli_text_output_is_redacted(tmp_path: Path) -> None:
         "main job": run_cli([], env).stdout,
     }
     assert {k: leaks(v) for k, v in outputs.items() if leaks(v)} == {}
+
+
+def hook(payload: dict[str, Any], env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rewind_lsp", "hook", *extra], input=json.dumps(payload),
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_rewind_json_dry_run_and_hook_outputs_are_redacted(tmp_path: Path) -> None:
+    """Every field of `rewind --format json` (`fixed`, `warnings`), the dry run (JSON and text, which
+    quote the last prompt kept), and the hook's SessionStart, UserPromptSubmit and auto-repair output."""
+    path, env = plant(tmp_path)
+    payload = {"session_id": SID, "transcript_path": str(path), "cwd": "/tmp/proj"}
+    outputs = {
+        "dry run json": run_cli(["rewind", "--dry-run", "--format", "json", str(path)], env),
+        "dry run": run_cli(["rewind", "--dry-run", str(path)], env),
+        "hook SessionStart": hook({**payload, "hook_event_name": "SessionStart", "source": "resume"}, env),
+        "hook UserPromptSubmit": hook({**payload, "hook_event_name": "UserPromptSubmit", "prompt": "x"}, env),
+    }
+    for mode in ("truncate", "patch"):
+        outputs[f"rewind json {mode}"] = run_cli(["rewind", "--format", "json", "--mode", mode, str(path)], env)
+    outputs["hook auto-repair"] = hook({**payload, "hook_event_name": "UserPromptSubmit", "prompt": "x"}, env,
+                                       "--auto-repair")
+    for name, done in outputs.items():
+        assert done.returncode == 0, (name, done.stderr)
+        assert not leaks(done.stdout + done.stderr), (name, leaks(done.stdout + done.stderr))
+        # Truncate cuts before the first fault: its summary names no id.
+        assert "redacted]" in done.stdout or name == "rewind json truncate", (name, done.stdout)
+    fixed = json.loads(outputs["rewind json patch"].stdout)["fixed"]
+    assert any("toolu_9AKIA…[redacted]" in line for line in fixed), fixed
+    assert any("toolu_01gh…[redacted]" in line for line in fixed), fixed
+    FUZZ_CASES["security: redaction (rewind json, dry run, hook)"] += len(outputs)
+
+
+def test_server_messages_results_and_navigation_are_redacted(tmp_path: Path) -> None:
+    """The server's announcement (`window/showMessageRequest`), the Repair command's result and the
+    message after it, and what navigation names from the transcript: outline, workspace symbols,
+    inlay hints."""
+    env = isolated_env(tmp_path)
+    folder = Path(env["CLAUDE_CONFIG_DIR"]) / "projects" / "-tmp-proj"
+    folder.mkdir(parents=True)
+    with raw_server(tmp_path, {"watchRoots": [str(folder.parent)]}) as srv:
+        path, _ = plant(tmp_path)  # written once the server watches: it announces the break
+        announced = wait_until(lambda: [m for m in srv.server_requests if m["method"] == "window/showMessageRequest"],
+                               30)
+        assert announced, "no announcement"
+        uri = srv.open(path)
+        lines = len(path.read_text().splitlines())
+        replies = {
+            "repair": srv.request("workspace/executeCommand", {"command": "rewind-lsp.repair",
+                                                               "arguments": [path.as_uri()]}, timeout=60),
+            "outline": srv.request("textDocument/documentSymbol", {"textDocument": {"uri": uri}}, timeout=30),
+            "workspace symbols": srv.request("workspace/symbol", {"query": ""}, timeout=30),
+            "inlay hints": srv.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": {
+                "start": {"line": 0, "character": 0}, "end": {"line": lines, "character": 0}}}, timeout=30),
+        }
+        shown = srv.shown_messages() + srv.log_messages()
+    assert "result" in replies["repair"] and replies["repair"]["result"]["fixed"], replies["repair"]
+    texts = {name: json.dumps(reply["result"]) for name, reply in replies.items()}
+    texts["announcement"] = json.dumps([m["params"]["message"] for m in announced])
+    texts["messages"] = json.dumps(shown)
+    assert {name: leaks(text) for name, text in texts.items() if leaks(text)} == {}
+    for name in ("repair", "outline", "workspace symbols", "inlay hints", "announcement"):
+        assert "redacted]" in texts[name], (name, texts[name][:400])
+    FUZZ_CASES["security: redaction (server messages, results, navigation)"] += len(texts)
 
 
 def test_resume_command_quotes_the_cwd(tmp_path: Path) -> None:

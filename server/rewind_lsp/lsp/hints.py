@@ -10,6 +10,7 @@ from __future__ import annotations
 from lsprotocol import types
 
 from ..navigation import Call, TranscriptMap
+from ..redact import redact
 
 REPAIR_COMMAND = "rewind-lsp.repair"
 REWIND_TO_COMMAND = "rewind-lsp.rewindTo"
@@ -53,7 +54,8 @@ def inlay_hints(m: TranscriptMap, first: int, last: int) -> list[types.InlayHint
     for line in range(first + 1, last + 2):
         label = hint_label(m, line)
         if label is not None:
-            out.append(types.InlayHint(position=types.Position(line - 1, 0), label=label, padding_right=True))
+            out.append(types.InlayHint(position=types.Position(line - 1, 0), label=redact(label),
+                                       padding_right=True))
     return out
 
 

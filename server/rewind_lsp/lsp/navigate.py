@@ -297,8 +297,8 @@ async def _subagent_links(ls: RewindLanguageServer, uri: str, tooltips: bool) ->
     for c in mapped.map.calls:
         target = subagent_file(path, c.agent_id) if c.agent_id else None
         if target is not None:
-            links.append(types.DocumentLink(range=jumps.range(c.use), target=target.as_uri(),
-                                            tooltip=f"subagent {c.agent_id}: {target.name}" if tooltips else None))
+            tip = redact(f"subagent {c.agent_id}: {target.name}") if tooltips else None
+            links.append(types.DocumentLink(range=jumps.range(c.use), target=target.as_uri(), tooltip=tip))
     return links
 
 

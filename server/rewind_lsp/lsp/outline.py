@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from lsprotocol import types
 
 from ..navigation import Call, TranscriptMap, Turn
+from ..redact import redact
 
 # (0-based line) -> the line's length in the client's position encoding.
 LineLength = Callable[[int], int]
@@ -29,7 +30,7 @@ def _line(line: int, length: LineLength) -> types.Range:
 
 def call_name(c: Call) -> str:
     mark = PAIRED if c.paired else UNPAIRED
-    return f"{c.summary} {mark}"
+    return redact(f"{c.summary} {mark}")
 
 
 def _call_symbol(c: Call, length: LineLength, api: str) -> types.DocumentSymbol:
@@ -42,14 +43,14 @@ def _call_symbol(c: Call, length: LineLength, api: str) -> types.DocumentSymbol:
         detail = f"{c.tool_id} · {len(c.results)} {result}s"
     last = max([c.use.line, *(r.line for r in c.results)])
     return types.DocumentSymbol(
-        name=call_name(c), kind=types.SymbolKind.Function, detail=detail,
+        name=call_name(c), kind=types.SymbolKind.Function, detail=redact(detail),
         range=_range(c.use.line, last, length), selection_range=_line(c.use.line, length),
     )
 
 
 def _turn_symbol(t: Turn, length: LineLength, api: str) -> types.DocumentSymbol:
     children = [
-        types.DocumentSymbol(name=r.text, kind=types.SymbolKind.String, detail="reply",
+        types.DocumentSymbol(name=redact(r.text), kind=types.SymbolKind.String, detail="reply",
                              range=_line(r.line, length), selection_range=_line(r.line, length))
         for r in t.replies
     ]
@@ -59,7 +60,7 @@ def _turn_symbol(t: Turn, length: LineLength, api: str) -> types.DocumentSymbol:
     # A rollout's calls are named by call_id; it has no `messages.N` to show.
     detail = (t.timestamp or "") if api == "responses" else f"messages.{t.message}{when}"
     return types.DocumentSymbol(
-        name=t.text, kind=types.SymbolKind.Event, detail=detail,
+        name=redact(t.text), kind=types.SymbolKind.Event, detail=detail,
         range=_range(t.prompt.line, t.last_line, length), selection_range=_line(t.prompt.line, length),
         children=children or None,
     )
@@ -73,7 +74,8 @@ def document_symbols(m: TranscriptMap, length: LineLength) -> list[types.Documen
         for line in m.boundaries
     )
     symbols.extend(
-        types.DocumentSymbol(name=s.label, kind=types.SymbolKind.Module, detail=f"lines {s.first_line}–{s.last_line}",
+        types.DocumentSymbol(name=redact(s.label), kind=types.SymbolKind.Module,
+                             detail=f"lines {s.first_line}–{s.last_line}",
                              range=_range(s.first_line, s.last_line, length),
                              selection_range=_line(s.first_line, length))
         for s in m.stretches
@@ -106,9 +108,10 @@ def workspace_symbols(query: str, maps: Iterable[tuple[str, TranscriptMap]], lim
     out: list[types.WorkspaceSymbol] = []
     for uri, m in maps:
         for t in m.turns:
-            if q in t.text.casefold():
+            text = redact(t.text)  # matched as shown: a query finds no secret the name hides
+            if q in text.casefold():
                 out.append(types.WorkspaceSymbol(
-                    name=t.text, kind=types.SymbolKind.Event,
+                    name=text, kind=types.SymbolKind.Event,
                     location=types.Location(uri, types.Range(types.Position(t.prompt.line - 1, 0),
                                                              types.Position(t.prompt.line - 1, 0))),
                     container_name=uri.rsplit("/", 1)[-1],

@@ -32,6 +32,7 @@ from ..check import is_transcript_path
 from ..findings import Finding, Severity
 from ..forks import follow
 from ..incremental import TranscriptState, check_transcript_incremental
+from ..redact import redact
 from .diagnostics import to_diagnostic
 from .documents import Documents, Lines, OpenDocument, fill_utf8, lacks_utf8, positions
 from .fileio import NotRegularFileError, mtime, read_line, read_lines, shown
@@ -77,7 +78,30 @@ def index_dir() -> Path:
     return states_dir()
 
 
+def _redacted(params: types.ShowMessageRequestParams) -> types.ShowMessageRequestParams:
+    return types.ShowMessageRequestParams(params.type, redact(params.message), params.actions)
+
+
 class RewindLanguageServer(LanguageServer):
+    # Every message the server shows or logs passes one redaction: a secret planted in a transcript
+    # reaches them through tool_use ids, file names and prompts (public methods, overridden as a whole).
+    def window_show_message(self, params: types.ShowMessageParams) -> None:
+        super().window_show_message(types.ShowMessageParams(params.type, redact(params.message)))
+
+    def window_log_message(self, params: types.LogMessageParams) -> None:
+        super().window_log_message(types.LogMessageParams(params.type, redact(params.message)))
+
+    def window_show_message_request(
+        self, params: types.ShowMessageRequestParams,
+        callback: Callable[[types.MessageActionItem | None], None] | None = None,
+    ) -> concurrent.futures.Future[types.MessageActionItem | None]:
+        return super().window_show_message_request(_redacted(params), callback)
+
+    async def window_show_message_request_async(
+        self, params: types.ShowMessageRequestParams,
+    ) -> types.MessageActionItem | None:
+        return await super().window_show_message_request_async(_redacted(params))
+
     def __init__(self) -> None:
         super().__init__("rewind-lsp", __version__, protocol_cls=RewindProtocol)
         self._settings: Settings | None = None  # the defaults, made on first use
@@ -407,7 +431,6 @@ class RewindLanguageServer(LanguageServer):
         name = Path(transcript or path).name
         what = "hit the tool-use 400" if finding.rule == "tool-use-concurrency-400" else f"broke ({finding.rule})"
         from ..advice import already_repaired
-        from ..redact import redact
 
         note = already_repaired(transcript) if transcript else None
         if note:  # repaired already and unchanged since: say where, propose no second copy
@@ -418,7 +441,7 @@ class RewindLanguageServer(LanguageServer):
         actions += ["Show fix", "Ignore"]
         params = types.ShowMessageRequestParams(
             type=types.MessageType.Error,
-            message=redact(f"Claude Code session {name} {what} at line {finding.start.line}: {finding.message}"),
+            message=f"Claude Code session {name} {what} at line {finding.start.line}: {finding.message}",
             actions=[types.MessageActionItem(title=a) for a in actions],
         )
         try:
