@@ -1,5 +1,6 @@
-"""A session another process holds open for writing, and a disk that fails once the session is
-placed: real processes and files, the rewind run as the CLI, syscalls delayed or failed by strace.
+"""A session another process holds open for writing, one appended to while it is repaired, and a
+disk that fails once the session is placed: real processes and files, the rewind run as the CLI,
+syscalls delayed or failed by strace.
 
 `--in-place` replaces the session by rename; a process holding the old file keeps writing into a
 file no name reaches, so in-place is refused while one does. A writer that opens the file in the
@@ -8,6 +9,7 @@ last instant (between the final look and the rename) is made deterministic by de
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -122,8 +124,10 @@ def strace(*options: str) -> list[str]:
     return ["strace", "-qq", "-o", os.devnull, *options, "--"]
 
 
-# The syscalls os.replace may use, by machine: what /proc/<pid>/syscall shows while one is delayed.
+# What /proc/<pid>/syscall shows while one is delayed, by machine: the syscalls os.replace may use,
+# and flock (the session lock rewind takes once its analysis is done).
 RENAMES = {"x86_64": {82, 264, 316}, "aarch64": {38, 276}}
+FLOCK = {"x86_64": {73}, "aarch64": {32}}
 
 
 def in_syscall(pid: int, numbers: set[int]) -> bool:
@@ -135,15 +139,20 @@ def in_syscall(pid: int, numbers: set[int]) -> bool:
 
 
 def traced_child(tracer: subprocess.Popen[str]) -> int:
-    """The pid of the process strace started (its only child)."""
+    """The pid of the rewind strace started (not one of the short-lived children strace forks first
+    to test what the kernel supports)."""
     def child() -> int:
         try:
             pids = Path(f"/proc/{tracer.pid}/task/{tracer.pid}/children").read_text().split()
         except OSError:
             return 0
-        return int(pids[0]) if pids else 0
+        for pid in pids:
+            with contextlib.suppress(OSError):  # strace's own children run strace, not Python
+                if os.readlink(f"/proc/{pid}/exe") == os.path.realpath(sys.executable):
+                    return int(pid)
+        return 0
     pid: int = wait_until(child, 30)
-    assert pid, "strace started nothing"
+    assert pid, "strace started no rewind"
     return pid
 
 
@@ -163,7 +172,10 @@ def writer_in_the_swap(tmp_path: Path, session: Path) -> Iterator[tuple[subproce
     holder: subprocess.Popen[str] | None = None
     try:
         rewinding = traced_child(tracer)
-        assert wait_until(lambda: in_syscall(rewinding, numbers), 60), "rewind never reached the rename"
+        if not wait_until(lambda: in_syscall(rewinding, numbers), 60):
+            tracer.kill()
+            out, err = tracer.communicate()
+            pytest.fail(f"rewind never reached the rename (pid {rewinding}, exit {tracer.returncode}): {out}{err}")
         assert list(session.parent.glob(".*.rewind-tmp")), "the delayed rename is not the swap"
         holder, command = start(tmp_path, HOLDER, "holder.py", session)
         out, err = tracer.communicate(timeout=60)
@@ -239,3 +251,57 @@ def test_a_disk_failing_after_the_link_reports_the_copy_written_and_remembered(t
     check = run_cli(["check", str(session)], env)
     sid = result["session_id"]
     assert check.stderr.endswith(f"{session}: already repaired as {sid}: claude --resume {sid}\n"), check
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_session_appended_to_while_it_is_repaired_is_refused_with_exit_2(
+        tmp_path: Path, session: Path, in_place: bool) -> None:
+    """Claude Code appends a line once rewind has analysed the session (the lock it takes again
+    before it writes is delayed 2 s): the CLI refuses, exit 2, the message on stderr and nothing on
+    stdout; the session is the original and the appended line, and nothing else is in the folder."""
+    numbers = FLOCK.get(platform.machine())
+    if numbers is None:
+        pytest.skip(f"no flock syscall number for {platform.machine()}")
+    cmd = [*strace("-e", "trace=flock", "-e", "inject=flock:delay_enter=2000000:when=2"),
+           *CLI, "rewind", *(["--in-place"] if in_place else []), str(session)]
+    tracer = subprocess.Popen(cmd, env=isolated_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        rewinding = traced_child(tracer)
+        assert wait_until(lambda: in_syscall(rewinding, numbers), 60), "rewind never took the session lock"
+        appended = json.dumps({"type": "system", "uuid": "appended"}) + "\n"
+        with open(session, "a") as f:
+            f.write(appended)
+        out, err = tracer.communicate(timeout=60)
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+            tracer.wait()
+    assert (tracer.returncode, out) == (2, "")
+    assert err == (f"rewind-lsp: {session} changed while it was being repaired (is the session still running?); "
+                   "nothing was written. Close the session and try again.\n")
+    assert session.read_text() == broken() + appended
+    assert sorted(p.name for p in session.parent.iterdir()) == [session.name]
+
+
+def test_a_failure_keeping_the_late_lines_is_a_warning_once_swapped(tmp_path: Path) -> None:
+    """After the swap, the bytes that reached the old file are appended to the backup; when that
+    fails (here the backup's name is taken by a folder), the repair is done and the user is told."""
+    from rewind_lsp import placement
+
+    src = tmp_path / f"{SID}.jsonl"
+    src.write_text(broken())
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        with open(src, "a") as f:
+            f.write('{"type": "system", "uuid": "late"}\n')
+        backup = tmp_path / "taken.bak"
+        backup.mkdir()
+        warnings = placement.after_swap(src, fd, st, st.st_size, backup)
+    finally:
+        os.close(fd)
+    assert warnings == [
+        f"the repaired session is in place, but what was appended to {src} while it was being replaced could not "
+        f"be added to the backup {backup} (Is a directory): the backup may lack the last lines"
+    ]

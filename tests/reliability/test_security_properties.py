@@ -7,6 +7,7 @@ import ast
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -403,6 +404,49 @@ def test_server_messages_results_and_navigation_are_redacted(tmp_path: Path) -> 
     for name in ("repair", "outline", "workspace symbols", "inlay hints", "announcement"):
         assert "redacted]" in texts[name], (name, texts[name][:400])
     FUZZ_CASES["security: redaction (server messages, results, navigation)"] += len(texts)
+
+
+HOSTILE_NAME = "x'; touch PWNED; echo '.jsonl"
+
+
+def run_pasted(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`line` pasted into bash from `cwd`, with no rewind-lsp on PATH."""
+    return subprocess.run(["bash", "-c", line], cwd=cwd, env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def assert_runs_and_injects_nothing(line: str, src: Path, cwd: Path) -> None:
+    assert shlex.split(line)[-1] == str(src), line  # one word, exactly the file's name
+    done = run_pasted(line, cwd)
+    assert done.returncode == 0, (line, done.stderr)
+    assert not (cwd / "PWNED").exists() and not (src.parent / "PWNED").exists(), line
+    assert done.stdout.startswith("Wrote "), done.stdout  # it repaired the file it named
+
+
+def test_the_hook_s_fix_line_quotes_a_hostile_transcript_name(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    src = Path(env["CLAUDE_CONFIG_DIR"]) / "projects" / "o'neil proj" / HOSTILE_NAME
+    src.parent.mkdir(parents=True)
+    src.write_text(broken())
+    done = hook({"session_id": SID, "transcript_path": str(src), "hook_event_name": "UserPromptSubmit",
+                 "prompt": "x", "cwd": "/tmp/proj"}, env)
+    reason = json.loads(done.stdout)["reason"]
+    (line,) = [ln.strip() for ln in reason.splitlines() if "rewind --mode patch" in ln]
+    assert_runs_and_injects_nothing(line, src, tmp_path)
+
+
+def test_copy_resume_command_quotes_a_hostile_transcript_name(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    folder = Path(env["CLAUDE_CONFIG_DIR"]) / "projects" / "o'neil proj"
+    folder.mkdir(parents=True)
+    src = folder / HOSTILE_NAME
+    src.write_text(broken())
+    with raw_server(tmp_path, {"watchRoots": [str(folder.parent)]}) as srv:
+        reply = srv.request("workspace/executeCommand", {"command": "rewind-lsp.copyResumeCommand",
+                                                         "arguments": [src.as_uri()]}, timeout=30)
+    line = reply["result"]["rewindCommand"]
+    assert reply["result"]["resumeCommand"] is None
+    assert_runs_and_injects_nothing(line, src, tmp_path)
 
 
 def test_resume_command_quotes_the_cwd(tmp_path: Path) -> None:
