@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rel_support import SID, broken_lines, entry, tool_use, wait_until
+from rel_support import SID, broken_lines, entry, raw_server, tool_use, wait_until
 
 from rewind_lsp import holders, placement
 from rewind_lsp.repair_plan import Plan
@@ -547,6 +547,30 @@ def test_a_symlink_out_of_the_session_folder_is_refused(tmp_path: Path, link: st
                                   f"{inside.parent if link == 'session folder' else inside}; nothing was written. "
                                   "Replace the link with the files themselves and try again.")
     assert sorted(p.name for p in folder.iterdir()) == sorted([src.name, SID])
+
+
+@pytest.mark.parametrize("command", ["rewind-lsp.rewind", "rewind-lsp.repair"])
+def test_the_server_refuses_a_subagent_folder_linked_out_of_the_session(tmp_path: Path, command: str) -> None:
+    """Rewind and Repair from the editor: the same refusal as the CLI's, as the command's result and
+    as an error message; nothing is copied from the link's target."""
+    folder = tmp_path / "claude" / "projects" / "p"
+    folder.mkdir(parents=True)
+    src = folder / f"{SID}.jsonl"
+    src.write_text("\n".join(broken_lines()) + "\n")
+    outside = outside_secrets(tmp_path)
+    (folder / SID).mkdir()
+    named = folder / SID / "subagents"
+    os.symlink(outside / "subagents", named)
+    with raw_server(tmp_path, {"watchRoots": [str(folder.parent)]}) as srv:
+        reply = srv.request("workspace/executeCommand", {"command": command, "arguments": [src.as_uri()]},
+                            timeout=60)
+        shown = wait_until(lambda: [m for m in srv.shown_messages() if "symbolic link" in m], 10)
+    message = (f"rewind-lsp: {named} is a symbolic link out of the session's folder {folder / SID}; nothing was "
+               "written. Replace the link with the files themselves and try again.")
+    assert reply["result"] == {"error": message}
+    assert shown == [message]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([src.name, SID])
+    assert sorted(p.name for p in (folder / SID).iterdir()) == ["subagents"]
 
 
 def test_only_subagent_transcripts_are_copied(tmp_path: Path) -> None:

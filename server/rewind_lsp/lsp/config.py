@@ -102,9 +102,18 @@ def parse_settings(raw: Any) -> tuple[Settings, str | None]:
     return settings, f"rewind-lsp: bad settings ({'; '.join(problems)}); using the defaults for {shown}"
 
 
-def rule_dir_problem(folder: str) -> str | None:
+OUTSIDE_ROOTS = "outside the workspace folders and your home folder"
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def rule_dir_problem(folder: str, roots: list[str]) -> str | None:
     """Why a `ruleDirs` entry cannot be used, or None: it must be an absolute path to a real folder whose
-    `*.toml` files are regular files (a FIFO would block the rules loader in open(), a device never end)."""
+    `*.toml` files are regular files (a FIFO would block the rules loader in open(), a device never end),
+    and lie, links resolved, in one of `roots` (the workspace folders and the home folder: a cloned
+    project's settings can name any path)."""
     if not os.path.isabs(folder):
         return "not an absolute path"
     try:
@@ -116,4 +125,7 @@ def rule_dir_problem(folder: str) -> str | None:
                     return f"{entry.name} in it is not a regular file"
     except OSError as exc:
         return exc.strerror or str(exc)
+    real = os.path.realpath(folder)
+    if not any(_inside(real, os.path.realpath(r)) for r in roots if os.path.isabs(r)):
+        return OUTSIDE_ROOTS
     return None

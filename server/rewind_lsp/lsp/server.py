@@ -204,8 +204,9 @@ class RewindLanguageServer(LanguageServer):
         if problem:
             self.window_show_message(types.ShowMessageParams(types.MessageType.Error, problem))
         usable = []
+        roots = [str(Path.home()), *self.workspace_paths()]
         for folder in settings.rule_dirs:
-            why = rule_dir_problem(folder)
+            why = rule_dir_problem(folder, roots)
             if why is None:
                 usable.append(folder)
             else:
@@ -231,6 +232,14 @@ class RewindLanguageServer(LanguageServer):
         self._settings, self._rules = settings, rules
         self.log_states.clear()
         self.on_worker_soon(self.transcript_states.clear)  # a new rule set: states start over anyway
+
+    def workspace_paths(self) -> list[str]:
+        """The workspace folders' paths (none before `initialize`)."""
+        try:
+            folders = self.workspace.folders
+        except RuntimeError:
+            return []
+        return [p for f in (folders or {}).values() if (p := to_fs_path(f.uri))]
 
     def adjust(self, findings: list[Finding]) -> list[Finding]:
         """Disabled rules removed, severity overrides applied."""
