@@ -116,6 +116,8 @@ def rewind(
         # One rewind of a session at a time, across processes: a second waits, then works on what
         # the first left or is refused (its fingerprint no longer matches).
         placement.lock_session(src_fd, source, placement.LOCK_WAIT_SECONDS)
+        if in_place:  # before the analysis, which a large session makes the user wait for
+            placement.refuse_writers(source, os.fstat(src_fd))
         # No collection from the first analysis to the end: at the end of each of its two checks,
         # the collector's first pass would walk the million objects of the analysis just made (its
         # own lines hold no cycles), 0.2-0.3 s each for a million lines.
