@@ -36,7 +36,7 @@ def _writes(pid: str, fd: str) -> bool:
         with open(os.path.join(PROC, pid, "fdinfo", fd), "rb") as f:
             for line in f:
                 if line.startswith(b"flags:"):
-                    return int(line.split()[1], 8) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+                    return (int(line.split()[1], 8) & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
     except (OSError, ValueError, IndexError):
         pass
     return False

@@ -604,10 +604,13 @@ def rescue_late_bytes(src_fd: int, size: int, backup: Path) -> int:
     return done - size
 
 
+def _named(found: list[holders.Holder]) -> str:
+    return ", ".join(map(str, found))
+
+
 def writers_error(source: Path, found: list[holders.Holder]) -> RewindError:
-    who = ", ".join(str(h) for h in found)
     return RewindError(
-        f"{source} is open for writing by {who}: what it writes after an in-place repair would go to "
+        f"{source} is open for writing by {_named(found)}: what it writes after an in-place repair would go to "
         "the replaced file and be lost; nothing was written. End that session and try again, or repair "
         "it into a new session (without --in-place)."
     )
@@ -640,9 +643,8 @@ def after_swap(source: Path, src_fd: int, st: os.stat_result, size: int, backup:
             )
     found = holders.writers(st.st_dev, st.st_ino)
     if found:
-        who = ", ".join(str(h) for h in found)
         warnings.append(
-            f"{who} opened {source} while it was being replaced and still holds the replaced file: what it "
+            f"{_named(found)} opened {source} while it was being replaced and still holds the replaced file: what it "
             f"writes from now on is lost. End it; the backup {backup} holds everything written until now"
         )
     return warnings
@@ -806,8 +808,6 @@ def _place(
     # The lock may have been waited for: what the other rewind did is seen here (it replaced or
     # rewrote the file; the digest is compared once the copy is written, before anything is placed).
     ensure_unchanged(source, before, digest=False)
-    if in_place:
-        refuse_writers(source, src_stat)
     if not in_place and (target.exists() or target.is_symlink()):
         raise RewindError(f"{target}: already exists; refusing to overwrite it")
     # Subagent transcripts live in `<session id>/` beside the session: they go along with a new session.
@@ -841,7 +841,7 @@ def _place(
                 ensure_unchanged(source, before)
                 if sha256(backup) != before[3]:
                     raise RewindError(f"{backup}: the backup does not match {source}; nothing was replaced")
-                refuse_writers(source, src_stat)  # again: one may have opened it while the copy was written
+                refuse_writers(source, src_stat)  # again: rewind first asked before its analysis
             except RewindError:
                 backup.unlink()  # ours: make_backup created it exclusively
                 raise

@@ -14,7 +14,7 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from ..check import is_regular_file, is_transcript_path
 from ..findings import Severity
-from .fileio import mtime, read_tail, shown
+from .fileio import mtime, read_tail, real_inside, shown
 
 if TYPE_CHECKING:
     from .server import RewindLanguageServer
@@ -38,15 +38,12 @@ def allowed_path(ls: RewindLanguageServer, uri: Any, roots: list[str] | None = N
     path = to_fs_path(uri) if uri.startswith("file:") else (uri if os.path.isabs(uri) else None)
     if not path:
         raise ValueError(f"not a file: {shown(uri)}")
-    real = os.path.realpath(path)
     if roots is None:
-        roots = [*ls.settings.watch_roots]
-        roots += [to_fs_path(f.uri) or "" for f in (ls.workspace.folders or {}).values()]
+        roots = [*ls.settings.watch_roots, *ls.workspace_paths()]
         roots += [os.path.dirname(to_fs_path(d.uri) or "") for d in ls.documents]
-    for root in filter(None, roots):
-        r = os.path.realpath(root)
-        if real == r or real.startswith(r.rstrip(os.sep) + os.sep):
-            return real
+    real = real_inside(path, roots)
+    if real is not None:
+        return real
     raise ValueError(f"{shown(path)} is outside the folders rewind-lsp serves")
 
 

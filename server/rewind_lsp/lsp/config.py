@@ -10,6 +10,7 @@ from typing import Any
 from ..check import claude_projects_dir, codex_sessions_dir
 from ..findings import Severity
 from ..paths import user_log_dir
+from .fileio import real_inside
 
 # Checked by hand, not with pydantic: importing pydantic and building a model cost ~0.2 s between
 # `initialized` and the first diagnostics of every editor start.
@@ -105,10 +106,6 @@ def parse_settings(raw: Any) -> tuple[Settings, str | None]:
 OUTSIDE_ROOTS = "outside the workspace folders and your home folder"
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def rule_dir_problem(folder: str, roots: list[str]) -> str | None:
     """Why a `ruleDirs` entry cannot be used, or None: it must be an absolute path to a real folder whose
     `*.toml` files are regular files (a FIFO would block the rules loader in open(), a device never end),
@@ -125,7 +122,6 @@ def rule_dir_problem(folder: str, roots: list[str]) -> str | None:
                     return f"{entry.name} in it is not a regular file"
     except OSError as exc:
         return exc.strerror or str(exc)
-    real = os.path.realpath(folder)
-    if not any(_inside(real, os.path.realpath(r)) for r in roots if os.path.isabs(r)):
+    if real_inside(folder, roots) is None:
         return OUTSIDE_ROOTS
     return None

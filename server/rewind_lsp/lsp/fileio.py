@@ -23,6 +23,17 @@ def shown(text: str, limit: int = 200) -> str:
     return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
+def real_inside(path: str, roots: list[str]) -> str | None:
+    """`path` with its links resolved, when it lies in one of `roots` (theirs resolved too; empty
+    ones skipped), else None."""
+    real = os.path.realpath(path)
+    for root in filter(None, roots):
+        r = os.path.realpath(root)
+        if real == r or real.startswith(r.rstrip(os.sep) + os.sep):
+            return real
+    return None
+
+
 def mtime(path: str) -> float | None:
     try:
         return os.path.getmtime(path)
