@@ -24,8 +24,10 @@ _PATTERNS = [
     # KEY=value lines of env dumps whose name says secret.
     (re.compile(r"(?im)\b([A-Z0-9_]*(?:KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)[A-Z0-9_]*)\s*([=:])\s*[\"']?[^\s\"']{4,}"),
      r"\1\2[redacted]"),
-    # E-mail addresses.
-    (re.compile(r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b"), "[email redacted]"),
+    # E-mail addresses, but not a folder of a path: a home folder can be named like one (SSSD's
+    # default is `/home/user@domain`), and a printed command with it redacted would not run.
+    (re.compile(r"(?<![/\\\w.%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b(?![/\\\w\-]|\.\w)"),
+     "[email redacted]"),
 ]
 
 

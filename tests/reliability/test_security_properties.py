@@ -435,6 +435,22 @@ def test_the_hook_s_fix_line_quotes_a_hostile_transcript_name(tmp_path: Path) ->
     assert_runs_and_injects_nothing(line, src, tmp_path)
 
 
+def test_the_hook_s_commands_run_under_a_home_named_like_an_e_mail_address(tmp_path: Path) -> None:
+    """SSSD names home folders `user@domain`: redaction hides e-mail addresses, never a folder of the
+    path a printed command names (it would no longer run)."""
+    home = tmp_path / "jdoe@corp.example.com"
+    env = isolated_env(home)
+    src = Path(env["CLAUDE_CONFIG_DIR"]) / "projects" / "-app" / f"{SID}.jsonl"
+    src.parent.mkdir(parents=True)
+    src.write_text(broken())
+    done = hook({"session_id": SID, "transcript_path": str(src), "hook_event_name": "UserPromptSubmit",
+                 "prompt": "x", "cwd": "/tmp/proj"}, env)
+    reason = json.loads(done.stdout)["reason"]
+    assert "redacted" not in reason, reason
+    (line,) = [ln.strip() for ln in reason.splitlines() if "rewind --mode patch" in ln]
+    assert_runs_and_injects_nothing(line, src, home)
+
+
 def test_copy_resume_command_quotes_a_hostile_transcript_name(tmp_path: Path) -> None:
     env = isolated_env(tmp_path)
     folder = Path(env["CLAUDE_CONFIG_DIR"]) / "projects" / "o'neil proj"
