@@ -3,7 +3,7 @@
 Every call rewind makes that changes the disk (file writes through `open`/`os.fdopen`,
 `os.write`, `os.sendfile`, `os.fsync`, `os.link`, `os.replace`, `os.rename`, `os.unlink`,
 `os.mkdir`, `os.rmdir`, `os.chmod`/`os.fchmod`/`os.fchown`, `shutil.copy2`, `tempfile.mkstemp`)
-and its source fingerprinting are wrapped; each
+and its looks at the source (fingerprint, stat) are wrapped; each
 one is a numbered *fault point* before the call, and one after it; a write also has a point in
 the middle, where half of the data is on disk. At the chosen point the process dies with
 `os._exit(137)`: no `finally`, no `atexit`, no flush, as with `kill -9`. It is fault injection,
@@ -171,6 +171,7 @@ def install(points: Points) -> None:
     wrap(shutil, "copystat", "shutil.copystat")
     wrap(tempfile, "mkstemp", "tempfile.mkstemp")
     wrap(placement, "fingerprint", "fingerprint of the source")
+    wrap(placement, "ensure_same_stat", "stat of the source")
 
     # Deterministic output, so a file left behind can be compared byte for byte with a full run.
     counter = iter(range(1, 1 << 30))

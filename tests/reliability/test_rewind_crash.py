@@ -256,7 +256,8 @@ def test_fault_points_cover_every_disk_call(tmp_path: Path) -> None:
     _, in_place = reference(tmp_path / "b", "patch", True, None)
     kinds = {p.split(" (")[0] for p in beside + in_place}
     assert {"tempfile.mkstemp", "os.fsync", "os.link", "os.replace",
-            "os.mkdir", "os.rename", "os.fchmod", "os.chmod", "fingerprint of the source"} <= kinds
+            "os.mkdir", "os.rename", "os.fchmod", "os.chmod", "fingerprint of the source",
+            "stat of the source"} <= kinds
     assert any(k.startswith("write ") for k in kinds)
     # The --in-place backup is written through a wrapped writer (created exclusively, not copied).
     assert any(k.startswith("write ") and k.endswith(".bak") for k in kinds), sorted(kinds)
@@ -266,6 +267,13 @@ def test_fault_points_cover_every_disk_call(tmp_path: Path) -> None:
 # --- a second writer --------------------------------------------------------------------------
 
 LATE_LINE = entry("user", "late", "a3", "a prompt typed while rewind ran") + "\n"
+
+
+def last_look(points: list[str], side: str) -> int:
+    """The point (1-based) just `side` the last look rewind takes at its source before placing the
+    copy: a fingerprint (with the digest), or a stat (inode, size, mtime) after it."""
+    looks = (f"fingerprint of the source ({side})", f"stat of the source ({side})")
+    return max(i for i, p in enumerate(points, 1) if p in looks)
 
 
 def appender(src: Path) -> Callable[[str], None]:
@@ -284,7 +292,7 @@ def test_append_during_rewind_is_refused_with_nothing_written(tmp_path: Path, sc
     _, points = reference(tmp_path, mode, in_place, out)
     # From the moment the source is fingerprinted up to the last check before the commit.
     first = points.index("fingerprint of the source (after)") + 1
-    last_check = max(i for i, p in enumerate(points, 1) if p == "fingerprint of the source (before)")
+    last_check = last_look(points, "before")
     first_fsync = points.index("os.fsync (before)") + 1
     assert first < first_fsync < last_check
     for k in range(first, last_check + 1):
@@ -308,7 +316,7 @@ def test_append_after_the_last_check_is_kept_by_the_original(tmp_path: Path) -> 
     lock Claude Code does not take. Beside the original this loses nothing: the late line stays in
     the original, which rewind never writes; the copy simply predates it."""
     _, points = reference(tmp_path, "patch", False, None)
-    k = max(i for i, p in enumerate(points, 1) if p == "fingerprint of the source (after)")
+    k = last_look(points, "after")
     src = make_session(tmp_path / "s")
     before = src.read_bytes()
     result = tmp_path / "result.json"
@@ -325,7 +333,7 @@ def test_in_place_append_after_the_last_check_is_not_lost(tmp_path: Path) -> Non
     append just after the replace lands in the repaired file. Either way, it is kept exactly once."""
     ref, points = reference(tmp_path, "patch", True, None)
     src_name = f"{SID}.jsonl"
-    last = max(i for i, p in enumerate(points, 1) if p == "fingerprint of the source (after)")
+    last = last_look(points, "after")
     replaced = points.index("os.replace (after)") + 1
     assert points[last:replaced - 1] == ["os.replace (before)"], points[last:replaced]
     original = make_session(tmp_path / "pristine").read_bytes()
