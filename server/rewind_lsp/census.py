@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence, Set
 from operator import attrgetter
@@ -19,7 +20,17 @@ from typing import Any
 
 import msgspec
 
-from .transcript import OTHER, SERVER_TOOL_USES, TOOL_RESULT, TOOL_USE, BadLine, Entry, parse_line
+from .transcript import (
+    OTHER,
+    SERVER_TOOL_USES,
+    TOOL_RESULT,
+    TOOL_USE,
+    BadLine,
+    Entry,
+    LineReader,
+    parse_line,
+    parse_tail,
+)
 
 _USES = frozenset({TOOL_USE, *SERVER_TOOL_USES})
 _line_of = attrgetter("line")
@@ -164,3 +175,23 @@ def _add_object(counter: Counter, obj: dict[str, Any], line: int) -> None:
         counter.add([parsed])
     else:
         counter.add_malformed(1)
+
+
+def file_census(path: str) -> tuple[Census, set[str | None]]:
+    """The census of the file at `path` as it is (a subagent transcript copied whole), and the
+    session ids its entries carry: read a batch of lines at a time, never held whole."""
+    counter = Counter(keep_blocks=False)
+    ids: set[str | None] = set()
+    with open(path, "rb") as f:
+        reader = LineReader(lambda offset, n: os.pread(f.fileno(), n, offset))
+        for batch in reader:
+            counter.add(batch.entries)
+            ids.update(e.session_id for e in batch.entries)
+            counter.add_malformed(len(batch.bad))
+        last, torn = parse_tail(reader.line, reader.offset, reader.rest)
+    if isinstance(last, Entry):
+        counter.add([last])
+        ids.add(last.session_id)
+    elif last is not None or torn:
+        counter.add_malformed(1)
+    return counter.census(unterminated=bool(reader.rest)), ids

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import msgspec
 
 from . import holders
+from .census import file_census
 from .repair_plan import Plan, RewindError
 
 TEMP_SUFFIX = ".rewind-tmp"
@@ -574,18 +575,36 @@ def copy_subagents(src_dir: Path, dest_dir: Path, session_id: str) -> None:
                         out.writelines(with_session_id(piece, session_id) for piece in raw.splitlines(keepends=True))
                     else:
                         out.write(with_session_id(raw, session_id))
-                st1 = os.lstat(s)
-                if (st1.st_ino, st1.st_size, st1.st_mtime_ns) != (st0.st_ino, st0.st_size, st0.st_mtime_ns) or (
-                    copied != st0.st_size
-                ):
-                    raise RewindError(f"{s} changed while it was being copied (is a subagent still running?); "
-                                      "nothing was written. Close the session and try again.")
                 out.flush()
                 os.fsync(out.fileno())
+            # Counted as it was written and as it is: no line lost, fused or moved, every id the new one.
+            differences = _copied_differences(s, to_dir / name, session_id)
+            st1 = os.lstat(s)
+            if (st1.st_ino, st1.st_size, st1.st_mtime_ns) != (st0.st_ino, st0.st_size, st0.st_mtime_ns) or (
+                copied != st0.st_size
+            ):
+                raise RewindError(f"{s} changed while it was being copied (is a subagent still running?); "
+                                  "nothing was written. Close the session and try again.")
+            if differences:
+                raise RewindError(f"the copy of {s} does not hold what it does ({'; '.join(differences)}); "
+                                  "nothing was written. Please report this with `rewind-lsp doctor`.")
     # Deepest first: each folder's entries are durable before the folder that names it.
     for d, mode in reversed(folders):
         fsync_dir(d)
         os.chmod(d, mode)
+
+
+def _copied_differences(source: Path, copy: Path, session_id: str) -> list[str]:
+    """How the copy of one subagent file differs from it, in words ([]: it does not)."""
+    if source.suffix != ".jsonl":
+        return [] if copy.read_bytes() == source.read_bytes() else ["other bytes"]
+    want, _ = file_census(str(source))
+    got, ids = file_census(str(copy))
+    differences = got.differences(want)
+    others = sorted(i for i in ids if i is not None and i != session_id)
+    if others:
+        differences.append(f"a line of another session ({others[0]})")
+    return differences
 
 
 def rescue_late_bytes(src_fd: int, size: int, backup: Path) -> int:

@@ -353,6 +353,48 @@ def test_subagents_are_copied_with_the_new_session(tmp_path: Path) -> None:
     assert sha(sub) == sub_before
 
 
+def _agent_file(folder: Path) -> Path:
+    agent = Builder()
+    agent.user("p", parent=None, sidechain=True, agent_id="abc1234")
+    agent.assistant({"type": "text", "text": "done"}, sidechain=True, agent_id="abc1234")
+    return agent.write(folder / SID / "subagents" / "agent-abc1234.jsonl")
+
+
+def test_a_subagent_copy_is_counted_and_one_that_lost_a_line_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy of each subagent file is read back and counted like the session's: a writer that
+    lost a line (injected here) leaves nothing written, and says what the copy lacks."""
+    import rewind_lsp.placement as placement
+
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    sub = _agent_file(tmp_path)
+    real = placement.with_session_id
+
+    def losing(raw: bytes, session_id: str) -> bytes:
+        return b"" if b'"assistant"' in raw and b'"done"' in raw else real(raw, session_id)
+
+    monkeypatch.setattr(placement, "with_session_id", losing)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(RewindError) as refused:
+        rewind(src, "patch")
+    assert str(refused.value) == (
+        f"the copy of {sub} does not hold what it does (1 line instead of 2; 0 assistant replies instead of 1); "
+        "nothing was written. Please report this with `rewind-lsp doctor`."
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_subagent_file_with_a_torn_tail_and_a_crlf_line_is_copied_as_it_is(tmp_path: Path) -> None:
+    src = broken("orphan-tool-use").write(tmp_path / f"{SID}.jsonl")
+    sub = _agent_file(tmp_path)
+    lines = sub.read_bytes().split(b"\n")
+    sub.write_bytes(lines[0] + b"\r\n" + b"\n".join(lines[1:]) + b'{"type":"user","uuid":"torn')
+    result = rewind(src, "patch")
+    copied = result.path.with_suffix("") / "subagents" / sub.name
+    assert copied.read_bytes() == sub.read_bytes().replace(SID.encode(), result.session_id.encode())
+
+
 # --- --out names: the printed resume command must work ------------------------------------------
 
 OTHER_SID = "2222abcd-2222-4222-8222-22222222cdef"
