@@ -171,3 +171,61 @@ def test_the_hint_names_the_index_a_recorded_raw_400_names(tmp_path: Path) -> No
     assert orphan.facts["messages_index"] == recorded.facts["messages_index"] == "3"
     r = run_cli("locate", "--format", "json", str(path), "messages.3.content.1")
     assert (json.loads(r.stdout)["line"], json.loads(r.stdout)["tool_use_id"]) == (line, "toolu_01LOST")
+
+
+def _long_session(tmp_path: Path, turns: int) -> tuple[Path, TranscriptMap, list[str]]:
+    """`turns` prompts, each answered by a reply; the third one's reply calls a tool left unanswered."""
+    b = Builder()
+    for k in range(turns):
+        b.user(f"prompt {k + 1}")
+        if k == 2:
+            b.assistant(tu("toolu_01EARLY", command="ls"))
+            b.result("toolu_01EARLY", "ok")  # answered: the call pairs
+        b.assistant(text(f"reply {k + 1}"))
+    path = b.write(tmp_path / f"{SID}.jsonl")
+    check = check_transcript_file(str(path))
+    data = path.read_bytes()
+    return path, build(check.conversations, lambda o, n: data[o:o + n]), path.read_text().splitlines()
+
+
+def test_past_the_turns_shown_the_outline_groups_the_earlier_ones(tmp_path: Path) -> None:
+    """2,500 turns: the last 2,000 one by one, the 500 before in 100 groups of 5, each a symbol with no
+    children; folding and lenses follow the same turns, so neither grows with the session."""
+    from rewind_lsp.lsp.outline import GROUPS, TURNS_SHOWN
+
+    path, m, lines = _long_session(tmp_path, TURNS_SHOWN + 500)
+    symbols = document_symbols(m, _length(lines, types.PositionEncodingKind.Utf16))
+    assert len(symbols) == GROUPS + TURNS_SHOWN
+    first, last_group, first_turn = symbols[0], symbols[GROUPS - 1], symbols[GROUPS]
+    assert first == types.DocumentSymbol(
+        name="turns 1–5", kind=types.SymbolKind.Package, detail="lines 1–12 · 5 prompts",
+        range=types.Range(types.Position(0, 0), types.Position(11, len(lines[11]))),
+        selection_range=types.Range(types.Position(0, 0), types.Position(0, len(lines[0]))))
+    assert (last_group.name, last_group.detail) == ("turns 496–500", "lines 993–1,002 · 5 prompts")
+    assert (first_turn.name, first_turn.detail) == ("prompt 501", "messages.1002")
+    assert symbols[-1].name == f"prompt {TURNS_SHOWN + 500}"
+    folds = folding_ranges(m)
+    assert len(folds) == GROUPS + TURNS_SHOWN
+    assert (folds[0].start_line, folds[0].end_line, folds[0].kind) == (0, 11, types.FoldingRangeKind.Region)
+    check = check_transcript_file(str(path))
+    assert check.main is not None
+    lenses = code_lenses("file:///s.jsonl", m, rewind_drops(check.main), broken=False)
+    assert len(lenses) == TURNS_SHOWN  # on each prompt shown one by one: the earlier ones have none
+    assert lenses[0].range.start.line == first_turn.range.start.line
+
+
+def test_a_group_with_an_unpaired_call_says_so(tmp_path: Path) -> None:
+    from rewind_lsp.lsp.outline import TURNS_SHOWN
+
+    b = Builder()
+    for k in range(TURNS_SHOWN + 100):
+        b.user(f"prompt {k + 1}")
+        b.assistant(tu("toolu_01LOST", command="ls") if k == 0 else text(f"reply {k + 1}"))
+    path = b.write(tmp_path / f"{SID}.jsonl")
+    check = check_transcript_file(str(path))
+    data = path.read_bytes()
+    m = build(check.conversations, lambda o, n: data[o:o + n])
+    lines = path.read_text().splitlines()
+    symbols = document_symbols(m, _length(lines, types.PositionEncodingKind.Utf8))
+    assert (symbols[0].name, symbols[0].detail) == ("turns 1–1 ✗", "lines 1–2 · 1 prompts, 1 unpaired call")
+    assert (symbols[1].name, symbols[1].detail) == ("turns 2–2", "lines 3–4 · 1 prompts")

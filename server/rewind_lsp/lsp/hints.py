@@ -11,6 +11,7 @@ from lsprotocol import types
 
 from ..navigation import Call, TranscriptMap
 from ..redact import redact
+from .outline import shown_turns
 
 REPAIR_COMMAND = "rewind-lsp.repair"
 REWIND_TO_COMMAND = "rewind-lsp.rewindTo"
@@ -61,12 +62,14 @@ def inlay_hints(m: TranscriptMap, first: int, last: int) -> list[types.InlayHint
 
 def code_lenses(uri: str, m: TranscriptMap, drops: dict[int, int], broken: bool) -> list[types.CodeLens]:
     """`Rewind to here (drops N messages)` on each prompt `rewind --to` accepts (`drops`, from
-    repair_plan.rewind_drops); `Repair session (keeps everything)` once at the top of a broken file."""
+    repair_plan.rewind_drops) among the turns the outline shows one by one (`outline.shown_turns`:
+    the latest, past a few thousand); `Repair session (keeps everything)` once at the top of a broken
+    file."""
     lenses: list[types.CodeLens] = []
     top = types.Range(types.Position(0, 0), types.Position(0, 0))
     if broken:
         lenses.append(types.CodeLens(top, types.Command(REPAIR_TITLE, REPAIR_COMMAND, arguments=[uri])))
-    for t in m.turns:
+    for t in shown_turns(m.turns)[1]:
         n = drops.get(t.prompt.line)
         if n is None:
             continue

@@ -140,7 +140,8 @@ async def workspace_symbol(ls: RewindLanguageServer, params: types.WorkspaceSymb
             mapped = await _mapped(ls, uri)
             if mapped is not None:
                 maps.append((uri, mapped.map))
-        return workspace_symbols(params.query, maps)
+        # Off the event loop: a query that matches nothing reads every prompt of every open session.
+        return await ls.on_worker(workspace_symbols, params.query, maps)
     except Exception:
         _failed("workspace/symbol")
         return []
