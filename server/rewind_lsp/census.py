@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from operator import attrgetter
 from typing import Any
 
@@ -28,11 +28,17 @@ from .transcript import (
     BadLine,
     Entry,
     LineReader,
+    Transcript,
     parse_line,
     parse_tail,
 )
 
-_USES = frozenset({TOOL_USE, *SERVER_TOOL_USES})
+# A Codex rollout's calls and outputs (`codex.OUTPUT_OF`, repeated so that counting imports no reader;
+# tests/core/test_census.py holds them equal).
+RESPONSES_CALLS = frozenset({"function_call", "custom_tool_call", "local_shell_call"})
+RESPONSES_OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output"})
+_USES = frozenset({TOOL_USE, *SERVER_TOOL_USES, *RESPONSES_CALLS})
+_RESULTS = frozenset({TOOL_RESULT, *RESPONSES_OUTPUTS})
 _line_of = attrgetter("line")
 _uuid_of = attrgetter("uuid")
 _UUIDS_AT_ONCE = 4096
@@ -86,7 +92,8 @@ class Counter:
         # digest update each, never a string of every uuid of a large file at once.
         update = self._digest.update
         for at in range(0, len(entries), _UUIDS_AT_ONCE):
-            uuids = [u if u is not None else "\0" for u in map(_uuid_of, entries[at : at + _UUIDS_AT_ONCE])]
+            run = entries[at : at + _UUIDS_AT_ONCE]
+            uuids = [u if u is not None else _identity(e) for u, e in zip(map(_uuid_of, run), run, strict=True)]
             update(("\n".join(uuids) + "\n").encode("utf-8", "surrogatepass"))
         self.entries += len(entries)
         prompts = replies = uses = results = 0
@@ -106,9 +113,9 @@ class Counter:
                         continue
                     if k in _USES:
                         uses += 1
-                    elif k == TOOL_RESULT or k.endswith("_tool_result"):
+                    elif k in _RESULTS or k.endswith("_tool_result"):
                         results += 1
-                        answered = answered or k == TOOL_RESULT
+                        answered = answered or k in _RESULTS
                 if kind == "user" and not answered:
                     prompts += 1
             elif kind == "user":
@@ -118,12 +125,27 @@ class Counter:
         self.tool_uses += uses
         self.tool_results += results
 
+    def add_transcript(self, t: Transcript) -> None:
+        """Every line of a transcript read whole (a Codex rollout): its entries and bad lines."""
+        self.add(t.entries)
+        self.add_malformed(len(t.bad_lines))
+
     def add_malformed(self, count: int) -> None:
         self.malformed += count
 
     def census(self, unterminated: bool = False) -> Census:
         return Census(self.entries, self.malformed, self.prompts, self.replies, self.tool_uses,
                       self.tool_results, self._digest.digest(), unterminated)
+
+
+def _identity(e: Entry) -> str:
+    """What stands for an entry with no uuid in the digest (a Codex rollout's every line): its kind
+    and its blocks' kinds and ids, so that two such lines swapped or replaced are told apart."""
+    parts = [f"\0{e.type}\0{e.subtype or ''}", *(f"{b.kind}\0{b.tool_id or ''}" for b in e.blocks_once())]
+    return "\0".join(parts)
+
+
+LineParser = Callable[[int, int, bytes], "Entry | BadLine"]  # (line, offset, bytes) -> what a reader makes of it
 
 
 def planned_census(
@@ -133,11 +155,13 @@ def planned_census(
     replace: Mapping[int, dict[str, Any]],
     insert_after: Mapping[int, Sequence[dict[str, Any]]],
     left_out: int | None = None,
+    parse: LineParser = parse_line,
 ) -> Census:
     """The census of the copy a repair writes from a source read as `entries` (in file order) and
     `bad` lines: every line but those in `drop`, each in `replace` as its new object, the objects
     of `insert_after` after their line (dropped or not), and never line `left_out` (a malformed last
-    line without a newline, which the copy leaves in the original). Every line ends in a newline."""
+    line without a newline, which the copy leaves in the original). Every line ends in a newline.
+    `parse` reads a line the plan writes anew as the copy's reader will (a Codex rollout's own)."""
     counter = Counter(keep_blocks=False)
     kept_bad = sorted(b.line for b in bad if b.line not in drop and b.line != left_out)
     marks = sorted(set(replace) | set(insert_after))
@@ -156,7 +180,7 @@ def planned_census(
         here_bad = at_bad < len(kept_bad) and kept_bad[at_bad] == mark
         if mark not in drop:
             if mark in replace:
-                _add_object(counter, replace[mark], mark)
+                _add_object(counter, replace[mark], mark, parse)
             elif here:
                 counter.add(entries[pos : pos + 1])
             elif here_bad:
@@ -164,13 +188,13 @@ def planned_census(
         pos += here
         at_bad += here_bad
         for extra in insert_after.get(mark, ()):
-            _add_object(counter, extra, mark)
+            _add_object(counter, extra, mark, parse)
     return counter.census()
 
 
-def _add_object(counter: Counter, obj: dict[str, Any], line: int) -> None:
+def _add_object(counter: Counter, obj: dict[str, Any], line: int, parse: LineParser) -> None:
     """A line the plan writes anew, as a reader of the copy will decode it."""
-    parsed = parse_line(line, 0, json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    parsed = parse(line, 0, json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if isinstance(parsed, Entry):
         counter.add([parsed])
     else:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -172,7 +172,7 @@ def read_rollout_bytes(data: bytes) -> Transcript:
     entries: list[Entry] = []
     bad: list[BadLine] = []
     torn = False
-    bare = not _HEAD.match(data[:4096]) and not _wrapped_first_line(data)
+    bare = is_bare_layout(data)
     offset, line = 0, 1
     n = len(data)
     while offset < n:
@@ -203,6 +203,30 @@ def read_rollout_bytes(data: bytes) -> Transcript:
     for e in entries:
         e.session_id = meta
     return Transcript(entries, bad, torn, n)
+
+
+def is_bare_layout(data: bytes) -> bool:
+    """Is `data` (a rollout's bytes) the early bare layout (items without the `payload` wrapper)?"""
+    return not _HEAD.match(data[:4096]) and not _wrapped_first_line(data)
+
+
+def line_parser(bare: bool, first_line: int) -> Callable[[int, int, bytes], Entry | BadLine]:
+    """How `read_rollout_bytes` reads one line of a rollout of that layout whose first entry is at
+    `first_line` (a bare rollout's session meta is told by its place), as (line, offset, bytes) ->
+    entry or bad line."""
+
+    def parse(line: int, offset: int, raw: bytes) -> Entry | BadLine:
+        try:
+            d: _Line | None = _decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            d = _tolerant(raw)
+        if d is None:
+            return BadLine(line, offset, 1, "not a JSON object")
+        e = _entry(d, bare, line == first_line)
+        e.line, e.offset, e.length = line, offset, len(raw)
+        return e
+
+    return parse
 
 
 def _wrapped_first_line(data: bytes) -> bool:

@@ -244,8 +244,8 @@ def check_growing(
 
 
 def check_counted(path: str, sizes: Iterable[int] = (), history: bool = False) -> tuple[list[Finding], Census | None]:
-    """`check_growing`'s findings, and the census of the file's lines (None for a Codex rollout):
-    what a repair's copy is verified by."""
+    """`check_growing`'s findings, and the census of the file's lines: what a repair's copy is
+    verified by."""
     return _follow(path, sizes, None, history, count=True)
 
 
@@ -261,6 +261,12 @@ def _follow(
                     state.ix = index_entries(state.open_entries)  # built as lines come, not at the end
                 _read_new(f, state, allow_close=True, end=size)
         if is_rollout_fd(f):
+            if count:  # read whole, by its own reader, and counted as it reads it
+                data = f.read()
+                check = check_rollout_bytes(data, rules)
+                counter = Counter(keep_blocks=False)
+                counter.add_transcript(check.transcript)
+                return check.findings, counter.census(unterminated=bool(data) and not data.endswith(b"\n"))
             return _check_rollout(f, os.fstat(f.fileno()), state, rules), None
         findings: list[Finding] = []
         if not state.violated:

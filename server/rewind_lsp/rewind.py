@@ -13,16 +13,15 @@ from functools import partial
 from pathlib import Path
 
 from . import forks, placement
-from .census import Census, planned_census
+from .census import Census, LineParser, planned_census
 from .check import TranscriptCheck, check_transcript_file
 from .children import ChildCall
-from .codex import is_rollout_file
+from .codex import is_bare_layout, is_rollout_file, line_parser
 from .codex_repair import choose_rollout_target, cwd_of, plan_rollout, session_id_of_rollout
 from .copycheck import GrowingCheck
 from .findings import Finding, Severity
 from .gcpause import no_gc
 from .incremental import check_counted
-from .parallel import check_transcript_parallel
 from .placement import STALE_TEMP_SECONDS, TEMP_SUFFIX, choose_target, session_id_of
 from .repair_plan import (
     MISSING_RESULT_TEXT,
@@ -35,7 +34,7 @@ from .repair_plan import (
     plan_patch,
     plan_truncate,
 )
-from .transcript import Entry
+from .transcript import Entry, parse_line
 
 MODES = ("truncate", "patch")
 
@@ -210,20 +209,18 @@ def _fd_path(fd: int, source: Path) -> Path:
 class _CopyCheck:
     """The copy's errors (not its conversations, nor history, whose findings are information) and
     its census, checked by a child reading behind the writer (`copycheck`) where one can be forked,
-    else once written: segment by segment, in memory bounded by a segment. The same errors as
-    check_transcript_file's either way. The census must be the one the plan meant (`expected`):
-    no line lost, fused, added or moved. A Codex rollout (no census: read whole by its own reader)
-    is checked once written, on every core where it is large, for its errors."""
+    else once written: segment by segment, in memory bounded by a segment (a Codex rollout: whole,
+    by its own reader). The same errors as check_transcript_file's either way. The census must be
+    the one the plan meant (`expected`): no line lost, fused, added or moved."""
 
     __slots__ = ("expected", "growing")
 
-    def __init__(self, expected: Census | None) -> None:
-        self.expected = expected  # None: a Codex rollout
+    def __init__(self, expected: Census) -> None:
+        self.expected = expected
         self.growing: GrowingCheck | None = None
 
     def begin(self, copy: Path) -> None:
-        if self.expected is not None:
-            self.growing = GrowingCheck(str(copy), history=False)
+        self.growing = GrowingCheck(str(copy), history=False)
 
     def written(self, size: int) -> None:
         if self.growing is not None:
@@ -233,13 +230,10 @@ class _CopyCheck:
         checked = self.growing.result() if self.growing is not None else None
         if checked is not None:
             found, census = checked.findings, checked.census
-        elif self.expected is not None:
-            found, census = check_counted(str(copy))
         else:
-            found, census = check_transcript_parallel(str(copy), history=False), None
+            found, census = check_counted(str(copy))
         _refuse_errors(found)
-        if self.expected is not None:
-            _refuse_losses(census, self.expected)
+        _refuse_losses(census, self.expected)
 
     def close(self) -> None:
         if self.growing is not None:
@@ -257,7 +251,7 @@ def _refuse_errors(found: list[Finding]) -> None:
 
 
 def _refuse_losses(census: Census | None, expected: Census) -> None:
-    differences = ["it reads as a Codex rollout"] if census is None else census.differences(expected)
+    differences = ["it could not be counted"] if census is None else census.differences(expected)
     if differences:
         raise RewindError(
             f"the repaired copy does not hold what the repair keeps ({'; '.join(differences)}); "
@@ -268,12 +262,12 @@ def _refuse_losses(census: Census | None, expected: Census) -> None:
 @dataclass(slots=True)
 class _Planned:
     """What a rewind keeps of the source's analysis: the plan, where the session ran, and the
-    census of the copy the plan writes (None for a Codex rollout)."""
+    census of the copy the plan writes."""
 
     plan: Plan
     cwd: str | None
     codex: bool
-    census: Census | None
+    census: Census
 
 
 def _analyse(
@@ -298,20 +292,23 @@ def _analyse(
         plan.session_ids = LineSessionIds(check.transcript.entries)
     plan.faults.clear()
     plan.source_size = check.transcript.size
-    census = None if codex else _census_of_copy(check, plan, src_fd)
+    parse = line_parser(is_bare_layout(os.pread(src_fd, 1 << 20, 0)), check.transcript.entries[0].line) \
+        if codex and check.transcript.entries else parse_line
+    census = _census_of_copy(check, plan, src_fd, parse)
     return _Planned(plan, cwd if isinstance(cwd, str) else None, codex, census)
 
 
-def _census_of_copy(check: TranscriptCheck, plan: Plan, src_fd: int) -> Census:
-    """What the copy `plan` writes of the source must hold. A malformed last line without a
-    newline is left in the original (`placement.write_copy`)."""
+def _census_of_copy(check: TranscriptCheck, plan: Plan, src_fd: int, parse: LineParser) -> Census:
+    """What the copy `plan` writes of the source must hold, its new lines read by `parse` (a Codex
+    rollout's own reader). A malformed last line without a newline is left in the original
+    (`placement.write_copy`)."""
     t = check.transcript
     left_out = None
     if t.bad_lines and t.size and os.pread(src_fd, 1, t.size - 1) != b"\n":
         last_bad = t.bad_lines[-1].line
         if not t.entries or t.entries[-1].line < last_bad:
             left_out = last_bad
-    return planned_census(t.entries, t.bad_lines, plan.drop, plan.replace, plan.insert_after, left_out)
+    return planned_census(t.entries, t.bad_lines, plan.drop, plan.replace, plan.insert_after, left_out, parse)
 
 
 def _analysed(

@@ -218,3 +218,46 @@ def test_an_honest_copy_holds_what_was_planned(tmp_path: Path, name: str, mode: 
     census = census_of(result.path)
     assert census.unterminated is False
     assert census.entries == len(result.path.read_text().splitlines())
+
+
+# --- a Codex rollout's copy is counted too, by its own reader -----------------------------------
+
+
+def test_the_census_knows_codex_s_call_and_output_kinds() -> None:
+    from rewind_lsp.census import RESPONSES_CALLS, RESPONSES_OUTPUTS
+    from rewind_lsp.codex import OUTPUT_KINDS, OUTPUT_OF
+
+    assert RESPONSES_CALLS == frozenset(OUTPUT_OF) and RESPONSES_OUTPUTS == OUTPUT_KINDS
+
+
+@pytest.mark.parametrize("bare", [False, True], ids=["wrapped", "bare"])
+def test_rewind_refuses_a_rollout_copy_that_lost_its_added_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  bare: bool) -> None:
+    """Patch adds an `aborted` output after the call Codex never answered; a writer that loses that
+    line leaves a copy whose check finds no error (the last call is pending again), but whose count
+    is one output short. Rewind refuses it and says so; the honest copy counts as planned."""
+    from codex_support import Rollout
+
+    r = Rollout(bare=bare)
+    r.meta()
+    r.prompt("list the files")
+    cid, kind = r.call("function_call")
+    r.output(cid, kind)
+    r.reply("Here they are.")
+    r.prompt("now run the tests")
+    r.call("function_call")  # never answered
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    src = r.write(folder)
+    honest = rewind(src, mode="patch")
+    census = census_of(honest.path)
+    assert census.tool_uses == 2 and census.tool_results == 2  # the calls, their output and the one added
+    os.unlink(honest.path)
+    before, names = sha(src), sorted(p.name for p in folder.iterdir())
+    faulty_writer(monkeypatch, tmp_path / "scratch", lambda ls: ended([x for x in ls if b'"aborted"' not in x]))
+    with pytest.raises(RewindError) as refused:
+        rewind(src, mode="patch")
+    assert str(refused.value) == REFUSED.format(
+        f"{census.entries - 1} lines instead of {census.entries}; 1 tool result instead of 2")
+    assert sha(src) == before
+    assert sorted(p.name for p in folder.iterdir()) == names
