@@ -100,6 +100,19 @@ class Rollout:
         return path
 
 
+def unanswered_second_turn(bare: bool = False) -> Rollout:
+    """A turn whose call was answered, then a second whose call never was (Codex died mid-tool)."""
+    r = Rollout(bare=bare)
+    r.meta()
+    r.prompt("list the files")
+    cid, kind = r.call("function_call")
+    r.output(cid, kind)
+    r.reply("Here they are.")
+    r.prompt("now run the tests")
+    r.call("function_call")
+    return r
+
+
 def user_messages(path: Path) -> list[str]:
     """The user prompts a rollout holds, in order (wrapped or bare), read with the standard library."""
     out: list[str] = []

@@ -227,7 +227,7 @@ def test_the_census_knows_codex_s_call_and_output_kinds() -> None:
     from rewind_lsp.census import RESPONSES_CALLS, RESPONSES_OUTPUTS
     from rewind_lsp.codex import OUTPUT_KINDS, OUTPUT_OF
 
-    assert RESPONSES_CALLS == frozenset(OUTPUT_OF) and RESPONSES_OUTPUTS == OUTPUT_KINDS
+    assert frozenset(OUTPUT_OF) == RESPONSES_CALLS and OUTPUT_KINDS == RESPONSES_OUTPUTS
 
 
 @pytest.mark.parametrize("bare", [False, True], ids=["wrapped", "bare"])
@@ -236,16 +236,9 @@ def test_rewind_refuses_a_rollout_copy_that_lost_its_added_output(tmp_path: Path
     """Patch adds an `aborted` output after the call Codex never answered; a writer that loses that
     line leaves a copy whose check finds no error (the last call is pending again), but whose count
     is one output short. Rewind refuses it and says so; the honest copy counts as planned."""
-    from codex_support import Rollout
+    from codex_support import unanswered_second_turn
 
-    r = Rollout(bare=bare)
-    r.meta()
-    r.prompt("list the files")
-    cid, kind = r.call("function_call")
-    r.output(cid, kind)
-    r.reply("Here they are.")
-    r.prompt("now run the tests")
-    r.call("function_call")  # never answered
+    r = unanswered_second_turn(bare)  # the last call never answered
     folder = tmp_path / "sessions"
     folder.mkdir()
     src = r.write(folder)

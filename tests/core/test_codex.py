@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from codex_support import CODEX_SID, Rollout, rollouts, user_messages
+from codex_support import CODEX_SID, Rollout, rollouts, unanswered_second_turn, user_messages
 from core_support import CORPUS, corpus_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,14 +34,7 @@ def _errors(path: Path) -> list[Any]:
 
 
 def _broken_turn(tmp_path: Path) -> tuple[Rollout, Path]:
-    r = Rollout()
-    r.meta()
-    r.prompt("list the files")
-    cid, kind = r.call("function_call")
-    r.output(cid, kind)
-    r.reply("Here they are.")
-    r.prompt("now run the tests")
-    r.call("function_call")  # its output was never written: Codex died mid-tool
+    r = unanswered_second_turn()
     r.prompt("hello?")
     r.reply("Sorry, where were we?")
     return r, r.write(tmp_path)
