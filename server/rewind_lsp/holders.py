@@ -4,13 +4,17 @@
 still running, a `tail`-like logger) goes on writing into the file no name reaches any more, and
 those lines are lost. Rewind asks this before it replaces anything, and once more after.
 
-Linux only: it reads `/proc/<pid>/fd` and `fdinfo` (the processes this user may inspect, which
-includes every process of the user's own). Elsewhere it finds no one, and says so (`supported`).
+On Linux it reads `/proc/<pid>/fd` and `fdinfo` (the processes this user may inspect, which
+includes every process of the user's own). Elsewhere (macOS, the BSDs) it asks `lsof` about the
+file's path, where `lsof` is installed (macOS ships it); without either it finds no one, and says so
+(`supported`). `lsof` is asked by path only: the old file of a session already replaced has none.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 
 PROC = "/proc"
@@ -27,8 +31,13 @@ class Holder:
         return f"pid {self.pid}" + (f" ({self.command})" if self.command else "")
 
 
-def supported() -> bool:
+def _proc_supported() -> bool:
     return os.path.isdir(os.path.join(PROC, "self", "fdinfo"))
+
+
+def supported() -> bool:
+    """Can `writers` find anyone here (with a path, where /proc is missing)?"""
+    return _proc_supported() or shutil.which("lsof") is not None
 
 
 def _writes(pid: str, fd: str) -> bool:
@@ -52,8 +61,17 @@ def _command(pid: str) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
-def writers(dev: int, ino: int) -> list[Holder]:
-    """The processes other than this one with file (`dev`, `ino`) open for writing, by pid."""
+def writers(dev: int, ino: int, path: str | None = None) -> list[Holder]:
+    """The processes other than this one with file (`dev`, `ino`) open for writing, by pid. Where
+    /proc is missing, `lsof` is asked about `path` while it still names that file."""
+    if not _proc_supported():
+        if path is None:
+            return []
+        try:
+            st = os.stat(path)
+        except OSError:
+            return []
+        return lsof_writers(path) if (st.st_dev, st.st_ino) == (dev, ino) else []
     me = str(os.getpid())
     try:
         pids = [p for p in os.listdir(PROC) if p.isdigit() and p != me]
@@ -78,3 +96,32 @@ def writers(dev: int, ino: int) -> list[Holder]:
                 found.append(Holder(int(pid), _command(pid)))
                 break
     return sorted(found, key=lambda h: h.pid)
+
+
+LSOF_TIMEOUT = 10.0
+
+
+def lsof_writers(path: str) -> list[Holder]:
+    """`writers` as `lsof` sees the file at `path`: each process with it open in mode `w` or `u`."""
+    lsof = shutil.which("lsof")
+    if lsof is None:
+        return []
+    try:
+        # -F: one field a line (p pid, c command, f descriptor, a access mode); -w: no warnings
+        # about other file systems; -n -P: no name look-ups.
+        done = subprocess.run([lsof, "-n", "-P", "-w", "-F", "pcfa", "--", path], capture_output=True,
+                              timeout=LSOF_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    me = os.getpid()
+    found: dict[int, Holder] = {}
+    pid, command = 0, ""
+    for raw in done.stdout.decode("utf-8", "replace").splitlines():
+        tag, value = raw[:1], raw[1:]
+        if tag == "p":
+            pid, command = int(value) if value.isdigit() else 0, ""
+        elif tag == "c":
+            command = value if len(value) <= 80 else value[:79] + "…"
+        elif tag == "a" and value in ("w", "u") and pid and pid != me:
+            found.setdefault(pid, Holder(pid, command))
+    return sorted(found.values(), key=lambda h: h.pid)

@@ -642,7 +642,7 @@ def writers_error(source: Path, found: list[holders.Holder]) -> RewindError:
 
 def refuse_writers(source: Path, st: os.stat_result) -> None:
     """`--in-place` only: refuse while another process holds the source open for writing."""
-    found = holders.writers(st.st_dev, st.st_ino)
+    found = holders.writers(st.st_dev, st.st_ino, str(source))
     if found:
         raise writers_error(source, found)
 

@@ -24,7 +24,7 @@ from rel_support import CLI, SID, broken, isolated_env, run_cli, wait_until
 
 from rewind_lsp import holders
 
-pytestmark = pytest.mark.skipif(not holders.supported(), reason="needs Linux /proc")
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fdinfo"), reason="needs Linux /proc")
 
 # Appends one entry when started, then one per line read on stdin; holds the file open throughout.
 HOLDER = """\
@@ -115,6 +115,59 @@ def test_a_reader_holding_the_session_open_does_not_stop_an_in_place_repair(tmp_
     assert done.returncode == 0, done
     assert done.stderr == ""
     assert done.stdout.startswith(f"Repaired {session} in place; backup at {session}.")
+
+
+# --- where /proc is missing (macOS, the BSDs): lsof ---------------------------------------------
+
+needs_lsof = pytest.mark.skipif(shutil.which("lsof") is None, reason="lsof is not installed")
+
+
+def lsof_name(pid: int) -> str:
+    """The command name lsof gives a process (the kernel's 15 characters, on Linux)."""
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+@needs_lsof
+def test_lsof_finds_the_writer_and_not_the_reader(tmp_path: Path, session: Path) -> None:
+    holder, _ = start(tmp_path, HOLDER, "holder.py", session)
+    reader, _ = start(tmp_path, READER, "reader.py", session)
+    try:
+        assert holders.lsof_writers(str(session)) == [holders.Holder(holder.pid, lsof_name(holder.pid))]
+    finally:
+        stop(holder)
+        stop(reader)
+    assert holders.lsof_writers(str(session)) == []
+
+
+@needs_lsof
+def test_without_proc_in_place_asks_lsof_and_is_refused_while_a_writer_holds_the_session(
+        tmp_path: Path, session: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on macOS: no /proc (the module is pointed at a folder that does not exist), so the writer is
+    found by lsof, by the session's path; the refusal names it as lsof does."""
+    from rewind_lsp.rewind import RewindError, rewind
+
+    monkeypatch.setattr(holders, "PROC", str(tmp_path / "no-proc"))
+    assert holders.supported()
+    holder, _ = start(tmp_path, HOLDER, "holder.py", session)
+    try:
+        before = session.read_bytes()
+        with pytest.raises(RewindError) as refused:
+            rewind(session, in_place=True)
+        assert str(refused.value) == (
+            f"{session} is open for writing by pid {holder.pid} ({lsof_name(holder.pid)}): what it writes after an "
+            "in-place repair would go to the replaced file and be lost; nothing was written. End that session "
+            "and try again, or repair it into a new session (without --in-place)."
+        )
+        assert session.read_bytes() == before
+        assert sorted(p.name for p in session.parent.iterdir()) == [session.name]
+    finally:
+        stop(holder)
+    reader, _ = start(tmp_path, READER, "reader.py", session)
+    try:
+        done = rewind(session, in_place=True)  # a reader does not stop it
+    finally:
+        stop(reader)
+    assert done.backup is not None and done.backup.read_bytes() == before
 
 
 def strace(*options: str) -> list[str]:
