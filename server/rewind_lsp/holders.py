@@ -5,16 +5,15 @@ still running, a `tail`-like logger) goes on writing into the file no name reach
 those lines are lost. Rewind asks this before it replaces anything, and once more after.
 
 On Linux it reads `/proc/<pid>/fd` and `fdinfo` (the processes this user may inspect, which
-includes every process of the user's own). Elsewhere (macOS, the BSDs) it asks `lsof` about the
-file's path, where `lsof` is installed (macOS ships it); without either it finds no one, and says so
+includes every process of the user's own). Elsewhere (macOS, the BSDs) it asks the system's `lsof`
+(`LSOF_PATHS`; macOS ships it) about the file's path; without either it finds no one, and says so
 (`supported`). `lsof` is asked by path only: the old file of a session already replaced has none.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
+import subprocess  # lsof only, by its absolute path, an argument list and no shell
 from dataclasses import dataclass
 
 PROC = "/proc"
@@ -31,13 +30,22 @@ class Holder:
         return f"pid {self.pid}" + (f" ({self.command})" if self.command else "")
 
 
+# Where the system's own lsof is (macOS: /usr/sbin; Debian: /usr/bin; FreeBSD's port: /usr/local/sbin):
+# never one found on PATH, which another program could have put first.
+LSOF_PATHS = ("/usr/sbin/lsof", "/usr/bin/lsof", "/usr/local/sbin/lsof")
+
+
+def _lsof() -> str | None:
+    return next((p for p in LSOF_PATHS if os.path.isfile(p) and os.access(p, os.X_OK)), None)
+
+
 def _proc_supported() -> bool:
     return os.path.isdir(os.path.join(PROC, "self", "fdinfo"))
 
 
 def supported() -> bool:
     """Can `writers` find anyone here (with a path, where /proc is missing)?"""
-    return _proc_supported() or shutil.which("lsof") is not None
+    return _proc_supported() or _lsof() is not None
 
 
 def _writes(pid: str, fd: str) -> bool:
@@ -103,7 +111,7 @@ LSOF_TIMEOUT = 10.0
 
 def lsof_writers(path: str) -> list[Holder]:
     """`writers` as `lsof` sees the file at `path`: each process with it open in mode `w` or `u`."""
-    lsof = shutil.which("lsof")
+    lsof = _lsof()
     if lsof is None:
         return []
     try:

@@ -12,8 +12,9 @@ _PATTERNS = [
     # whatever precedes it (`toolu_01ghp_…`, `toolu_9AKIA…`).
     (re.compile(r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{16,}"), "sk-…[redacted]"),
     (re.compile(r"sk-[A-Za-z0-9]{32,}"), "sk-…[redacted]"),
-    # A short `sk-…` only on its own: `task-…`, `disk-…` are words, not keys.
-    (re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{16,}"), "sk-…[redacted]"),
+    # A short `sk-…` only on its own: `task-…`, `disk-…` are words, not keys, and `/sk-tools-for-x/`
+    # is a folder (a printed command with it redacted would not run).
+    (re.compile(r"(?<![A-Za-z0-9/\\])sk-[A-Za-z0-9_\-]{16,}"), "sk-…[redacted]"),
     (re.compile(r"github_pat_[A-Za-z0-9_]{22,}"), "github_pat_…[redacted]"),
     (re.compile(r"gh[pousr]_[A-Za-z0-9]{20,}"), "gh…[redacted]"),
     (re.compile(r"(?:AKIA|ASIA)[0-9A-Z]{16,}"), "AKIA…[redacted]"),

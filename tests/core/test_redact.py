@@ -23,6 +23,7 @@ A36 = "Kp3xQ9wLm2Zr8TvB6nYc4HsJ1dFg7AeU5oWi"
     ("Authorization: Bearer abcdef123456789", "Authorization: Bearer [redacted]"),
     ("ANTHROPIC_API_KEY=abcd1234efgh", "ANTHROPIC_API_KEY=[redacted]"),
     ("mail jane.doe@example.com", "mail [email redacted]"),
+    ("use sk-abcdefghijklmnopqrstu", "use sk-…[redacted]"),
     ("write to <jane.doe@example.com>.", "write to <[email redacted]>."),
     ("DB_PASSWD=hunter22 GH_TOKEN: abcd1234", "DB_PASSWD=[redacted] GH_TOKEN:[redacted]"),
     ("AWS_CREDENTIALS=abcd1234 MY_SECRET=abcd1234", "AWS_CREDENTIALS=[redacted] MY_SECRET=[redacted]"),
@@ -42,6 +43,7 @@ def test_secrets_are_hidden(text: str, shown: str) -> None:
     # command must still run.
     "cd '/home/jdoe@corp.example.com/app' && claude --resume 1",
     "/home/jdoe@corp.example.com",
+    "cd '/home/me/sk-tools-and-scripts-2026/app' && claude --resume 1",
     r"C:\Users\jdoe@corp.example.com\.claude",
 ])
 def test_ordinary_text_is_left_alone(text: str) -> None:
