@@ -11,7 +11,10 @@ local function program(name, filler)
   local function burst(n, label)
     return ("i=0; while [ $i -lt %d ]; do echo \"%s $i\"; i=$((i+1)); done"):format(n, label)
   end
-  H.write_file(path, {
+  -- Written beside it and renamed over it: an earlier test's `claude` may still be running it,
+  -- and a running program's file cannot be opened for writing (ETXTBSY).
+  local fresh = path .. ".new"
+  H.write_file(fresh, {
     "#!/bin/sh",
     "echo starting session " .. H.session_id,
     ("while [ ! -e '%s.go' ]; do sleep 0.1; done"):format(path),
@@ -20,7 +23,8 @@ local function program(name, filler)
     burst(filler and 20 or 0, "after"),
     "sleep 10",
   })
-  vim.fn.setfperm(path, "rwxr-xr-x")
+  vim.fn.setfperm(fresh, "rwxr-xr-x")
+  assert(vim.fn.rename(fresh, path) == 0, "rename " .. fresh)
   return path
 end
 
