@@ -586,7 +586,7 @@ def copy_subagents(src_dir: Path, dest_dir: Path, session_id: str) -> None:
                 raise RewindError(f"{s} changed while it was being copied (is a subagent still running?); "
                                   "nothing was written. Close the session and try again.")
             if differences:
-                raise RewindError(f"the copy of {s} does not hold what it does ({'; '.join(differences)}); "
+                raise RewindError(f"the copy of {s} does not hold what that file holds ({'; '.join(differences)}); "
                                   "nothing was written. Please report this with `rewind-lsp doctor`.")
     # Deepest first: each folder's entries are durable before the folder that names it.
     for d, mode in reversed(folders):

@@ -379,8 +379,8 @@ def test_a_subagent_copy_is_counted_and_one_that_lost_a_line_is_refused(
     with pytest.raises(RewindError) as refused:
         rewind(src, "patch")
     assert str(refused.value) == (
-        f"the copy of {sub} does not hold what it does (1 line instead of 2; 0 assistant replies instead of 1); "
-        "nothing was written. Please report this with `rewind-lsp doctor`."
+        f"the copy of {sub} does not hold what that file holds (1 line instead of 2; 0 assistant replies "
+        "instead of 1); nothing was written. Please report this with `rewind-lsp doctor`."
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
