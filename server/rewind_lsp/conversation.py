@@ -682,17 +682,33 @@ def is_splitter(e: Entry) -> bool:
     return e.type == "attachment" or (e.type == "system" and e.subtype == "local_command")
 
 
-def api_positions(conv: Conversation, only: set[int] | None = None) -> dict[int, int]:
+def reply_splitters(conv: Conversation, start: int) -> list[Entry]:
+    """The splitters (`is_splitter`) of `conv` that could split a reply of its messages from `start`
+    on, in line order: those written between the first and the last line of a reply of several
+    lines (only such a reply can be split). None when there is no such reply, without looking."""
+    spread = [m.entries for m in conv.messages[start:] if m.role == "assistant" and len(m.entries) > 1]
+    if not spread:
+        return []
+    lo = min(e.line for entries in spread for e in entries)
+    hi = max(e.line for entries in spread for e in entries)
+    # Lines outside every such reply's span are passed over by their number alone: a session whose
+    # last reply has two lines held 500,000 prompts that could split nothing.
+    return sorted((e for e in conv.order if lo < e.line < hi and is_splitter(e)), key=_line_of)
+
+
+def api_positions(conv: Conversation, only: set[int] | None = None, start: int | None = None,
+                  splitters: list[Entry] | None = None) -> dict[int, int]:
     """The API's `messages.N` of each entry (by identity) of the messages the API is sent: counted
     from `first_sent`; a reply whose lines have a splitter written between them reaches the API as
     two assistant messages with the splitters' user message between, so from there on each count is
     two more (the splitters themselves are that message). `only`: of these entries alone (by
-    identity), without a map of every line (a fault's place in a long conversation)."""
-    start = first_sent(conv)
+    identity), without a map of every line (a fault's place in a long conversation). `start` and
+    `splitters`: `first_sent` and `reply_splitters`, when the caller has them already."""
+    if start is None:
+        start = first_sent(conv)
+    if splitters is None:
+        splitters = reply_splitters(conv, start)
     msgs = conv.messages
-    # Only a reply of several lines can be split: without one, no splitter is looked for.
-    split = any(m.role == "assistant" and len(m.entries) > 1 for m in msgs[start:])
-    splitters = sorted((e for e in conv.order if is_splitter(e)), key=_line_of) if split else []
     lines = [e.line for e in splitters]
     out: dict[int, int] = {}
     shift = 0

@@ -17,7 +17,7 @@ from bisect import bisect_left, bisect_right
 
 import msgspec
 
-from .conversation import Conversation, Message, api_positions, is_splitter
+from .conversation import Conversation, Message, api_positions, first_sent, is_splitter, reply_splitters
 from .transcript import OTHER, SERVER_TOOL_USES, TOOL_RESULT, TOOL_USE, Block, Entry
 
 
@@ -131,10 +131,10 @@ def validate(conv: Conversation, start: int = 0) -> list[Fault]:
     # Index of the last assistant message: "a reply comes later" in O(1) instead of a scan per message.
     last_assistant = next((k for k in range(len(msgs) - 1, -1, -1) if msgs[k].role == "assistant"), -1)
     for i in range(start, len(msgs)):
+        if not blocks[i]:
+            continue  # no tool block (most messages): nothing to pair, nothing out of order
         msg = msgs[i]
         if msg.role == "assistant":
-            if not blocks[i]:
-                continue
             # One pass for the uses and the server-side results (it was a comprehension and a loop).
             uses: list[tuple[Entry, Block]] = []
             server_ids: dict[str, Entry] = {}
@@ -294,13 +294,25 @@ def validate(conv: Conversation, start: int = 0) -> list[Fault]:
     return faults
 
 
+def _holds(msgs: list[Message], i: int, e: Entry) -> bool:
+    return 0 <= i < len(msgs) and any(x is e for x in msgs[i].entries)
+
+
 def _count_as_the_api(conv: Conversation, faults: list[Fault]) -> None:
     """Each fault's `messages.N` as the API counts it (`conversation.api_positions`): from where
     Claude Code's loader starts, with a split reply counted as the messages it becomes. A fault in a
     message that is not sent keeps its place in the rebuilt conversation."""
     if not faults:
         return
-    positions = api_positions(conv, {id(f.entry) for f in faults})
+    start = first_sent(conv)
+    splitters = reply_splitters(conv, start)
+    indexed = [(f, int(f.facts["messages_index"])) for f in faults if "messages_index" in f.facts]
+    if not splitters and all(_holds(conv.messages, i, f.entry) for f, i in indexed):
+        # No reply is split: each message is one API message, so a fault's place is its message's
+        # from `start`, which it names already (without a walk of every message: 500,000 of them).
+        positions = {id(f.entry): i - start for f, i in indexed if i >= start}
+    else:
+        positions = api_positions(conv, {id(f.entry) for f in faults}, start, splitters)
     # A fork whose chain starts at its pointer's message: Claude Code sends the parent's part first,
     # so the count goes on from there (forks.follow adds it, with the parent file at hand).
     forked = conv.forked and bool(conv.missing_parent)
