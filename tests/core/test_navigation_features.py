@@ -227,5 +227,5 @@ def test_a_group_with_an_unpaired_call_says_so(tmp_path: Path) -> None:
     m = build(check.conversations, lambda o, n: data[o:o + n])
     lines = path.read_text().splitlines()
     symbols = document_symbols(m, _length(lines, types.PositionEncodingKind.Utf8))
-    assert (symbols[0].name, symbols[0].detail) == ("turns 1–1 ✗", "lines 1–2 · 1 prompts, 1 unpaired call")
-    assert (symbols[1].name, symbols[1].detail) == ("turns 2–2", "lines 3–4 · 1 prompts")
+    assert (symbols[0].name, symbols[0].detail) == ("turns 1–1 ✗", "lines 1–2 · 1 prompt, 1 unpaired call")
+    assert (symbols[1].name, symbols[1].detail) == ("turns 2–2", "lines 3–4 · 1 prompt")

@@ -4,8 +4,8 @@ branches, history before a compaction, subagent runs); folding ranges the same w
 transcript folds to its prompts.
 
 Past `TURNS_SHOWN` turns, only the latest are shown one by one and the earlier ones in at most
-`GROUPS` symbols of consecutive turns: an outline of each of 500,000 turns took the server 12.7 s
-and is more than an editor can show."""
+`GROUPS` symbols of consecutive turns: an outline of each of 500,000 turns took the server 6.5 s
+to build and is more than an editor can show."""
 
 from __future__ import annotations
 
@@ -35,14 +35,18 @@ def shown_turns(turns: list[Turn]) -> tuple[list[list[Turn]], list[Turn]]:
     return [early[k:k + size] for k in range(0, len(early), size)], turns[-TURNS_SHOWN:]
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}" if n == 1 else f"{n:,} {what}s"
+
+
 def _group_symbol(group: list[Turn], first: int, length: LineLength) -> types.DocumentSymbol:
     """Turns `first`.. (1-based, as counted in the live conversation) as one symbol, no children."""
     unpaired = sum(not c.paired for t in group for c in t.calls)
     mark = f" {UNPAIRED}" if unpaired else ""
-    calls = f", {unpaired:,} unpaired call{'s' if unpaired != 1 else ''}" if unpaired else ""
+    calls = f", {_count(unpaired, 'unpaired call')}" if unpaired else ""
     return types.DocumentSymbol(
         name=f"turns {first:,}–{first + len(group) - 1:,}{mark}", kind=types.SymbolKind.Package,
-        detail=f"lines {group[0].prompt.line:,}–{group[-1].last_line:,} · {len(group):,} prompts{calls}",
+        detail=f"lines {group[0].prompt.line:,}–{group[-1].last_line:,} · {_count(len(group), 'prompt')}{calls}",
         range=_range(group[0].prompt.line, group[-1].last_line, length),
         selection_range=_line(group[0].prompt.line, length),
     )
