@@ -294,8 +294,19 @@ def validate(conv: Conversation, start: int = 0) -> list[Fault]:
     return faults
 
 
-def _holds(msgs: list[Message], i: int, e: Entry) -> bool:
-    return 0 <= i < len(msgs) and any(x is e for x in msgs[i].entries)
+def _each_in_its_message(msgs: list[Message], indexed: list[tuple[Fault, int]]) -> bool:
+    """Is each fault's entry in the message its index names? (Each message's entries are gathered
+    once: thousands of faults can name one message of thousands of lines.)"""
+    held: dict[int, set[int]] = {}
+    for f, i in indexed:
+        if not 0 <= i < len(msgs):
+            return False
+        ids = held.get(i)
+        if ids is None:
+            ids = held[i] = {id(x) for x in msgs[i].entries}
+        if id(f.entry) not in ids:
+            return False
+    return True
 
 
 def _count_as_the_api(conv: Conversation, faults: list[Fault]) -> None:
@@ -307,7 +318,7 @@ def _count_as_the_api(conv: Conversation, faults: list[Fault]) -> None:
     start = first_sent(conv)
     splitters = reply_splitters(conv, start)
     indexed = [(f, int(f.facts["messages_index"])) for f in faults if "messages_index" in f.facts]
-    if not splitters and all(_holds(conv.messages, i, f.entry) for f, i in indexed):
+    if not splitters and _each_in_its_message(conv.messages, indexed):
         # No reply is split: each message is one API message, so a fault's place is its message's
         # from `start`, which it names already (without a walk of every message: 500,000 of them).
         positions = {id(f.entry): i - start for f, i in indexed if i >= start}
