@@ -183,11 +183,7 @@ def read_rollout_bytes(data: bytes) -> Transcript:
         length = len(body) - 1 if body.endswith(b"\r") else len(body)
         raw = body[:length]
         if raw.strip():
-            d: _Line | None
-            try:
-                d = _decode(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                d = _tolerant(raw)
+            d = _decoded(raw)
             if d is None:
                 if not ended and is_truncated(raw):
                     torn = True
@@ -216,10 +212,7 @@ def line_parser(bare: bool, first_line: int) -> Callable[[int, int, bytes], Entr
     entry or bad line."""
 
     def parse(line: int, offset: int, raw: bytes) -> Entry | BadLine:
-        try:
-            d: _Line | None = _decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            d = _tolerant(raw)
+        d = _decoded(raw)
         if d is None:
             return BadLine(line, offset, 1, "not a JSON object")
         e = _entry(d, bare, line == first_line)
@@ -236,6 +229,14 @@ def _wrapped_first_line(data: bytes) -> bool:
     except (ValueError, RecursionError):
         return False
     return isinstance(d, dict) and isinstance(d.get("type"), str) and d["type"] in ROLLOUT_TYPES and "payload" in d
+
+
+def _decoded(raw: bytes) -> _Line | None:
+    """A line's fields, by the typed fast path or else field by field; None when it is no JSON object."""
+    try:
+        return _decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _tolerant(raw)
 
 
 def _tolerant(raw: bytes) -> _Line | None:
