@@ -449,7 +449,7 @@ def test_the_hook_s_commands_run_under_a_home_named_like_an_e_mail_address(tmp_p
     path a printed command names (it would no longer run)."""
     home = tmp_path / "jdoe@corp.example.com"
     env = isolated_env(home)
-    src = Path(env["CLAUDE_CONFIG_DIR"]) / "projects" / "-app" / f"{SID}.jsonl"
+    src = Path(env["CLAUDE_CONFIG_DIR"]) / "projects" / "my app" / f"{SID}.jsonl"  # a space too
     src.parent.mkdir(parents=True)
     src.write_text(broken())
     done = hook({"session_id": SID, "transcript_path": str(src), "hook_event_name": "UserPromptSubmit",
